@@ -1,0 +1,1 @@
+"""Baselines (TTT, GLA and peers through fla-core), installed as `prismbench.baselines`."""

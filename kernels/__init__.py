@@ -1,0 +1,1 @@
+"""Triton kernels and their references, installed as `prismbench.kernels`."""

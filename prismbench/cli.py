@@ -1,0 +1,205 @@
+"""`prismbench` command line: run, plot, env, methods (and the commands other modules add).
+
+Exit codes: 0 success; 1 a gate or check failed; 2 unusable input (bad bench.toml, unknown method,
+unreadable results file, a GPU preset on a machine without a GPU).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="prismbench: PRISM kernels vs TTT, GLA and peers: throughput, memory, error.")
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _pick_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        _fail("--device cuda: no CUDA GPU is available here")
+    if device not in ("cpu", "cuda"):
+        _fail(f"--device={device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(Path("bench.toml"), "--config", "-c", help="bench.toml to read."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset (presets.NAME)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Directory for results and figures."),
+    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="Comma-separated subset of methods."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results document to stdout."),
+    resume: bool = typer.Option(False, "--resume", help="Skip points already measured in the results file."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write figures after the sweep."),
+):
+    """Sweep the methods over the shapes of bench.toml (or a preset); write results JSON and figures."""
+    from prismbench import config as cfgmod
+    from prismbench import env as envmod
+    from prismbench import plots, results, runner
+
+    dev = _pick_device(device)
+    try:
+        bench = cfgmod.load(config)
+        if preset is None and dev.type == "cpu":
+            if "smoke" not in bench.get("presets", {}):
+                _fail(f"{config}: no GPU here and no `presets.smoke` to fall back to")
+            preset = "smoke"
+            err.print("[yellow]No GPU: running the `smoke` preset on the CPU "
+                      "(pass --preset to choose another).[/]")
+        cfg = cfgmod.resolve(bench, preset, str(config))
+    except cfgmod.ConfigError as e:
+        _fail(str(e))
+    if cfg.device == "cuda" and dev.type != "cuda":
+        _fail(f"preset {preset or '[sweep]'} is for a GPU (device = \"cuda\") and this run is on the CPU; "
+              f"use --preset smoke")
+    if cfg.device == "cpu" and dev.type != "cpu":
+        err.print(f"[yellow]preset {preset} is sized for the CPU; running it on {dev} anyway.[/]")
+    only = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    try:
+        meths = runner.resolve_methods(cfg, only)
+    except KeyError as e:
+        _fail(str(e.args[0]))
+    specs = runner.expand(cfg, meths, dev)
+    env = envmod.collect_env()
+    path = out / f"{preset or 'sweep'}-{envmod.device_slug(env)}.json"
+    resolved = {"preset": preset, "source": str(config), **cfg.model_dump()}
+    resolved["methods"] = [m.name for m in meths]
+    keys: frozenset = frozenset()
+    if resume and path.exists():
+        try:
+            doc = results.read(path)
+        except results.ResultsError as e:
+            _fail(f"--resume: {e}")
+        if doc["env"].get("gpu_name") != env.get("gpu_name"):
+            _fail(f"--resume: {path} was measured on {doc['env'].get('gpu_name') or 'CPU'}, "
+                  f"this machine is {env.get('gpu_name') or 'CPU'}; absolute times do not mix")
+        keys = runner.resumable_keys(doc)
+        doc["env"] = env
+        doc["config"] = resolved
+        err.print(f"Resuming {path}: {len(keys)} point(s) already measured.")
+    else:
+        if path.exists():
+            prev = path.with_suffix(".prev.json")
+            path.replace(prev)
+            err.print(f"Previous results moved to {prev}")
+        doc = results.new_document(env, resolved)
+    err.print(f"{len(specs)} points, {len(meths)} methods on {env.get('gpu_name') or 'CPU'} -> {path}")
+    counts = {"ok": 0, "error": 0, "unsupported": 0, "skipped": 0}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("sweep", total=len(specs))
+
+        def on_point(spec, rec):
+            if rec is None:
+                counts["skipped"] += 1
+            else:
+                counts[rec["status"]] += 1
+                if rec["status"] == "error":
+                    bar.console.print(f"[red]error[/] {spec.label()}: {rec['error']}", highlight=False)
+            bar.update(task, advance=1, description=spec.label()[:60])
+
+        doc = runner.run_sweep(cfg, specs, doc, path, keys, on_point)
+    written = plots.plot_all(doc, out / "figures", plots.stem_of(path)) if plot else []
+    _summary(doc, specs)
+    err.print(f"ok {counts['ok']}, error {counts['error']}, unsupported {counts['unsupported']}, "
+              f"skipped (resume) {counts['skipped']}. Results: {path}"
+              + (f"; {len(written)} figure files in {out / 'figures'}" if written else ""))
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _summary(doc: dict, specs) -> None:
+    from prismbench import results
+
+    keys = {s.key() for s in specs}
+    t = Table(title="prismbench results", show_lines=False)
+    for c in ("method", "mode", "dtype", "B", "T", "H", "K", "L", "median ms", "ktok/s", "peak MiB",
+              "max rel err", "status"):
+        t.add_column(c, justify="right" if c not in ("method", "mode", "dtype", "status") else "left")
+    for p in doc["points"]:
+        if results.point_key(p) not in keys:
+            continue
+        errs = [results.as_float(v) for v in (p.get("rel_err") or {}).values() if v is not None]
+        worst = max(errs, key=lambda v: (v != v, v)) if errs else None
+        status = p["status"] if p["status"] == "ok" else f"{p['status']}: {str(p.get('error'))[:40]}"
+        t.add_row(p["method"], p["mode"], p["dtype"], str(p["B"]), str(p["T"]), str(p["H"]), str(p["K"]),
+                  "" if p["L"] is None else str(p["L"]), _fmt(p.get("median_ms"), ".3f"),
+                  _fmt(None if p.get("tokens_per_s") is None else p["tokens_per_s"] / 1e3, ",.1f"),
+                  _fmt(None if p.get("peak_mem_bytes") is None else p["peak_mem_bytes"] / 2**20, ",.1f"),
+                  _fmt(worst, ".1e"), status)
+    err.print(t)
+
+
+@app.command()
+def plot(
+    results_file: Path = typer.Argument(..., help="A results JSON written by `prismbench run`."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory (default: <results dir>/figures)."),
+):
+    """Regenerate the figures of a results file."""
+    from prismbench import plots, results
+
+    try:
+        written = plots.plot_file(results_file, out)
+    except results.ResultsError as e:
+        _fail(str(e))
+    if not written:
+        err.print("[yellow]no successful points to plot[/]")
+    for p in written:
+        typer.echo(str(p))
+
+
+@app.command()
+def env(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """Print the environment block recorded with every result."""
+    from prismbench.env import collect_env
+
+    e = collect_env()
+    if as_json:
+        typer.echo(json.dumps(e, indent=1))
+        return
+    t = Table(show_header=False)
+    for k, v in e.items():
+        t.add_row(k, str(v))
+    Console().print(t)
+
+
+@app.command("methods")
+def list_methods():
+    """List the registered methods."""
+    from prismbench import registry
+
+    t = Table(title="registered methods")
+    for c in ("name", "family", "backend", "devices", "dtypes", "uses L", "reference"):
+        t.add_column(c)
+    for name, m in sorted(registry.all_methods().items()):
+        t.add_row(name, m.family, m.backend, ",".join(m.devices), ",".join(m.dtypes),
+                  "yes" if m.uses_L else "", m.reference or "")
+    Console().print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Figures from a results file (PNG and SVG, named by content).
+
+- `<stem>-throughput-vs-T`: tokens/s against T per method (and L), fwd and fwd+bwd panels, log scale;
+- `<stem>-prism-ratio`: bars of PRISM's tokens/s over each baseline's, per T and mode;
+- `<stem>-peak-memory-vs-T`: peak memory against T per method;
+- `<stem>-throughput-vs-state`: tokens/s against state size K=V (at the largest T measured at >1 K);
+- `<stem>-errors`: a table of the worst relative error per method, dtype and mode (also `.md`).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from prismbench import results  # noqa: E402
+
+MODES = ("fwd", "fwdbwd")
+MODE_TITLE = {"fwd": "forward", "fwdbwd": "forward + backward"}
+# the PRISM implementation a ratio figure is about, best first
+PRISM_PREFERENCE = ("prism-triton", "prism-torch", "prism-fla-dplr", "prism-reference")
+
+
+def _series_name(p: dict) -> str:
+    return p["method"] + (f" L={p['L']}" if p.get("L") is not None else "")
+
+
+def _main_slice(points: list[dict]) -> tuple[list[dict], str]:
+    """Points at the most common (dtype, H, K, V): the slice the T plots show."""
+    c = Counter((p["dtype"], p["H"], p["K"], p["V"]) for p in points)
+    if not c:
+        return [], ""
+    (dt, H, K, V), _ = c.most_common(1)[0]
+    sl = [p for p in points if (p["dtype"], p["H"], p["K"], p["V"]) == (dt, H, K, V)]
+    return sl, f"{dt}, H={H}, K={K}, V={V}"
+
+
+def _subtitle(doc: dict, shape: str) -> str:
+    env = doc.get("env", {})
+    dev = env.get("gpu_name") or f"CPU ({env.get('cpu', '?')})"
+    return f"{dev} | {shape} | commit {str(env.get('git_commit') or '?')[:8]}"
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def _lines_vs(ax, points: list[dict], x: str, y: str, scale: float = 1.0) -> bool:
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for p in points:
+        v = results.as_float(p.get(y))
+        if math.isfinite(v):
+            series[_series_name(p)].append((p[x], v * scale))
+    for name in sorted(series):
+        xs, ys = zip(*sorted(series[name]))
+        ax.plot(xs, ys, marker="o", label=name)
+    return bool(series)
+
+
+def throughput_vs_T(doc: dict, out: Path, stem: str) -> list[Path]:
+    pts, shape = _main_slice(results.ok_points(doc["points"]))
+    if not pts:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
+    for ax, mode in zip(axes, MODES):
+        sel = [p for p in pts if p["mode"] == mode]
+        _lines_vs(ax, sel, "T", "tokens_per_s", 1e-3)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("thousand tokens / s")
+        ax.set_title(MODE_TITLE[mode])
+        ax.grid(True, which="both", alpha=0.3)
+        if sel:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Throughput vs T ({_subtitle(doc, shape)})", fontsize=9)
+    return _save(fig, out, f"{stem}-throughput-vs-T")
+
+
+def prism_ratios(points: list[dict]) -> list[dict]:
+    """PRISM tokens/s over each baseline's at the same (mode, dtype, B, T, H, K, V).
+
+    The PRISM side is the first of PRISM_PREFERENCE present, at each L measured; baselines that
+    have L (e.g. gdp-fla-chunk, n = L) are matched at the same L.
+    """
+    ok = results.ok_points(points)
+    prism = next((m for m in PRISM_PREFERENCE if any(p["method"] == m for p in ok)), None)
+    if prism is None:
+        return []
+    base = {}
+    for p in ok:
+        if p["family"] != "prism" or p["method"] != prism:
+            base[(p["method"], p["mode"], p["dtype"], p["B"], p["T"], p["H"], p["K"], p["V"], p["L"])] = p
+    rows = []
+    for p in ok:
+        if p["method"] != prism:
+            continue
+        for (bm, mode, dt, B, T, H, K, V, L), b in base.items():
+            if (mode, dt, B, T, H, K, V) != (p["mode"], p["dtype"], p["B"], p["T"], p["H"], p["K"], p["V"]):
+                continue
+            if L is not None and L != p["L"]:
+                continue
+            rows.append({"prism": prism, "L": p["L"], "baseline": _series_name(b), "mode": mode,
+                         "dtype": dt, "T": T, "B": B, "H": H, "K": K,
+                         "ratio": p["tokens_per_s"] / b["tokens_per_s"]})
+    return rows
+
+
+def ratio_bars(doc: dict, out: Path, stem: str) -> list[Path]:
+    pts, shape = _main_slice(results.ok_points(doc["points"]))
+    rows = prism_ratios(pts)
+    if not rows:
+        return []
+    Ls = sorted({r["L"] for r in rows})
+    fig, axes = plt.subplots(len(Ls), 2, figsize=(12, 3.8 * len(Ls)), squeeze=False)
+    for i, L in enumerate(Ls):
+        for j, mode in enumerate(MODES):
+            ax = axes[i][j]
+            sel = [r for r in rows if r["L"] == L and r["mode"] == mode]
+            Ts = sorted({r["T"] for r in sel})
+            bases = sorted({r["baseline"] for r in sel})
+            width = 0.8 / max(1, len(bases))
+            for k, b in enumerate(bases):
+                vals = {r["T"]: r["ratio"] for r in sel if r["baseline"] == b}
+                xs = [t + 0 for t in range(len(Ts))]
+                ax.bar([x + k * width for x in xs], [vals.get(T, 0) for T in Ts], width, label=b)
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_yscale("log")
+            ax.set_xticks([x + width * (len(bases) - 1) / 2 for x in range(len(Ts))], [str(T) for T in Ts])
+            ax.set_xlabel("T")
+            ax.set_ylabel(f"{rows[0]['prism']} / baseline (tokens/s)")
+            ax.set_title(f"L={L}, {MODE_TITLE[mode]}")
+            if bases:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"PRISM throughput ratio ({_subtitle(doc, shape)})", fontsize=9)
+    return _save(fig, out, f"{stem}-prism-ratio")
+
+
+def memory_vs_T(doc: dict, out: Path, stem: str) -> list[Path]:
+    pts, shape = _main_slice(results.ok_points(doc["points"]))
+    pts = [p for p in pts if p["mode"] == "fwdbwd" and p.get("peak_mem_bytes") is not None] or \
+          [p for p in pts if p.get("peak_mem_bytes") is not None]
+    if not pts:
+        return []
+    kind = pts[0].get("peak_mem_kind")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _lines_vs(ax, pts, "T", "peak_mem_bytes", 1 / 2**20)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel(f"peak memory, MiB ({kind})")
+    ax.set_title(f"Peak memory, {MODE_TITLE[pts[0]['mode']]} ({_subtitle(doc, shape)})", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out, f"{stem}-peak-memory-vs-T")
+
+
+def throughput_vs_state(doc: dict, out: Path, stem: str) -> list[Path]:
+    ok = results.ok_points(doc["points"])
+    Ks_by_T = defaultdict(set)
+    for p in ok:
+        Ks_by_T[p["T"]].add(p["K"])
+    Ts = [T for T, ks in Ks_by_T.items() if len(ks) > 1]
+    if not Ts:
+        return []
+    T = max(Ts)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, mode in zip(axes, MODES):
+        sel = [p for p in ok if p["T"] == T and p["mode"] == mode]
+        _lines_vs(ax, sel, "K", "tokens_per_s", 1e-3)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("state size K = V")
+        ax.set_ylabel("thousand tokens / s")
+        ax.set_title(f"{MODE_TITLE[mode]}, T={T}")
+        ax.grid(True, which="both", alpha=0.3)
+        if sel:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Throughput vs state size ({_subtitle(doc, 'all dtypes/H')})", fontsize=9)
+    return _save(fig, out, f"{stem}-throughput-vs-state")
+
+
+def error_rows(points: list[dict]) -> list[dict]:
+    """Worst rel_err per (method, L, dtype, mode) and the tensor it came from."""
+    worst: dict[tuple, dict] = {}
+    for p in results.ok_points(points):
+        errs = p.get("rel_err")
+        if not errs:
+            continue
+        key = (p["method"], p.get("L"), p["dtype"], p["mode"])
+        for name, e in errs.items():
+            v = results.as_float(e)
+            cur = worst.get(key)
+            if cur is None or (not math.isfinite(v)) or (math.isfinite(cur["err"]) and v > cur["err"]):
+                worst[key] = {"method": p["method"], "L": p.get("L"), "dtype": p["dtype"],
+                              "mode": p["mode"], "tensor": name, "err": v}
+    return [worst[k] for k in sorted(worst, key=lambda k: tuple(str(x) for x in k))]
+
+
+def error_table(doc: dict, out: Path, stem: str) -> list[Path]:
+    rows = error_rows(doc["points"])
+    if not rows:
+        return []
+    md = ["| method | L | dtype | mode | worst tensor | max rel. error |", "|---|---|---|---|---|---|"]
+    cells = []
+    for r in rows:
+        L = "" if r["L"] is None else str(r["L"])
+        md.append(f"| {r['method']} | {L} | {r['dtype']} | {r['mode']} | {r['tensor']} | {r['err']:.2e} |")
+        cells.append([r["method"], L, r["dtype"], r["mode"], r["tensor"], f"{r['err']:.2e}"])
+    p_md = out / f"{stem}-errors.md"
+    p_md.write_text("\n".join(md) + "\n")
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(rows) + 1))
+    ax.axis("off")
+    t = ax.table(cellText=cells, colLabels=["method", "L", "dtype", "mode", "worst tensor", "max rel. err"],
+                 loc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    ax.set_title(f"Relative error vs float64 reference ({_subtitle(doc, 'all shapes')})", fontsize=8)
+    return _save(fig, out, f"{stem}-errors") + [p_md]
+
+
+def plot_all(doc: dict, out: Path, stem: str) -> list[Path]:
+    """Every figure the data supports; returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for f in (throughput_vs_T, ratio_bars, memory_vs_T, throughput_vs_state, error_table):
+        paths += f(doc, out, stem)
+    return paths
+
+
+def stem_of(path: Path) -> str:
+    return Path(path).name.removesuffix(".json")
+
+
+def plot_file(path: Path, out: Optional[Path] = None) -> list[Path]:
+    doc = results.read(path)
+    out = Path(out) if out is not None else Path(path).parent / "figures"
+    return plot_all(doc, out, stem_of(path))

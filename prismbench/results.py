@@ -1,0 +1,141 @@
+"""The results format (versioned; plots, the gate and users' scripts read it).
+
+One JSON document::
+
+    {
+      "schema_version": 1,
+      "env": {...},                 # prismbench.env.collect_env(): GPU, driver, torch, triton, fla, git ...
+      "config": {...},              # the resolved sweep (preset name, axes, timing settings)
+      "points": [ {point}, ... ]
+    }
+
+Each point (see POINT_FIELDS):
+
+    method, family, backend       SPEC section 4 names
+    mode                          "fwd" | "fwdbwd"
+    dtype                         "float32" | "bfloat16" | ...
+    B, T, H, K, V, L              shape; L is null for methods that ignore it
+    median_ms, p20_ms, p80_ms     time per call (CUDA events on GPU, perf_counter on CPU)
+    tokens_per_s                  B*T / median
+    peak_mem_bytes                GPU: torch.cuda.max_memory_allocated over one call, inputs included;
+                                  CPU: growth of the process's peak resident set over one call (Linux
+                                  VmHWM, reset before the call), null where unavailable
+    peak_mem_kind                 "cuda_max_allocated" | "cpu_peak_rss_growth" | null
+    rel_err                       {"o": e, "dq": e, ...} = ||x - ref|| / ||ref|| against the float64
+                                  reference method, or null (rel_err_note says why)
+    rel_err_note                  how the error was measured (reference name, sub-batch) or why not
+    state_size                    floats of recurrent state (or KV cache) per sequence, or null
+    status                        "ok" | "error" | "unsupported"
+    error                         message for error/unsupported, else null
+    device                        "cpu" | "cuda"
+    seconds                       wall time spent on the point (build, check, timing)
+
+Results are rewritten atomically after every point, so an interrupted run keeps what it measured.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+
+POINT_FIELDS = (
+    "method", "family", "backend", "mode", "dtype", "B", "T", "H", "K", "V", "L",
+    "median_ms", "p20_ms", "p80_ms", "tokens_per_s", "peak_mem_bytes", "peak_mem_kind",
+    "rel_err", "rel_err_note", "state_size", "status", "error", "device", "seconds",
+)
+KEY_FIELDS = ("method", "mode", "dtype", "B", "T", "H", "K", "V", "L")
+STATUSES = ("ok", "error", "unsupported")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used (unreadable, wrong schema, malformed points)."""
+
+
+def point_key(point: dict) -> tuple:
+    """Identity of a point: method, mode, dtype and shape."""
+    return tuple(point.get(f) for f in KEY_FIELDS)
+
+
+def new_document(env: dict, config: dict) -> dict:
+    return {"schema_version": SCHEMA_VERSION, "env": env, "config": config, "points": []}
+
+
+def write(doc: dict, path: Path) -> None:
+    """Write atomically (temp file + rename): a crash mid-write never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite(doc), f, indent=1, default=_json_default, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _finite(o: Any) -> Any:
+    """Strict JSON: non-finite floats become the strings "nan", "inf", "-inf" (never dropped)."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return "nan" if math.isnan(o) else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def as_float(x: Any) -> float:
+    """A numeric field as a float ("nan"/"inf" strings included); None stays NaN."""
+    if x is None:
+        return math.nan
+    return float(x)
+
+
+def _json_default(o: Any):
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read(path: Path) -> dict:
+    """Read and validate a results file; raises ResultsError naming the problem."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON ({e})") from None
+    validate(doc, str(path))
+    return doc
+
+
+def validate(doc: Any, where: str = "results") -> None:
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{where}: top level must be an object")
+    for k in ("schema_version", "env", "points"):
+        if k not in doc:
+            raise ResultsError(f"{where}: missing key {k!r}")
+    if doc["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{where}: schema_version={doc['schema_version']!r}, this prismbench reads {SCHEMA_VERSION}")
+    if not isinstance(doc["points"], list):
+        raise ResultsError(f"{where}: points must be a list")
+    for i, p in enumerate(doc["points"]):
+        missing = [f for f in KEY_FIELDS + ("status",) if f not in p]
+        if missing:
+            raise ResultsError(f"{where}: points[{i}] lacks {missing}")
+        if p["status"] not in STATUSES:
+            raise ResultsError(f"{where}: points[{i}].status={p['status']!r} not in {STATUSES}")
+
+
+def ok_points(points: Iterable[dict]) -> list[dict]:
+    return [p for p in points if p.get("status") == "ok"]

@@ -1,0 +1,243 @@
+"""Sweep runner: expands a SweepConfig into points, measures each, records every outcome.
+
+Per point: build inputs, measure the relative error of the output and every input gradient against
+the method's float64 reference (where affordable), time the call (fwd, or fwd + bwd), and take its
+peak memory. Any failure is recorded as that point's status ("error" or "unsupported") and the sweep
+goes on; the results file is rewritten after every point. The runner knows no method by name.
+"""
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from prismbench import registry, results, timing
+from prismbench.config import SweepConfig
+from prismbench.registry import DTYPES, Method, Shape, Unsupported
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    method: Method
+    mode: str
+    shape: Shape
+
+    @property
+    def L(self) -> Optional[int]:
+        return self.shape.L if self.method.uses_L else None
+
+    def key(self) -> tuple:
+        return results.point_key(self.base_record())
+
+    def base_record(self) -> dict:
+        s, m = self.shape, self.method
+        return {
+            "method": m.name, "family": m.family, "backend": m.backend, "mode": self.mode,
+            "dtype": registry.dtype_name(s.dtype), "B": s.B, "T": s.T, "H": s.H, "K": s.K, "V": s.V,
+            "L": self.L, "device": torch.device(s.device).type,
+        }
+
+    def label(self) -> str:
+        r = self.base_record()
+        L = f" L={r['L']}" if r["L"] is not None else ""
+        return f"{r['method']} {r['mode']} {r['dtype']} B={r['B']} T={r['T']} H={r['H']} K={r['K']}{L}"
+
+
+def resolve_methods(cfg: SweepConfig, only: Optional[list[str]] = None) -> list[Method]:
+    names = sorted(registry.all_methods()) if cfg.methods == "all" else list(cfg.methods)
+    if only:
+        unknown = [m for m in only if m not in registry.all_methods()]
+        if unknown:
+            known = ", ".join(sorted(registry.all_methods()))
+            raise KeyError(f"--methods: unknown method(s) {unknown} (known: {known})")
+        names = [n for n in names if n in only] if cfg.methods != "all" else list(only)
+        names += [n for n in only if n not in names]
+    return [registry.get(n) for n in names]
+
+
+def expand(cfg: SweepConfig, methods: list[Method], device: torch.device) -> list[PointSpec]:
+    """All points of the sweep, shape-major (methods of one shape run close together in time)."""
+    specs: list[PointSpec] = []
+    seen = set()
+    for dname in cfg.dtype:
+        for K, V in cfg.state_sizes():
+            for H in cfg.H:
+                for T in cfg.T:
+                    for B in cfg.batches(T):
+                        for m in methods:
+                            for L in (cfg.L if m.uses_L else [1]):
+                                for mode in cfg.modes:
+                                    shape = Shape(B, T, H, K, V, L, DTYPES[dname], device)
+                                    spec = PointSpec(m, mode, shape)
+                                    if spec.key() not in seen:
+                                        seen.add(spec.key())
+                                        specs.append(spec)
+    return specs
+
+
+def _grad_leaves(inputs: dict) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor) and v.requires_grad}
+
+
+def _run_once(method: Method, inputs: dict, shape: Shape, mode: str,
+              cotangent: Callable[[torch.Tensor], torch.Tensor]):
+    """One call; returns (output, {name: grad}, dout), grads of every leaf for fwdbwd, where the
+    output gradient dout = cotangent(output)."""
+    leaves = _grad_leaves(inputs)
+    for t in leaves.values():
+        t.grad = None
+    out = method.fn(inputs, shape)
+    if mode == "fwd":
+        return out.detach(), {}, None
+    dout = cotangent(out)
+    out.backward(dout)
+    grads = {k: (t.grad.detach() if t.grad is not None else None) for k, t in leaves.items()}
+    return out.detach(), grads, dout
+
+
+def _rel(x: torch.Tensor, ref: torch.Tensor) -> float:
+    x = x.to(torch.float64)
+    ref = ref.to(torch.float64)
+    if x.shape != ref.shape:
+        raise ValueError(f"shape {tuple(x.shape)} != reference {tuple(ref.shape)}")
+    if not torch.isfinite(x).all():
+        return float("nan")
+    den = torch.linalg.vector_norm(ref)
+    num = torch.linalg.vector_norm(x - ref)
+    if den == 0:
+        return float(num)
+    return float(num / den)
+
+
+def _to_reference(inputs: dict) -> dict:
+    out = {}
+    for k, v in inputs.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            out[k] = v.detach().to(torch.float64).requires_grad_(v.requires_grad)
+        else:
+            out[k] = v
+    return out
+
+
+def relative_errors(method: Method, shape: Shape, mode: str, seed: int) -> tuple[Optional[dict], str]:
+    """rel_err of output and input gradients against the float64 reference; (None, why) if skipped."""
+    if method.reference is None:
+        return None, "no reference defined for this method"
+    ref = registry.get(method.reference)
+    if ref is method and shape.dtype == torch.float64:
+        return None, "this method is the float64 reference"
+    budget = ref.ref_max_tokens
+    note = f"vs {ref.name} in float64"
+    if shape.B * shape.T * shape.H > budget:
+        if shape.T * shape.H > budget:
+            return None, f"reference {ref.name} not affordable at T*H={shape.T * shape.H} > {budget}"
+        shape = shape.with_(B=1)
+        note += ", measured at B=1"
+    inputs = method.make_inputs(shape, seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+
+    def draw(out):
+        return torch.randn(out.shape, generator=gen, dtype=torch.float32).to(out.device, out.dtype)
+
+    out, grads, dout = _run_once(method, inputs, shape, mode, draw)
+    ref_out, ref_grads, _ = _run_once(ref, _to_reference(inputs), shape.with_(dtype=torch.float64), mode,
+                                      lambda o: dout.to(torch.float64))
+    errs = {"o": _rel(out, ref_out)}
+    for k, g in grads.items():
+        rg = ref_grads.get(k)
+        if g is None or rg is None:
+            errs["d" + k] = None if (g is None and rg is None) else float("nan")
+        else:
+            errs["d" + k] = _rel(g, rg)
+    return errs, note
+
+
+def measure(spec: PointSpec, cfg: SweepConfig) -> dict:
+    """Measure one point; never raises for a method failure (it becomes the point's status)."""
+    rec = spec.base_record()
+    rec.update(median_ms=None, p20_ms=None, p80_ms=None, tokens_per_s=None, peak_mem_bytes=None,
+               peak_mem_kind=None, rel_err=None, rel_err_note=None, state_size=None,
+               status="ok", error=None)
+    m, shape, mode = spec.method, spec.shape, spec.mode
+    t0 = time.perf_counter()
+    if m.state_size is not None:
+        rec["state_size"] = int(m.state_size(shape))
+    reason = m.unsupported_reason(shape, mode)
+    if reason is not None:
+        rec.update(status="unsupported", error=reason)
+        rec["seconds"] = round(time.perf_counter() - t0, 3)
+        return rec
+    inputs = None
+    try:
+        if cfg.check.rel_err:
+            rec["rel_err"], rec["rel_err_note"] = relative_errors(m, shape, mode, cfg.check.seed)
+        else:
+            rec["rel_err_note"] = "error check disabled ([check] rel_err = false)"
+        _free(shape.device)
+        inputs = m.make_inputs(shape, cfg.check.seed)
+        leaves = list(_grad_leaves(inputs).values())
+        if mode == "fwd":
+            def call():
+                return m.fn(inputs, shape)
+        else:
+            out = m.fn(inputs, shape)
+            dout = torch.randn_like(out)
+            del out
+
+            def call():
+                m.fn(inputs, shape).backward(dout)
+        device = torch.device(shape.device)
+        if device.type == "cuda":
+            t = timing.time_cuda(call, cfg.timing.warmup_ms, cfg.timing.rep_ms, grad_to_none=leaves)
+        else:
+            t = timing.time_cpu(call, cfg.timing.cpu_warmup, cfg.timing.cpu_reps, grad_to_none=leaves)
+        for x in leaves:
+            x.grad = None
+        rec["peak_mem_bytes"], rec["peak_mem_kind"] = timing.peak_memory(call, device)
+        rec.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms,
+                   tokens_per_s=shape.tokens / (t.median_ms / 1e3))
+    except Unsupported as e:
+        rec.update(status="unsupported", error=str(e) or type(e).__name__)
+    except Exception as e:  # any method failure (OOM, kernel error) is this point's result
+        msg = str(e).strip().splitlines()
+        rec.update(status="error", error=f"{type(e).__name__}: {msg[0] if msg else ''}"[:2000])
+        rec["traceback"] = traceback.format_exc(limit=8)[-4000:]
+    finally:
+        inputs = None
+        _free(shape.device)
+    rec["seconds"] = round(time.perf_counter() - t0, 3)
+    return rec
+
+
+def _free(device) -> None:
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_sweep(cfg: SweepConfig, specs: list[PointSpec], doc: dict, path: Path,
+              resume_keys: frozenset = frozenset(),
+              on_point: Optional[Callable[[PointSpec, Optional[dict]], None]] = None) -> dict:
+    """Measure every spec not in resume_keys, appending to doc['points'] and rewriting `path`
+    after each point. on_point(spec, record) is called after each point (record None if skipped)."""
+    for spec in specs:
+        if spec.key() in resume_keys:
+            if on_point:
+                on_point(spec, None)
+            continue
+        rec = measure(spec, cfg)
+        doc["points"] = [p for p in doc["points"] if results.point_key(p) != spec.key()] + [rec]
+        results.write(doc, path)
+        if on_point:
+            on_point(spec, rec)
+    return doc
+
+
+def resumable_keys(doc: dict) -> frozenset:
+    """Points a resumed run skips: those measured (ok) or known unsupported; errors run again."""
+    return frozenset(results.point_key(p) for p in doc["points"] if p["status"] in ("ok", "unsupported"))

@@ -1,0 +1,61 @@
+"""Figures from a real small results file."""
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prismbench import plots, results, runner
+from prismbench.cli import app
+from prismbench.config import resolve
+
+
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory):
+    cfg = resolve({"sweep": {"methods": ["sdpa", "prism-torch"], "T": [16, 32], "tokens": 64, "H": 1,
+                             "K": [16, 32], "L": [1, 2], "dtype": "float32", "device": "cpu"},
+                   "timing": {"cpu_warmup": 0, "cpu_reps": 1}}, None)
+    path = tmp_path_factory.mktemp("res") / "tiny-cpu.json"
+    specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+    runner.run_sweep(cfg, specs, results.new_document({"gpu_name": None, "cpu": "test"}, {}), path)
+    return path
+
+
+def test_every_figure_is_written(small_results, tmp_path):
+    written = plots.plot_file(small_results, tmp_path)
+    names = {p.name for p in written}
+    for stem in ("throughput-vs-T", "prism-ratio", "peak-memory-vs-T", "throughput-vs-state", "errors"):
+        for ext in ("png", "svg"):
+            assert f"tiny-cpu-{stem}.{ext}" in names
+    assert "tiny-cpu-errors.md" in names
+    for p in written:
+        data = p.read_bytes()
+        assert len(data) > 200
+        if p.suffix == ".png":
+            assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        if p.suffix == ".svg":
+            assert b"<svg" in data[:2000]
+
+
+def test_ratios_compare_same_shape_and_L(small_results):
+    doc = results.read(small_results)
+    rows = plots.prism_ratios(doc["points"])
+    assert rows and all(r["prism"] == "prism-torch" and r["baseline"] == "sdpa" for r in rows)
+    pts = {(p["method"], p["mode"], p["T"], p["K"], p["L"]): p["tokens_per_s"] for p in doc["points"]}
+    for r in rows:
+        want = pts[("prism-torch", r["mode"], r["T"], r["K"], r["L"])] / pts[("sdpa", r["mode"], r["T"], r["K"], None)]
+        assert r["ratio"] == pytest.approx(want)
+
+
+def test_error_table_has_worst_tensor(small_results):
+    rows = plots.error_rows(results.read(small_results)["points"])
+    assert {r["method"] for r in rows} == {"sdpa", "prism-torch"}
+    assert all(r["err"] < 1e-4 for r in rows)
+
+
+def test_plot_cli(small_results, tmp_path):
+    r = CliRunner().invoke(app, ["plot", str(small_results), "--out", str(tmp_path / "f")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "f" / "tiny-cpu-throughput-vs-T.png").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 99, "env": {}, "points": []}')
+    r = CliRunner().invoke(app, ["plot", str(bad)])
+    assert r.exit_code == 2 and "schema_version=99" in r.output

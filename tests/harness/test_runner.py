@@ -1,0 +1,175 @@
+"""The runner on real small sweeps: errors, unsupported points, interruption and resume."""
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prismbench import registry, results, runner
+from prismbench.cli import app
+from prismbench.config import resolve
+from prismbench.registry import Method, Unsupported
+
+SWEEP = {
+    "sweep": {
+        "methods": ["sdpa", "prism-torch"],
+        "T": [32, 48], "tokens": 96, "H": 2, "K": 16, "L": [1, 2],
+        "dtype": "float32", "modes": ["fwd", "fwdbwd"], "device": "cpu",
+    },
+    "timing": {"cpu_warmup": 0, "cpu_reps": 2},
+}
+
+
+def _sdpa_inputs(shape, seed):
+    return registry.get("sdpa").make_inputs(shape, seed)
+
+
+def _broken_fn(x, shape):
+    raise RuntimeError("injected kernel failure")
+
+
+def _refusing_fn(x, shape):
+    raise Unsupported("unsupported: backward refused by the library")
+
+
+@pytest.fixture
+def injected():
+    """A method that always fails and one that refuses its point, registered for one test."""
+    broken = Method(name="test-broken", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                    fn=_broken_fn, reference="sdpa")
+    refusing = Method(name="test-refusing", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                      fn=_refusing_fn, modes=("fwd", "fwdbwd"))
+    registry.register(broken)
+    registry.register(refusing)
+    yield
+    registry.unregister("test-broken")
+    registry.unregister("test-refusing")
+
+
+def test_expand_sweeps_L_only_for_methods_that_use_it():
+    cfg = resolve(SWEEP, None)
+    specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+    by = {}
+    for s in specs:
+        by.setdefault(s.method.name, set()).add((s.shape.T, s.L, s.mode, s.shape.B))
+    assert by["sdpa"] == {(T, None, m, 96 // T) for T in (32, 48) for m in ("fwd", "fwdbwd")}
+    assert by["prism-torch"] == {(T, L, m, 96 // T) for T in (32, 48) for L in (1, 2) for m in ("fwd", "fwdbwd")}
+
+
+def test_measure_real_point_records_time_memory_and_errors():
+    cfg = resolve(SWEEP, None)
+    spec = next(s for s in runner.expand(cfg, [registry.get("prism-torch")], torch.device("cpu"))
+                if s.mode == "fwdbwd" and s.L == 2)
+    rec = runner.measure(spec, cfg)
+    assert rec["status"] == "ok", rec.get("error")
+    for f in results.POINT_FIELDS:
+        assert f in rec, f
+    assert rec["median_ms"] > 0 and rec["p20_ms"] <= rec["median_ms"] <= rec["p80_ms"]
+    assert rec["tokens_per_s"] == pytest.approx(96 / (rec["median_ms"] / 1e3))
+    # float32 against the float64 reference: output and every input gradient, all small
+    assert set(rec["rel_err"]) == {"o", "dq", "dk", "dv", "du", "dp", "dbeta", "dg"}
+    assert all(0 <= e < 1e-4 for e in rec["rel_err"].values()), rec["rel_err"]
+    assert rec["state_size"] == 2 * 16 * 16
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, injected):
+    cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["test-broken", "test-refusing", "sdpa"],
+                                      "T": [32]}}, None)
+    specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+    path = tmp_path / "r.json"
+    doc = runner.run_sweep(cfg, specs, results.new_document({}, {}), path)
+    st = {(p["method"], p["mode"]): (p["status"], p["error"]) for p in doc["points"]}
+    assert st[("test-broken", "fwd")] == ("error", "RuntimeError: injected kernel failure")
+    assert st[("test-refusing", "fwdbwd")][0] == "unsupported"
+    assert "refused by the library" in st[("test-refusing", "fwdbwd")][1]
+    assert st[("sdpa", "fwd")] == ("ok", None) and st[("sdpa", "fwdbwd")] == ("ok", None)
+    assert results.read(path)["points"] == json.loads(path.read_text())["points"]
+
+
+def test_static_unsupported_dtype():
+    cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "dtype": "bfloat16", "methods": ["prism-reference"]}}, None)
+    m = registry.get("prism-reference")
+    spec = runner.expand(cfg, [m], torch.device("cpu"))[0]
+    if "bfloat16" in m.dtypes:
+        pytest.skip("prism-reference accepts bfloat16")
+    rec = runner.measure(spec, cfg)
+    assert rec["status"] == "unsupported" and "dtype bfloat16" in rec["error"]
+
+
+def test_interrupted_run_keeps_points_and_resume_skips_them(tmp_path, injected):
+    calls = {"n": 0}
+
+    def flaky(x, shape):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the second method
+        return registry.get("sdpa").fn(x, shape)
+
+    registry.register(Method(name="test-flaky", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=flaky, modes=("fwd",)))
+    try:
+        sweep = {**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["sdpa", "test-flaky", "test-broken"],
+                                    "T": [32], "modes": ["fwd"]}}
+        cfg = resolve(sweep, None)
+        specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+        path = tmp_path / "r.json"
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_sweep(cfg, specs, results.new_document({}, {}), path)
+        kept = results.read(path)["points"]
+        assert [(p["method"], p["status"]) for p in kept] == [("sdpa", "ok")]
+        done = []
+        doc = runner.run_sweep(cfg, specs, results.read(path), path, runner.resumable_keys(results.read(path)),
+                               on_point=lambda s, r: done.append((s.method.name, r is None)))
+        assert done == [("sdpa", True), ("test-flaky", False), ("test-broken", False)]
+        assert kept[0] == doc["points"][0]  # the resumed point is untouched
+        # errors are measured again on the next resume, ok points are not
+        assert runner.resumable_keys(doc) == {results.point_key(p) for p in doc["points"][:2]}
+    finally:
+        registry.unregister("test-flaky")
+
+
+def test_cli_run_resume_and_json(tmp_path, injected):
+    cfgfile = tmp_path / "bench.toml"
+    cfgfile.write_text("""
+[sweep]
+methods = ["sdpa", "test-broken"]
+T = [32]
+tokens = 64
+H = 2
+K = 16
+dtype = "float32"
+modes = ["fwd"]
+device = "cpu"
+[timing]
+cpu_warmup = 0
+cpu_reps = 2
+[presets.smoke]
+T = [16, 32]
+""")
+    cli = CliRunner()
+    r = cli.invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "--no-plot"])
+    assert r.exit_code == 0, r.output
+    assert "No GPU: running the `smoke` preset" in r.output
+    path = tmp_path / "smoke-cpu.json"
+    doc = results.read(path)
+    assert {(p["method"], p["T"], p["status"]) for p in doc["points"]} == {
+        ("sdpa", 16, "ok"), ("sdpa", 32, "ok"), ("test-broken", 16, "error"), ("test-broken", 32, "error")}
+    assert doc["env"]["torch"] == torch.__version__ and "git_commit" in doc["env"]
+    r = cli.invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "--no-plot",
+                         "--resume", "--json", "--methods", "sdpa"])
+    assert r.exit_code == 0, r.output
+    assert "Resuming" in r.output and "skipped (resume) 2" in r.output
+    r = cli.invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "--no-plot",
+                         "--methods", "nope"])
+    assert r.exit_code == 2 and "unknown method" in r.output
+
+
+def test_nan_is_recorded_as_a_failure_value(tmp_path):
+    doc = results.new_document({}, {})
+    doc["points"].append({"method": "m", "mode": "fwd", "dtype": "float32", "B": 1, "T": 1, "H": 1, "K": 16,
+                          "V": 16, "L": None, "status": "ok", "rel_err": {"o": float("nan")}})
+    results.write(doc, tmp_path / "x.json")
+    back = results.read(tmp_path / "x.json")
+    assert back["points"][0]["rel_err"]["o"] == "nan"
+    assert math.isnan(results.as_float(back["points"][0]["rel_err"]["o"]))
