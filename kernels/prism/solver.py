@@ -24,9 +24,9 @@ def prism_solver(v: torch.Tensor, u: torch.Tensor, p: torch.Tensor) -> torch.Ten
 
     Example::
 
-        >>> v, u = torch.randn(2, 2, 8, 1, 4).unbind(0); p = torch.randn(3, 8, 1, 4)
+        >>> v, u = torch.randn(2, 1, 8, 1, 4).unbind(0); p = torch.randn(3, 1, 8, 1, 4)
         >>> prism_solver(v, u, p).shape
-        torch.Size([3, 8, 1, 4])
+        torch.Size([3, 1, 8, 1, 4])
     """
     if v.shape != u.shape:
         raise ValueError(f"prism_solver: v.shape={tuple(v.shape)} != u.shape={tuple(u.shape)}")
