@@ -10,6 +10,8 @@ SPEC_FAMILIES = {
     "ttt-loop": "ttt", "ttt-loop-simplified": "ttt", "ttt-triton": "ttt", "ttt-fla-chunk": "ttt",
     "gla-fla-chunk": "gla", "gla-fla-recurrent": "gla", "gla-naive": "gla",
     "gdn-fla-chunk": "peer", "gdp-fla-chunk": "peer", "sdpa": "peer",
+    # additions beyond SPEC section 4 (README, "Method names"): fla's float64-capable naive references
+    "gdn-naive": "peer", "gdp-naive": "peer",
 }
 
 
