@@ -17,7 +17,12 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="prismbench: PRISM kernels vs TTT, GLA and peers: throughput, memory, error.")
-err = Console(stderr=True)
+# wide tables when the output is a file or a CI log (rich falls back to 80 columns there)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _out_console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -180,7 +185,7 @@ def env(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
     t = Table(show_header=False)
     for k, v in e.items():
         t.add_row(k, str(v))
-    Console().print(t)
+    _out_console().print(t)
 
 
 @app.command("methods")
@@ -194,7 +199,11 @@ def list_methods():
     for name, m in sorted(registry.all_methods().items()):
         t.add_row(name, m.family, m.backend, ",".join(m.devices), ",".join(m.dtypes),
                   "yes" if m.uses_L else "", m.reference or "")
-    Console().print(t)
+    _out_console().print(t)
+
+
+from prismbench.gate import gate as _gate_cmd
+app.command("gate")(_gate_cmd)
 
 
 def main() -> None:

@@ -210,6 +210,7 @@ class BenchFile(BaseModel):
     timing: dict = {}
     check: dict = {}
     presets: dict[str, dict] = {}
+    gate: dict = {}
 
 
 def _field_path(loc: tuple, preset: Optional[str], preset_table: dict) -> str:
