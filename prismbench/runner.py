@@ -157,7 +157,41 @@ def relative_errors(method: Method, shape: Shape, mode: str, seed: int) -> tuple
     return errs, note
 
 
-def measure(spec: PointSpec, cfg: SweepConfig) -> dict:
+class ErrorMemo:
+    """Errors of one (method, shape), shared by its fwd and fwdbwd points.
+
+    The float64 reference is the slow part of a point, so it runs once, with the backward pass
+    when the sweep also has fwdbwd points; a fwd point then reports the output error only. A
+    backward failure while measuring is kept for the fwdbwd point and the fwd point falls back to
+    a forward-only check.
+    """
+
+    def __init__(self):
+        self._memo: dict = {}
+
+    def get(self, method: Method, shape: Shape, mode: str, cfg: SweepConfig) -> tuple[Optional[dict], str]:
+        key = (method.name, shape)
+        with_bwd = "fwdbwd" in cfg.modes and method.unsupported_reason(shape, "fwdbwd") is None
+        if key not in self._memo:
+            try:
+                self._memo[key] = ("ok", relative_errors(method, shape, "fwdbwd" if with_bwd else "fwd",
+                                                         cfg.check.seed))
+            except Exception as e:
+                if mode == "fwdbwd" or not with_bwd:
+                    raise
+                self._memo[key] = ("bwd-failed", e)
+        state, val = self._memo[key]
+        if state == "bwd-failed":
+            if mode == "fwdbwd":
+                raise val
+            return relative_errors(method, shape, "fwd", cfg.check.seed)
+        errs, note = val
+        if mode == "fwd" and errs is not None:
+            errs = {"o": errs["o"]}
+        return errs, note
+
+
+def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None) -> dict:
     """Measure one point; never raises for a method failure (it becomes the point's status)."""
     rec = spec.base_record()
     rec.update(median_ms=None, p20_ms=None, p80_ms=None, tokens_per_s=None, peak_mem_bytes=None,
@@ -175,7 +209,7 @@ def measure(spec: PointSpec, cfg: SweepConfig) -> dict:
     inputs = None
     try:
         if cfg.check.rel_err:
-            rec["rel_err"], rec["rel_err_note"] = relative_errors(m, shape, mode, cfg.check.seed)
+            rec["rel_err"], rec["rel_err_note"] = (memo or ErrorMemo()).get(m, shape, mode, cfg)
         else:
             rec["rel_err_note"] = "error check disabled ([check] rel_err = false)"
         _free(shape.device)
@@ -225,12 +259,13 @@ def run_sweep(cfg: SweepConfig, specs: list[PointSpec], doc: dict, path: Path,
               on_point: Optional[Callable[[PointSpec, Optional[dict]], None]] = None) -> dict:
     """Measure every spec not in resume_keys, appending to doc['points'] and rewriting `path`
     after each point. on_point(spec, record) is called after each point (record None if skipped)."""
+    memo = ErrorMemo()
     for spec in specs:
         if spec.key() in resume_keys:
             if on_point:
                 on_point(spec, None)
             continue
-        rec = measure(spec, cfg)
+        rec = measure(spec, cfg, memo)
         doc["points"] = [p for p in doc["points"] if results.point_key(p) != spec.key()] + [rec]
         results.write(doc, path)
         if on_point:

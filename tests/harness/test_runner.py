@@ -173,3 +173,30 @@ def test_nan_is_recorded_as_a_failure_value(tmp_path):
     back = results.read(tmp_path / "x.json")
     assert back["points"][0]["rel_err"]["o"] == "nan"
     assert math.isnan(results.as_float(back["points"][0]["rel_err"]["o"]))
+
+
+class _RefuseBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        raise Unsupported("unsupported: backward refused (test)")
+
+
+def test_backward_refusal_keeps_the_forward_point_and_its_error():
+    """The error check runs fwd+bwd once per shape; a backward refusal must not spoil the fwd point."""
+    sdpa = registry.get("sdpa")
+    registry.register(Method(name="test-fwd-only", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=lambda x, s: _RefuseBackward.apply(sdpa.fn(x, s)), reference="sdpa"))
+    try:
+        cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["test-fwd-only"], "T": [32]}}, None)
+        specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+        memo = runner.ErrorMemo()
+        recs = {s.mode: runner.measure(s, cfg, memo) for s in specs}
+        assert recs["fwd"]["status"] == "ok" and set(recs["fwd"]["rel_err"]) == {"o"}
+        assert recs["fwd"]["rel_err"]["o"] < 1e-6
+        assert recs["fwdbwd"]["status"] == "unsupported" and "refused (test)" in recs["fwdbwd"]["error"]
+    finally:
+        registry.unregister("test-fwd-only")
