@@ -1,0 +1,21 @@
+"""GPU checks of the trainer: every mixer trains on CUDA (or says why not), and the training
+steps of the mixers written here make no host sync."""
+import pytest
+import torch
+
+from prismbench.accuracy.presets import ALL_METHODS, get_preset
+from prismbench.accuracy.train import run_one
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+GPU_STEPS = 30  # > 1 so that steps after the first run under the sync check
+SYNC_FREE = ("transformer", "linear-attn", "gdn")  # mixers written in prismbench.accuracy.mixers
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_every_mixer_trains_on_cuda(method):
+    rec = run_one(get_preset("ci"), "mux", method, steps=GPU_STEPS, device="cuda", sync_check=method in SYNC_FREE)
+    assert rec["status"] in ("ok", "unavailable"), rec["reason"]
+    if rec["status"] == "ok":
+        assert 0.0 <= rec["accuracy"] <= 1.0 and not rec["diverged"], rec
+        assert torch.cuda.get_device_name() in rec["device"]

@@ -1,0 +1,157 @@
+"""Trainer, presets, report and the `prismbench accuracy` command (with the CI preset)."""
+import json
+
+import pytest
+import torch
+import typer
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from prismbench.accuracy import report
+from prismbench.accuracy.presets import PAPER_TABLE4, PRESETS, Preset, get_preset
+from prismbench.accuracy.train import run_one
+from prismbench.accuracy_cli import accuracy
+
+CI_EASY_TASK, CI_SOLVER, CI_MIN_ACCURACY = "mux", "transformer", 0.9
+QUICK_STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def app():
+    a = typer.Typer()
+    a.command("accuracy")(accuracy)
+    a.command("noop")(lambda: None)  # keeps typer in multi-command mode, as in the real CLI
+    return a
+
+
+def test_run_one_record():
+    torch.manual_seed(0)
+    rec = run_one(get_preset("ci"), "mux", "linear-attn", seed=3, steps=QUICK_STEPS, device="cpu")
+    assert rec["status"] == "ok", rec["reason"]
+    for k in report.RECORD_KEYS + ("backend", "loss_curve", "final_loss", "test_positions", "n_params"):
+        assert k in rec, k
+    assert (rec["task"], rec["method"], rec["width"], rec["seed"], rec["steps"]) == ("mux", "linear-attn", 16, 3, QUICK_STEPS)
+    assert 0.0 <= rec["accuracy"] <= 1.0
+    assert rec["test_positions"] == get_preset("ci").test_samples  # one query per mux sequence
+    # every step's loss was written (torch.empty is NaN-poisoned in tests)
+    assert not rec["diverged"] and all(x == x for x in rec["loss_curve"])
+
+
+def test_run_one_is_deterministic_on_cpu():
+    a = run_one(get_preset("ci"), "local_xor", "transformer", seed=1, steps=QUICK_STEPS, device="cpu")
+    b = run_one(get_preset("ci"), "local_xor", "transformer", seed=1, steps=QUICK_STEPS, device="cpu")
+    assert a["accuracy"] == b["accuracy"] and a["loss_curve"] == b["loss_curve"]
+
+
+def test_unavailable_and_failing_mixers_are_recorded(monkeypatch):
+    import prismbench.accuracy.mixers as mx
+
+    def unavailable(*a, **k):
+        raise mx.MixerUnavailable("layer module missing")
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(mx.MIXERS, "gla", mx.MixerEntry("gla", unavailable, "test"))
+    monkeypatch.setitem(mx.MIXERS, "prism", mx.MixerEntry("prism", broken, "test"))
+    r = run_one(get_preset("ci"), "mux", "gla", steps=2, device="cpu")
+    assert r["status"] == "unavailable" and "layer module missing" in r["reason"] and r["accuracy"] is None
+    r = run_one(get_preset("ci"), "mux", "prism", steps=2, device="cpu")
+    assert r["status"] == "error" and "boom" in r["reason"]
+
+
+def test_presets_validate():
+    assert {"paper-caption", "authors-code", "ci"} <= set(PRESETS)
+    cap, auth = get_preset("paper-caption"), get_preset("authors-code")
+    assert all(s.seq_len == 128 and s.width == 16 for s in cap.tasks.values()) and cap.vocab_size == 64
+    assert auth.vocab_size == 32 and auth.tasks["mqar"].width == 128 and auth.tasks["parity"].seq_len == 128
+    assert set(PAPER_TABLE4) == set(cap.tasks)
+    base = get_preset("ci").model_dump()
+    with pytest.raises(ValidationError, match="bogus"):
+        Preset(**{**base, "bogus": 1})
+    with pytest.raises(ValidationError, match="tasks.nope"):
+        Preset(**{**base, "tasks": {"nope": {"seq_len": 8, "width": 4}}})
+    with pytest.raises(ValidationError, match="expect.mux.gdn"):
+        Preset(**{**base, "expect": {"mux": {"gdn": 0.5}}})
+    with pytest.raises(ValueError, match="preset='x'"):
+        get_preset("x")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_task_generates(name):
+    from prismbench.accuracy.tasks import IGNORE, TaskStream, Vocab
+
+    p = get_preset(name)
+    v = Vocab(p.vocab_size, p.n_noise)
+    for task, s in p.tasks.items():
+        x, y = TaskStream(task, seq_len=s.seq_len, vocab=v, seed=0, split="test", params=s.params).take(8)
+        assert x.shape == (8, s.seq_len) and int(x.max()) < p.vocab_size
+        assert ((y != IGNORE).sum(1) >= 1).all() and int(y.max()) < p.vocab_size
+
+
+def test_ci_preset_end_to_end(app, tmp_path):
+    """The CI check: the whole pipeline runs on the CPU and softmax attention solves mux."""
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    doc = report.read(tmp_path / "accuracy-ci.json")
+    assert "env" in doc and doc["preset"]["name"] == "ci"
+    recs = doc["records"]
+    p = get_preset("ci")
+    assert len(recs) == len(p.tasks) * len(p.methods) * len(p.seeds)
+    assert all(r["status"] == "ok" and r["steps"] == p.steps for r in recs)
+    easy = [r for r in recs if r["task"] == CI_EASY_TASK and r["method"] == CI_SOLVER]
+    assert easy and all(r["accuracy"] >= CI_MIN_ACCURACY for r in easy), easy
+    table = (tmp_path / "accuracy-ci.md").read_text()
+    assert "| mux (16) |" in table and "0.98 / 0.98 / 0.98" in table
+    assert (tmp_path / "accuracy-heatmap-ci.png").stat().st_size > 0
+    # resume: nothing left to run
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path), "--resume"])
+    assert res.exit_code == 0 and "0 run(s)" in res.output, res.output
+    assert len(report.read(tmp_path / "accuracy-ci.json")["records"]) == len(recs)
+
+
+def test_width_sweep_and_unmet_expectation(app, tmp_path, monkeypatch):
+    import prismbench.accuracy.presets as pr
+
+    monkeypatch.setitem(pr.PRESETS, "ci", pr.PRESETS["ci"].model_copy(update={"steps": 3}))
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path),
+                                   "--tasks", "mux", "--methods", "transformer", "--width", "8,16",
+                                   "--seeds", "0,1"])
+    # 3 steps cannot solve mux: the preset's expectation fails the command
+    assert res.exit_code == 1 and "expectation failed" in res.output, res.output
+    doc = json.loads((tmp_path / "accuracy-ci.json").read_text())
+    assert sorted({(r["width"], r["seed"]) for r in doc["records"]}) == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    assert (tmp_path / "accuracy-width-ci.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--tasks", "nope"], "--tasks"),
+    (["--methods", "mamba"], "--methods"),
+    (["--preset", "huge"], "preset='huge'"),
+    (["--seeds", "a,b"], "--seeds"),
+    (["--width", "0"], "--width"),
+    (["--backend", "prism"], "--backend"),
+    (["--jobs", "0"], "--jobs"),
+])
+def test_cli_bad_input(app, tmp_path, args, msg):
+    res = CliRunner().invoke(app, ["accuracy", "--device", "cpu", "--out", str(tmp_path), *args])
+    assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_backend_override_is_recorded(app, tmp_path):
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path),
+                                   "--tasks", "mux", "--methods", "gdn", "--steps", "2", "--backend", "gdn=naive",
+                                   "--no-plot"])
+    assert res.exit_code == 0, res.output
+    doc = report.read(tmp_path / "accuracy-ci.json")
+    assert doc["preset"]["mixer_kwargs"] == {"gdn": {"backend": "naive"}}
+    assert doc["records"][0]["backend"] == "fla-naive-chunk-gated-delta-rule"
+
+
+def test_parallel_jobs(app, tmp_path):
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path),
+                                   "--tasks", "local_xor", "--steps", "3", "--jobs", "2", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    recs = report.read(tmp_path / "accuracy-ci.json")["records"]
+    assert sorted(r["method"] for r in recs) == ["linear-attn", "transformer"]
+    assert all(r["status"] == "ok" for r in recs)
