@@ -1,11 +1,21 @@
-"""Test-wide fixtures.
+"""Test-wide set-up.
+
+Without a GPU, Triton kernels run in Triton's interpreter, which must be switched on before
+anything imports Triton (prismbench/triton_support.py): this file is imported first.
+
 
 Every floating tensor made by torch.empty / torch.empty_like / new_empty during a test is filled
 with NaN, so an output tile a kernel forgets to write fails its comparison instead of passing on
 leftover memory.
 """
-import pytest
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 _empty, _empty_like = torch.empty, torch.empty_like
 

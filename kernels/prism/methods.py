@@ -11,13 +11,13 @@ H*K*V; the sweep over L and K=V comes from bench.toml.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 
 from prismbench.kernels.prism.inputs import make_prism_inputs, prism_state_size
 from prismbench.kernels.prism.naive import chunk_prism_torch, naive_recurrent_prism
+from prismbench.triton_support import interpreting
 from prismbench.registry import Inputs, Method, Shape, Unsupported, register
 
 # Largest B*T*H at which the float64 token loop (with autograd) serves as a reference: it keeps
@@ -69,7 +69,7 @@ def _triton_fn(x: Inputs, shape: Shape) -> torch.Tensor:
 
 
 def _triton_devices() -> tuple[str, ...]:
-    return ("cuda", "cpu") if os.environ.get("TRITON_INTERPRET") == "1" else ("cuda",)
+    return ("cuda", "cpu") if interpreting() else ("cuda",)
 
 
 register(Method(
