@@ -202,8 +202,14 @@ def list_methods():
     _out_console().print(t)
 
 
-from prismbench.gate import gate as _gate_cmd
+from prismbench.gate import gate as _gate_cmd  # noqa: E402
+from prismbench.accuracy_cli import accuracy as _accuracy_cmd  # noqa: E402
+
 app.command("gate")(_gate_cmd)
+app.command("accuracy")(_accuracy_cmd)
+
+from prismbench.lm.cli import train_throughput as _tt
+app.command("train-throughput")(_tt)
 
 
 def main() -> None:
