@@ -69,18 +69,19 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[Optiona
         fn()
         torch.cuda.synchronize(device)
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
-    before = _rss_bytes()
-    if before is None or not _reset_hwm():
+    before = proc_status_bytes("VmRSS")
+    if before is None or not reset_peak_rss():
         fn()
         return None, None
     fn()
-    hwm = _status_bytes("VmHWM")
+    hwm = proc_status_bytes("VmHWM")
     if hwm is None:
         return None, None
     return max(0, hwm - before), "cpu_peak_rss_growth"
 
 
-def _status_bytes(field: str) -> Optional[int]:
+def proc_status_bytes(field: str) -> Optional[int]:
+    """A memory field of /proc/self/status (e.g. "VmRSS", "VmHWM") in bytes; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -90,11 +91,8 @@ def _status_bytes(field: str) -> Optional[int]:
     return None
 
 
-def _rss_bytes() -> Optional[int]:
-    return _status_bytes("VmRSS")
-
-
-def _reset_hwm() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set (VmHWM) to its current size; False where unsupported."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

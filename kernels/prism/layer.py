@@ -24,7 +24,6 @@ Example::
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional, Union
 

@@ -78,6 +78,7 @@ from prismbench import results as resmod
 from prismbench.lm.mixers import LM_MIXERS, build_lm, model_state_size, resolve_models
 from prismbench.lm.model import count_parameters, get_config
 from prismbench.registry import Unsupported
+from prismbench.timing import proc_status_bytes, reset_peak_rss
 
 __all__ = ["TrainSettings", "PRESETS", "PointTimeout", "train_point", "run_train_throughput",
            "results_path"]
@@ -193,25 +194,6 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _cpu_status_bytes(field: str) -> Optional[int]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _cpu_reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _bf16(settings: TrainSettings, device: torch.device) -> bool:
     if settings.precision == "auto":
         return device.type == "cuda"
@@ -281,8 +263,8 @@ def train_point(name: str, settings: TrainSettings, T: int, device: torch.device
                     _sync(device)
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
-                    elif _cpu_reset_hwm():
-                        rss0 = _cpu_status_bytes("VmRSS")
+                    elif reset_peak_rss():
+                        rss0 = proc_status_bytes("VmRSS")
                 state["step"], state["t_step"] = i, time.perf_counter()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss = model.loss(ids)
@@ -298,7 +280,7 @@ def train_point(name: str, settings: TrainSettings, T: int, device: torch.device
                 rec["peak_mem_bytes"], rec["peak_mem_kind"] = int(torch.cuda.max_memory_allocated(device)), \
                     "cuda_max_allocated"
             elif rss0 is not None:
-                hwm = _cpu_status_bytes("VmHWM")
+                hwm = proc_status_bytes("VmHWM")
                 if hwm is not None:
                     rec["peak_mem_bytes"], rec["peak_mem_kind"] = max(0, hwm - rss0), "cpu_peak_rss_growth"
         st = rec["step_ms"]
