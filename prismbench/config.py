@@ -18,6 +18,7 @@ Layout::
     rep_ms = 100
     cpu_warmup = 1                # CPU: untimed calls, then timed calls
     cpu_reps = 5
+    cpu_threads = 1               # CPU: torch threads (default: torch's own choice)
 
     [check]                       # optional
     rel_err = true                # measure error against the float64 reference
@@ -56,6 +57,9 @@ class TimingConfig(BaseModel):
     rep_ms: float = 100.0
     cpu_warmup: int = 1
     cpu_reps: int = 5
+    # CPU: torch intra-op threads for the run (None: torch's default). Small shapes time more
+    # steadily on one thread: with two, a parallel region stalls whenever the other core is busy.
+    cpu_threads: Optional[int] = None
 
     @field_validator("warmup_ms", "rep_ms", mode="before")
     @classmethod
@@ -78,10 +82,10 @@ class TimingConfig(BaseModel):
             raise ValueError(f"must be >= 0, got {v}")
         return v
 
-    @field_validator("cpu_reps")
+    @field_validator("cpu_reps", "cpu_threads")
     @classmethod
-    def _pos(cls, v: int) -> int:
-        if v < 1:
+    def _pos(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and v < 1:
             raise ValueError(f"must be >= 1, got {v}")
         return v
 

@@ -24,6 +24,9 @@ MODES = ("fwd", "fwdbwd")
 MODE_TITLE = {"fwd": "forward", "fwdbwd": "forward + backward"}
 # the PRISM implementation a ratio figure is about, best first
 PRISM_PREFERENCE = ("prism-triton", "prism-torch", "prism-fla-dplr", "prism-reference")
+# PRISM implementations that are competitors of the fused kernel (SPEC section 1: "the peer a
+# fused PRISM kernel must beat"); the other PRISM methods are references, not baselines
+PRISM_PEERS = ("prism-fla-dplr",)
 
 
 def _series_name(p: dict) -> str:
@@ -91,8 +94,9 @@ def throughput_vs_T(doc: dict, out: Path, stem: str) -> list[Path]:
 def prism_ratios(points: list[dict]) -> list[dict]:
     """PRISM tokens/s over each baseline's at the same (mode, dtype, B, T, H, K, V).
 
-    The PRISM side is the first of PRISM_PREFERENCE present, at each L measured; baselines that
-    have L (e.g. gdp-fla-chunk, n = L) are matched at the same L.
+    The PRISM side is the first of PRISM_PREFERENCE present, at each L measured; the baselines are
+    every other family plus PRISM_PEERS. Baselines that have L (e.g. gdp-fla-chunk, n = L) are
+    matched at the same L.
     """
     ok = results.ok_points(points)
     prism = next((m for m in PRISM_PREFERENCE if any(p["method"] == m for p in ok)), None)
@@ -100,7 +104,7 @@ def prism_ratios(points: list[dict]) -> list[dict]:
         return []
     base = {}
     for p in ok:
-        if p["family"] != "prism" or p["method"] != prism:
+        if p["method"] != prism and (p["family"] != "prism" or p["method"] in PRISM_PEERS):
             base[(p["method"], p["mode"], p["dtype"], p["B"], p["T"], p["H"], p["K"], p["V"], p["L"])] = p
     rows = []
     for p in ok:
@@ -144,6 +148,7 @@ def ratio_bars(doc: dict, out: Path, stem: str) -> list[Path]:
             if bases:
                 ax.legend(fontsize=7)
     fig.suptitle(f"PRISM throughput ratio ({_subtitle(doc, shape)})", fontsize=9)
+    fig.tight_layout()
     return _save(fig, out, f"{stem}-prism-ratio")
 
 

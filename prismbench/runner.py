@@ -260,6 +260,8 @@ def run_sweep(cfg: SweepConfig, specs: list[PointSpec], doc: dict, path: Path,
     """Measure every spec not in resume_keys, appending to doc['points'] and rewriting `path`
     after each point. on_point(spec, record) is called after each point (record None if skipped)."""
     memo = ErrorMemo()
+    if cfg.timing.cpu_threads is not None and any(torch.device(s.shape.device).type == "cpu" for s in specs):
+        torch.set_num_threads(cfg.timing.cpu_threads)
     for spec in specs:
         if spec.key() in resume_keys:
             if on_point:
