@@ -52,6 +52,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the results document to stdout."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured in the results file."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write figures after the sweep."),
+    check: Optional[bool] = typer.Option(None, "--check/--no-check",
+                                         help="Measure errors against the float64 reference (default: [check] rel_err)."),
 ):
     """Sweep the methods over the shapes of bench.toml (or a preset); write results JSON and figures."""
     from prismbench import config as cfgmod
@@ -70,6 +72,8 @@ def run(
         cfg = cfgmod.resolve(bench, preset, str(config))
     except cfgmod.ConfigError as e:
         _fail(str(e))
+    if check is not None:
+        cfg = cfg.model_copy(update={"check": cfg.check.model_copy(update={"rel_err": check})})
     if cfg.device == "cuda" and dev.type != "cuda":
         _fail(f"preset {preset or '[sweep]'} is for a GPU (device = \"cuda\") and this run is on the CPU; "
               f"use --preset smoke")

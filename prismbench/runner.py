@@ -211,7 +211,7 @@ def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None)
         if cfg.check.rel_err:
             rec["rel_err"], rec["rel_err_note"] = (memo or ErrorMemo()).get(m, shape, mode, cfg)
         else:
-            rec["rel_err_note"] = "error check disabled ([check] rel_err = false)"
+            rec["rel_err_note"] = "error check disabled ([check] rel_err = false or --no-check)"
         _free(shape.device)
         inputs = m.make_inputs(shape, cfg.check.seed)
         leaves = list(_grad_leaves(inputs).values())
