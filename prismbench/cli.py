@@ -48,12 +48,15 @@ def run(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset (presets.NAME)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Directory for results and figures."),
-    methods: Optional[str] = typer.Option(None, "--methods", "-m", help="Comma-separated subset of methods."),
+    methods: Optional[str] = typer.Option(
+        None, "--methods", "-m",
+        help="Comma-separated methods to run at the preset's shapes (default: the preset's methods)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results document to stdout."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured in the results file."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write figures after the sweep."),
     check: Optional[bool] = typer.Option(None, "--check/--no-check",
-                                         help="Measure errors against the float64 reference (default: [check] rel_err)."),
+                                         help="Measure errors against the float64 reference "
+                                              "(default: the check.rel_err setting)."),
 ):
     """Sweep the methods over the shapes of bench.toml (or a preset); write results JSON and figures."""
     from prismbench import config as cfgmod
@@ -63,9 +66,10 @@ def run(
     dev = _pick_device(device)
     try:
         bench = cfgmod.load(config)
-        if preset is None and dev.type == "cpu":
+        if preset is None and dev.type == "cpu" and cfgmod.resolve(bench, None, str(config)).device == "cuda":
             if "smoke" not in bench.get("presets", {}):
-                _fail(f"{config}: no GPU here and no `presets.smoke` to fall back to")
+                _fail(f"{config}: [sweep] is for a GPU, there is none here, and there is no "
+                      f"`presets.smoke` to fall back to")
             preset = "smoke"
             err.print("[yellow]No GPU: running the `smoke` preset on the CPU "
                       "(pass --preset to choose another).[/]")
@@ -79,14 +83,23 @@ def run(
               f"use --preset smoke")
     if cfg.device == "cpu" and dev.type != "cpu":
         err.print(f"[yellow]preset {preset} is sized for the CPU; running it on {dev} anyway.[/]")
-    only = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    only = None
+    if methods is not None:
+        only = [m.strip() for m in methods.split(",") if m.strip()]
+        if not only:
+            _fail(f"--methods={methods!r} names no method")
     try:
         meths = runner.resolve_methods(cfg, only)
     except KeyError as e:
         _fail(str(e.args[0]))
+    if only and cfg.methods != "all":
+        extra = [m for m in only if m not in cfg.methods]
+        if extra:
+            err.print(f"[yellow]--methods: {', '.join(extra)} not in preset {preset or '[sweep]'}'s methods; "
+                      f"running at its shapes anyway.[/]")
     specs = runner.expand(cfg, meths, dev)
     env = envmod.collect_env()
-    path = out / f"{preset or 'sweep'}-{envmod.device_slug(env)}.json"
+    path = out / f"{preset or 'sweep'}-{envmod.device_slug(env, dev.type)}.json"
     resolved = {"preset": preset, "source": str(config), **cfg.model_dump()}
     resolved["methods"] = [m.name for m in meths]
     keys: frozenset = frozenset()
@@ -95,11 +108,16 @@ def run(
             doc = results.read(path)
         except results.ResultsError as e:
             _fail(f"--resume: {e}")
-        if doc["env"].get("gpu_name") != env.get("gpu_name"):
-            _fail(f"--resume: {path} was measured on {doc['env'].get('gpu_name') or 'CPU'}, "
-                  f"this machine is {env.get('gpu_name') or 'CPU'}; absolute times do not mix")
+        changed = [k for k in envmod.RESUME_KEYS if doc["env"].get(k) != env.get(k)]
+        if changed:
+            _fail("--resume: " + "; ".join(f"{k} was {doc['env'].get(k)!r}, now {env.get(k)!r}" for k in changed)
+                  + f". Points measured under other conditions do not mix: run without --resume "
+                    f"(the old file is kept as {path.with_suffix('.prev.json').name}).")
         keys = runner.resumable_keys(doc)
-        doc["env"] = env
+        env["resumed_from"] = doc["env"].get("timestamp")
+        doc["env"] = {**env, "first_timestamp": doc["env"].get("first_timestamp", doc["env"].get("timestamp"))}
+        old_methods = (doc.get("config") or {}).get("methods") or []
+        resolved["methods"] = list(dict.fromkeys(list(old_methods) + resolved["methods"]))
         doc["config"] = resolved
         err.print(f"Resuming {path}: {len(keys)} point(s) already measured.")
     else:
@@ -123,14 +141,20 @@ def run(
                     bar.console.print(f"[red]error[/] {spec.label()}: {rec['error']}", highlight=False)
             bar.update(task, advance=1, description=spec.label()[:60])
 
-        doc = runner.run_sweep(cfg, specs, doc, path, keys, on_point)
+        try:
+            doc = runner.run_sweep(cfg, specs, doc, path, keys, on_point)
+        except KeyboardInterrupt:
+            bar.stop()
+            err.print(f"[yellow]Interrupted. The points measured so far are in {path}; "
+                      f"rerun with --resume to continue.[/]")
+            raise typer.Exit(130)
     written = plots.plot_all(doc, out / "figures", plots.stem_of(path)) if plot else []
     _summary(doc, specs)
     err.print(f"ok {counts['ok']}, error {counts['error']}, unsupported {counts['unsupported']}, "
               f"skipped (resume) {counts['skipped']}. Results: {path}"
               + (f"; {len(written)} figure files in {out / 'figures'}" if written else ""))
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
+        sys.stdout.write(results.dumps(doc) + "\n")
 
 
 def _fmt(x, spec: str) -> str:

@@ -128,6 +128,13 @@ class SweepConfig(BaseModel):
     def _methods(cls, v):
         return v if v == "all" else _as_list(v)
 
+    @field_validator("methods")
+    @classmethod
+    def _methods_nonempty(cls, v):
+        if v != "all" and not v:
+            raise ValueError('must not be empty (use "all" for every registered method)')
+        return v
+
     @field_validator("T", "B", "H")
     @classmethod
     def _positive(cls, v):
@@ -172,6 +179,8 @@ class SweepConfig(BaseModel):
     @field_validator("dtype")
     @classmethod
     def _dtypes(cls, v):
+        if not v:
+            raise ValueError("must not be empty")
         for i, x in enumerate(v):
             if x not in DTYPES:
                 raise ValueError(f"[{i}]={x!r} is not one of {list(DTYPES)}")
@@ -273,7 +282,15 @@ def resolve(bench: dict, preset: Optional[str], source: str = "bench.toml") -> S
             known = ", ".join(sorted(top.presets)) or "none"
             raise ConfigError(f"{source}: preset {preset!r} not found (presets: {known})")
         table = top.presets[preset]
+        for sub in ("timing", "check"):
+            if sub in table and not isinstance(table[sub], dict):
+                raise ConfigError(f"{source}: presets.{preset}.{sub}: must be a table (got {table[sub]!r})")
     merged = dict(top.sweep)
+    # a preset that gives the batch one way replaces the other way it would inherit
+    if "B" in table:
+        merged.pop("tokens", None)
+    if "tokens" in table:
+        merged.pop("B", None)
     merged.update({k: v for k, v in table.items() if k not in ("timing", "check")})
     merged["timing"] = {**top.timing, **table.get("timing", {})}
     merged["check"] = {**top.check, **table.get("check", {})}

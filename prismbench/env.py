@@ -104,7 +104,11 @@ def collect_env() -> dict:
     return env
 
 
-def device_slug(env: dict) -> str:
-    """Short file-name-safe name of the device a results file was measured on (e.g. `nvidia-h100-80gb-hbm3`)."""
-    name = env.get("gpu_name") or "cpu"
+# what must not change between the points of one results file (`prismbench run --resume` checks)
+RESUME_KEYS = ("gpu_name", "cpu", "driver", "torch", "triton", "fla_core", "git_commit", "python")
+
+
+def device_slug(env: dict, device_type: str = "cuda") -> str:
+    """Short file-name-safe name of the device a run is on (e.g. `nvidia-h100-80gb-hbm3`, `cpu`)."""
+    name = (env.get("gpu_name") if device_type == "cuda" else None) or "cpu"
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")

@@ -29,8 +29,16 @@ PRISM_PREFERENCE = ("prism-triton", "prism-torch", "prism-fla-dplr", "prism-refe
 PRISM_PEERS = ("prism-fla-dplr",)
 
 
-def _series_name(p: dict) -> str:
-    return p["method"] + (f" L={p['L']}" if p.get("L") is not None else "")
+def _series_name(p: dict, with_B: bool = False) -> str:
+    return p["method"] + (f" L={p['L']}" if p.get("L") is not None else "") + (f" B={p['B']}" if with_B else "")
+
+
+def _varies_B(points: list[dict]) -> bool:
+    """True when one method measured several B at one T (then each B is its own series)."""
+    seen: dict = defaultdict(set)
+    for p in points:
+        seen[(p["method"], p.get("L"), p["mode"], p["T"])].add(p["B"])
+    return any(len(b) > 1 for b in seen.values())
 
 
 def _main_slice(points: list[dict]) -> tuple[list[dict], str]:
@@ -44,7 +52,7 @@ def _main_slice(points: list[dict]) -> tuple[list[dict], str]:
 
 
 def _subtitle(doc: dict, shape: str) -> str:
-    env = doc.get("env", {})
+    env = doc.get("env") or {}
     dev = env.get("gpu_name") or f"CPU ({env.get('cpu', '?')})"
     return f"{dev} | {shape} | commit {str(env.get('git_commit') or '?')[:8]}"
 
@@ -61,10 +69,11 @@ def _save(fig, out: Path, name: str) -> list[Path]:
 
 def _lines_vs(ax, points: list[dict], x: str, y: str, scale: float = 1.0) -> bool:
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with_B = _varies_B(points)
     for p in points:
         v = results.as_float(p.get(y))
         if math.isfinite(v):
-            series[_series_name(p)].append((p[x], v * scale))
+            series[_series_name(p, with_B)].append((p[x], v * scale))
     for name in sorted(series):
         xs, ys = zip(*sorted(series[name]))
         ax.plot(xs, ys, marker="o", label=name)
@@ -115,7 +124,7 @@ def prism_ratios(points: list[dict]) -> list[dict]:
                 continue
             if L is not None and L != p["L"]:
                 continue
-            rows.append({"prism": prism, "L": p["L"], "baseline": _series_name(b), "mode": mode,
+            rows.append({"prism": prism, "L": p["L"], "baseline": _series_name(b, _varies_B(ok)), "mode": mode,
                          "dtype": dt, "T": T, "B": B, "H": H, "K": K,
                          "ratio": p["tokens_per_s"] / b["tokens_per_s"]})
     return rows
@@ -172,6 +181,11 @@ def memory_vs_T(doc: dict, out: Path, stem: str) -> list[Path]:
 
 def throughput_vs_state(doc: dict, out: Path, stem: str) -> list[Path]:
     ok = results.ok_points(doc["points"])
+    c = Counter((p["dtype"], p["H"]) for p in ok)
+    if not c:
+        return []
+    (dt, H), _ = c.most_common(1)[0]
+    ok = [p for p in ok if (p["dtype"], p["H"]) == (dt, H)]
     Ks_by_T = defaultdict(set)
     for p in ok:
         Ks_by_T[p["T"]].add(p["K"])
@@ -191,19 +205,23 @@ def throughput_vs_state(doc: dict, out: Path, stem: str) -> list[Path]:
         ax.grid(True, which="both", alpha=0.3)
         if sel:
             ax.legend(fontsize=7)
-    fig.suptitle(f"Throughput vs state size ({_subtitle(doc, 'all dtypes/H')})", fontsize=9)
+    fig.suptitle(f"Throughput vs state size ({_subtitle(doc, f'{dt}, H={H}')})", fontsize=9)
     return _save(fig, out, f"{stem}-throughput-vs-state")
 
 
 def error_rows(points: list[dict]) -> list[dict]:
     """Worst rel_err per (method, L, dtype, mode) and the tensor it came from."""
     worst: dict[tuple, dict] = {}
-    for p in results.ok_points(points):
+    for p in points:
+        if p.get("status") not in ("ok", "error"):
+            continue
         errs = p.get("rel_err")
         if not errs:
             continue
         key = (p["method"], p.get("L"), p["dtype"], p["mode"])
         for name, e in errs.items():
+            if e is None:  # no gradient on either side: nothing to compare
+                continue
             v = results.as_float(e)
             cur = worst.get(key)
             if cur is None or (not math.isfinite(v)) or (math.isfinite(cur["err"]) and v > cur["err"]):

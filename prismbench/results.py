@@ -48,7 +48,7 @@ POINT_FIELDS = (
     "median_ms", "p20_ms", "p80_ms", "tokens_per_s", "peak_mem_bytes", "peak_mem_kind",
     "rel_err", "rel_err_note", "state_size", "status", "error", "device", "seconds",
 )
-KEY_FIELDS = ("method", "mode", "dtype", "B", "T", "H", "K", "V", "L")
+KEY_FIELDS = ("method", "mode", "dtype", "B", "T", "H", "K", "V", "L", "device")
 STATUSES = ("ok", "error", "unsupported")
 
 
@@ -65,6 +65,11 @@ def new_document(env: dict, config: dict) -> dict:
     return {"schema_version": SCHEMA_VERSION, "env": env, "config": config, "points": []}
 
 
+def dumps(doc: dict) -> str:
+    """The document as strict JSON text (non-finite floats as strings, as in the files)."""
+    return json.dumps(_finite(doc), indent=1, default=_json_default, allow_nan=False)
+
+
 def write(doc: dict, path: Path) -> None:
     """Write atomically (temp file + rename): a crash mid-write never leaves a torn file."""
     path = Path(path)
@@ -72,8 +77,11 @@ def write(doc: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(_finite(doc), f, indent=1, default=_json_default, allow_nan=False)
+            f.write(dumps(doc))
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -127,14 +135,22 @@ def validate(doc: Any, where: str = "results") -> None:
     if doc["schema_version"] != SCHEMA_VERSION:
         raise ResultsError(
             f"{where}: schema_version={doc['schema_version']!r}, this prismbench reads {SCHEMA_VERSION}")
+    if not isinstance(doc["env"], dict):
+        raise ResultsError(f"{where}: env must be an object")
     if not isinstance(doc["points"], list):
         raise ResultsError(f"{where}: points must be a list")
     for i, p in enumerate(doc["points"]):
         missing = [f for f in KEY_FIELDS + ("status",) if f not in p]
+        if not missing and p["status"] == "ok" and not _positive_number(p.get("tokens_per_s")):
+            raise ResultsError(f"{where}: points[{i}] has status ok but tokens_per_s={p.get('tokens_per_s')!r}")
         if missing:
             raise ResultsError(f"{where}: points[{i}] lacks {missing}")
         if p["status"] not in STATUSES:
             raise ResultsError(f"{where}: points[{i}].status={p['status']!r} not in {STATUSES}")
+
+
+def _positive_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def ok_points(points: Iterable[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ goes on; the results file is rewritten after every point. The runner knows no me
 from __future__ import annotations
 
 import gc
+import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -124,6 +125,15 @@ def _to_reference(inputs: dict) -> dict:
     return out
 
 
+class ReferenceFailed(Exception):
+    """The float64 reference (not the method under test) failed; the point is still timed."""
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def relative_errors(method: Method, shape: Shape, mode: str, seed: int) -> tuple[Optional[dict], str]:
     """rel_err of output and input gradients against the float64 reference; (None, why) if skipped."""
     if method.reference is None:
@@ -145,8 +155,11 @@ def relative_errors(method: Method, shape: Shape, mode: str, seed: int) -> tuple
         return torch.randn(out.shape, generator=gen, dtype=torch.float32).to(out.device, out.dtype)
 
     out, grads, dout = _run_once(method, inputs, shape, mode, draw)
-    ref_out, ref_grads, _ = _run_once(ref, _to_reference(inputs), shape.with_(dtype=torch.float64), mode,
-                                      lambda o: dout.to(torch.float64))
+    try:
+        ref_out, ref_grads, _ = _run_once(ref, _to_reference(inputs), shape.with_(dtype=torch.float64), mode,
+                                          lambda o: dout.to(torch.float64))
+    except Exception as e:
+        raise ReferenceFailed(f"reference {ref.name} failed: {type(e).__name__}: {_first_line(e)}") from e
     errs = {"o": _rel(out, ref_out)}
     for k, g in grads.items():
         rg = ref_grads.get(k)
@@ -192,27 +205,34 @@ class ErrorMemo:
 
 
 def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None) -> dict:
-    """Measure one point; never raises for a method failure (it becomes the point's status)."""
+    """Measure one point; never raises for a method failure (it becomes the point's status).
+
+    A non-finite output or gradient (rel_err "nan") makes the point an error: NaN never passes.
+    A failure of the float64 reference leaves the point timed, with rel_err null and the reason in
+    rel_err_note.
+    """
     rec = spec.base_record()
     rec.update(median_ms=None, p20_ms=None, p80_ms=None, tokens_per_s=None, peak_mem_bytes=None,
                peak_mem_kind=None, rel_err=None, rel_err_note=None, state_size=None,
                status="ok", error=None)
     m, shape, mode = spec.method, spec.shape, spec.mode
+    device = torch.device(shape.device)
     t0 = time.perf_counter()
-    if m.state_size is not None:
-        rec["state_size"] = int(m.state_size(shape))
-    reason = m.unsupported_reason(shape, mode)
-    if reason is not None:
-        rec.update(status="unsupported", error=reason)
-        rec["seconds"] = round(time.perf_counter() - t0, 3)
-        return rec
     inputs = None
     try:
+        if m.state_size is not None:
+            rec["state_size"] = int(m.state_size(shape))
+        reason = m.unsupported_reason(shape, mode)
+        if reason is not None:
+            raise Unsupported(reason)
         if cfg.check.rel_err:
-            rec["rel_err"], rec["rel_err_note"] = (memo or ErrorMemo()).get(m, shape, mode, cfg)
+            try:
+                rec["rel_err"], rec["rel_err_note"] = (memo or ErrorMemo()).get(m, shape, mode, cfg)
+            except ReferenceFailed as e:
+                rec["rel_err_note"] = str(e)[:2000]
         else:
             rec["rel_err_note"] = "error check disabled ([check] rel_err = false or --no-check)"
-        _free(shape.device)
+        _free(device)
         inputs = m.make_inputs(shape, cfg.check.seed)
         leaves = list(_grad_leaves(inputs).values())
         if mode == "fwd":
@@ -225,25 +245,29 @@ def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None)
 
             def call():
                 m.fn(inputs, shape).backward(dout)
-        device = torch.device(shape.device)
         if device.type == "cuda":
             t = timing.time_cuda(call, cfg.timing.warmup_ms, cfg.timing.rep_ms, grad_to_none=leaves)
+            # after timing: the first calls may autotune, and autotuning allocates its own buffers
+            rec["peak_mem_bytes"], rec["peak_mem_kind"] = timing.peak_memory(call, device)
         else:
+            # before timing: the first call is where the CPU allocator grows the heap
+            rec["peak_mem_bytes"], rec["peak_mem_kind"] = timing.peak_memory(call, device)
             t = timing.time_cpu(call, cfg.timing.cpu_warmup, cfg.timing.cpu_reps, grad_to_none=leaves)
         for x in leaves:
             x.grad = None
-        rec["peak_mem_bytes"], rec["peak_mem_kind"] = timing.peak_memory(call, device)
         rec.update(median_ms=t.median_ms, p20_ms=t.p20_ms, p80_ms=t.p80_ms,
                    tokens_per_s=shape.tokens / (t.median_ms / 1e3))
+        bad = [k for k, v in (rec["rel_err"] or {}).items() if v is not None and not math.isfinite(v)]
+        if bad:
+            rec.update(status="error", error=f"non-finite or missing output or gradient (rel_err {', '.join(bad)} is nan)")
     except Unsupported as e:
         rec.update(status="unsupported", error=str(e) or type(e).__name__)
     except Exception as e:  # any method failure (OOM, kernel error) is this point's result
-        msg = str(e).strip().splitlines()
-        rec.update(status="error", error=f"{type(e).__name__}: {msg[0] if msg else ''}"[:2000])
+        rec.update(status="error", error=f"{type(e).__name__}: {_first_line(e)}"[:2000])
         rec["traceback"] = traceback.format_exc(limit=8)[-4000:]
     finally:
         inputs = None
-        _free(shape.device)
+        _free(device)
     rec["seconds"] = round(time.perf_counter() - t0, 3)
     return rec
 

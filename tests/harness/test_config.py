@@ -122,3 +122,12 @@ def test_cli_refuses_gpu_preset_on_cpu(tmp_path):
     r = CliRunner().invoke(app, ["run", "--config", str(ROOT / "bench.toml"), "--preset", "paper",
                                  "--device", "cpu", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "is for a GPU" in r.output
+
+
+def test_preset_switches_batch_spec_and_rejects_bad_tables():
+    cfg = _resolve(BASE + "\n[presets.fixedB]\nB = [3]\n", "fixedB")
+    assert cfg.B == [3] and cfg.tokens is None
+    with pytest.raises(config.ConfigError, match=r"presets.t.timing: must be a table"):
+        _resolve(BASE + "\n[presets.t]\ntiming = 5\n", "t")
+    with pytest.raises(config.ConfigError, match=r"sweep.methods: must not be empty"):
+        _resolve(BASE.replace('methods = ["prism-torch", "sdpa"]', "methods = []"))

@@ -140,12 +140,13 @@ H = 2
 K = 16
 dtype = "float32"
 modes = ["fwd"]
-device = "cpu"
+device = "cuda"
 [timing]
 cpu_warmup = 0
 cpu_reps = 2
 [presets.smoke]
 T = [16, 32]
+device = "cpu"
 """)
     cli = CliRunner()
     r = cli.invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "--no-plot"])
@@ -168,7 +169,8 @@ T = [16, 32]
 def test_nan_is_recorded_as_a_failure_value(tmp_path):
     doc = results.new_document({}, {})
     doc["points"].append({"method": "m", "mode": "fwd", "dtype": "float32", "B": 1, "T": 1, "H": 1, "K": 16,
-                          "V": 16, "L": None, "status": "ok", "rel_err": {"o": float("nan")}})
+                          "V": 16, "L": None, "device": "cpu", "status": "error", "tokens_per_s": 1.0,
+                          "rel_err": {"o": float("nan")}})
     results.write(doc, tmp_path / "x.json")
     back = results.read(tmp_path / "x.json")
     assert back["points"][0]["rel_err"]["o"] == "nan"
@@ -200,3 +202,93 @@ def test_backward_refusal_keeps_the_forward_point_and_its_error():
         assert recs["fwdbwd"]["status"] == "unsupported" and "refused (test)" in recs["fwdbwd"]["error"]
     finally:
         registry.unregister("test-fwd-only")
+
+
+def _raise(msg):
+    raise RuntimeError(msg)
+
+
+def test_reference_failure_keeps_the_points_timing():
+    registry.register(Method(name="test-refbad-ref", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=lambda x, s: _raise("reference exploded")))
+    registry.register(Method(name="test-refbad", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=registry.get("sdpa").fn, reference="test-refbad-ref"))
+    try:
+        cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["test-refbad"], "T": [32]}}, None)
+        for spec in runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu")):
+            rec = runner.measure(spec, cfg, runner.ErrorMemo())
+            assert rec["status"] == "ok" and rec["median_ms"] > 0
+            assert rec["rel_err"] is None and "reference test-refbad-ref failed" in rec["rel_err_note"]
+    finally:
+        registry.unregister("test-refbad")
+        registry.unregister("test-refbad-ref")
+
+
+def test_nan_output_is_an_error_point_and_crashing_supports_is_recorded():
+    sdpa = registry.get("sdpa")
+    registry.register(Method(name="test-nan", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=lambda x, s: sdpa.fn(x, s) * float("nan"), reference="sdpa"))
+    registry.register(Method(name="test-badsupports", family="peer", backend="test", make_inputs=_sdpa_inputs,
+                             fn=sdpa.fn, supports=lambda s, m: _raise("supports() crashed")))
+    try:
+        cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["test-nan", "test-badsupports", "sdpa"],
+                                          "T": [32]}}, None)
+        specs = runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu"))
+        doc = runner.run_sweep(cfg, specs, results.new_document({}, {}), _tmp_path())
+        st = {(p["method"], p["mode"]): p for p in doc["points"]}
+        assert st[("test-nan", "fwd")]["status"] == "error" and "non-finite" in st[("test-nan", "fwd")]["error"]
+        assert st[("test-badsupports", "fwd")]["status"] == "error"
+        assert "supports() crashed" in st[("test-badsupports", "fwd")]["error"]
+        assert st[("sdpa", "fwdbwd")]["status"] == "ok"  # the sweep went on
+    finally:
+        registry.unregister("test-nan")
+        registry.unregister("test-badsupports")
+
+
+def _tmp_path():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp()) / "r.json"
+
+
+def test_json_output_is_strict_and_cpu_sweep_runs_without_preset(tmp_path):
+    cfgfile = tmp_path / "bench.toml"
+    cfgfile.write_text("""
+[sweep]
+methods = ["sdpa"]
+T = [16]
+tokens = 32
+H = 1
+K = 16
+dtype = "float32"
+modes = ["fwd"]
+device = "any"
+[timing]
+cpu_warmup = 0
+cpu_reps = 1
+""")
+    r = CliRunner().invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path),
+                                 "--no-plot", "--json"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "sweep-cpu.json").exists()
+    text = r.stdout[r.stdout.index("{"):]
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert doc["points"][0]["status"] == "ok"
+    r = CliRunner().invoke(app, ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "-m", ","])
+    assert r.exit_code == 2 and "names no method" in r.output
+
+
+def test_resume_refuses_a_file_from_other_versions(tmp_path):
+    cfgfile = tmp_path / "bench.toml"
+    cfgfile.write_text('[sweep]\nmethods = ["sdpa"]\nT = [16]\ntokens = 16\nH = 1\nK = 16\ndtype = "float32"\n'
+                       'modes = ["fwd"]\ndevice = "cpu"\n[timing]\ncpu_warmup = 0\ncpu_reps = 1\n')
+    args = ["run", "-c", str(cfgfile), "--device", "cpu", "-o", str(tmp_path), "--no-plot"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    path = tmp_path / "sweep-cpu.json"
+    doc = results.read(path)
+    doc["env"]["torch"] = "1.0.0"
+    results.write(doc, path)
+    r = CliRunner().invoke(app, args + ["--resume"])
+    assert r.exit_code == 2 and "torch was '1.0.0'" in r.output
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)
