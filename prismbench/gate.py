@@ -186,6 +186,7 @@ class Row:
     K: int
     V: int
     L: Optional[int]
+    device: Optional[str]
     baseline_status: Optional[str]
     current_status: Optional[str]
     baseline: Optional[float]
@@ -276,11 +277,15 @@ def _ref_index(points: list[dict], reference: str) -> dict[tuple, dict]:
 
 
 def _ref_tps(idx: dict[tuple, dict], p: dict) -> tuple[float, str]:
-    """Reference tokens/s for point p (same L, else L = null); (NaN, why) when unavailable."""
+    """Reference tokens/s for point p: the reference at the same L, else at L = null, else at the
+    smallest L it was measured at (a reference with a solver depth, against a method without one);
+    (NaN, why) when unavailable."""
     base = tuple(p[f] for f in ("mode", "dtype", "B", "T", "H", "K", "V"))
     cands = [idx.get(base + (p["L"],))]
     if p["L"] is not None:
         cands.append(idx.get(base + (None,)))
+    cands += [idx[k] for k in sorted((k for k in idx if k[:-1] == base and k[-1] is not None),
+                                     key=lambda k: k[-1])]
     found = [c for c in cands if c is not None]
     if not found:
         return math.nan, "no reference point at this shape"
@@ -366,9 +371,10 @@ def compare(base_doc: dict, cur_doc: dict, *, reference: Optional[str], toleranc
             raise GateInputError(
                 f"reference method {reference!r} appears in neither {base_path} nor {cur_path}; "
                 f"choose one measured in both runs with --reference (or bench.toml [gate] reference)")
-        if not any(p["method"] == reference and p["status"] == "ok" for p in bpts):
-            raise GateInputError(f"reference method {reference!r} has no successful point in the "
-                                 f"baseline {base_path}; choose another with --reference")
+        for pts, which, path in ((bpts, "baseline", base_path), (cpts, "current run", cur_path)):
+            if not any(p["method"] == reference and p["status"] == "ok" for p in pts):
+                raise GateInputError(f"reference method {reference!r} has no successful point in the "
+                                     f"{which} {path}; choose another with --reference")
     if methods is not None:
         present = {p["method"] for p in bpts + cpts}
         unknown = [m for m in methods if m not in present]
@@ -394,6 +400,12 @@ def compare(base_doc: dict, cur_doc: dict, *, reference: Optional[str], toleranc
         bref, cref = _ref_index(bpts, reference), _ref_index(cpts, reference)
     for k in keys:
         rep.rows.append(_row(k, bidx.get(k), cidx.get(k), rep, bref, cref))
+    compared = [r for r in rep.rows if r.verdict not in ("skipped", "new", "reference")]
+    if not compared:
+        raise GateInputError(
+            f"no point could be compared ({len(rep.rows)} skipped or new): the reference "
+            f"{reference!r} has no throughput at the shapes of the gated methods; a gate that compares "
+            f"nothing does not pass")
     return rep
 
 

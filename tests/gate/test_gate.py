@@ -265,3 +265,19 @@ def test_bad_gate_table_names_the_field(table, expected):
 
 def test_integer_tolerance_is_accepted():
     assert gate.load_gate({"gate": {"tolerance": 0}}).tolerance == 0.0
+
+
+# ---------------------------------------------------------------- a gate that compares nothing fails
+def test_reference_absent_from_current_run_exits_2(smoke):
+    only = _variant(smoke, "no-ref", lambda d: d.update(points=[p for p in d["points"] if p["method"] != REF]))
+    r = _gate(smoke, only)
+    assert r.exit_code == 2 and "no successful point in the current run" in r.output
+
+
+def test_reference_with_L_serves_methods_without_L(smoke):
+    """prism-torch (with L) as the reference of sdpa (without L): compared at prism-torch's smallest L,
+    so a slowed sdpa point fails instead of being skipped."""
+    slowed = _variant(smoke, "sdpa-slow", lambda d: _slow(_pick(d, REF, "fwd", None), SLOW))
+    r = _gate(smoke, slowed, "--reference", METHOD)
+    assert r.exit_code == 1, r.output
+    assert "slower" in r.output and "sdpa fwd" in r.output
