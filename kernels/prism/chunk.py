@@ -6,80 +6,54 @@ Per head, state `h` is K x V (fla's column convention); L solver steps:
     h_t = alpha_t (I - beta1_t k1_t k1_t^T) h_{t-1} + sum_l beta_l,t k_l,t delta_l,t^T
     o_t = h_t^T (scale * q_t)
 
-Kernels (launcher = kernel name without `_kernel`), chunk of BT tokens, N = ceil(T / BT) chunks:
+Kernels (launcher = kernel name without `_kernel`), chunk of BT in {16, 32, 64} tokens (K or V > 64: at most
+32), N = ceil(T / BT) chunks:
 
 forward
     prism_fwd_prep     parallel over chunks: chunk-local cumsum of g, deltas, A = diag(b1)(G< . K1 K1^T),
-                       Tr = (I + A)^-1 (row-wise forward substitution, fp32), W = Tr diag(b1 gamma) K1,
+                       Tr = (I + A)^-1 (blocked solve `_solve_tril`: 16 x 16 diagonal blocks by substitution,
+                       merged with dots; the Tr buffer is its workspace), W = Tr diag(b1 gamma) K1,
                        Ub = Tr diag(b1) (Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l), Sw = sum_{l>=2} (e K_l)^T D_l
+    prism_fwd_solve    (SPLIT_SOLVE only, off by default) the solve as its own kernel before prep
     prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored, fp32) and
                        V1 = Ub - W h_c (fla's v_new); h_{c+1} = gamma_C h_c + (e K1)^T V1 + Sw
     prism_fwd_o        parallel over chunks: O = gamma Qs h_c + sum_l (G<= . Qs K_l^T) V_l
 backward (prism_bwd.md, phases A, B, C)
-    prism_fwd_prep     again (Tr stored, Sw skipped) plus dVloc = P_1^T dO
+    prism_fwd_prep     again (Sw skipped) plus dVloc = P_1^T dO
     prism_bwd_dh       reverse sequential: dH_{c+1} stored, dV1 = dVloc + (e K1) dH_{c+1}, dh0
-    prism_bwd_grads    parallel over chunks: dq, dk_l, dbeta_l, dg and, through the solver's chain rule,
-                       dv, du, dp_l
+    prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY)
+    prism_bwd_keys     parallel over chunks: keys l >= 2 and the solver's chain rule; finishes dq, dk_l,
+                       dbeta_l, dg, dv, du, dp_l
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
 by gamma); the solve, the state and all intermediate products are float32 (tf32 dots for 16-bit inputs,
-ieee for float32 inputs); no dot result is cast to 16 bits and then transposed into another dot (the
-Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
+ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 16-bit inputs (K K^T, Q K^T)
+take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
+transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Status (version 1, NOTES.md): exact on an H100 for K = V = 64 (fwd and bwd, bf16 error <= 2.6e-3 up to
-T = 16384) and for the K = V = 128 forward; the K, V > 64 backward raises Unsupported (shared memory);
-3-30x slower than the fla peers (the 64-row forward substitution and the one-kernel gradient phase).
+Status (version 2, NOTES.md): exact on an H100 for K = V = 64 and 128, L in {1, 3}, fwd and bwd (bf16 error
+<= 2.7e-3); K = V = 64, T = 2048: L=1 fwd 2.71 ms, L=3 fwd 3.92 ms, L=3 fwd+bwd 25.7 ms (fla chunk_gla
+fwd+bwd 3.23 ms in the same process): still far from the issue-5 targets.
 
-Triton reads TRITON_INTERPRET when `@triton.jit` decorates a function (`knobs.runtime.interpret` in
-3.6), i.e. when this module is imported. Without CUDA this module therefore sets TRITON_INTERPRET=1
-(unless the variable is already set) before defining its kernels, so the kernels run on CPU tensors
-through the interpreter (slow: tiny shapes only).
+Without CUDA the kernels run only in Triton's interpreter, which must be switched on
+(TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
+in tests/conftest.py). Tiny shapes only.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
+import triton
+import triton.language as tl
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import triton  # noqa: E402
-import triton.language as tl  # noqa: E402
+from prismbench.triton_support import interpreting, patch_interpreter
 
 __all__ = ["chunk_prism", "PrismChunkFunction", "chunk_prism_fwd", "chunk_prism_bwd"]
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
-if INTERPRET:
-    # Triton 3.6's interpreter holds kernel scalars as 1-element 1-d numpy arrays and converts them with
-    # int(array), which numpy >= 2.4 refuses: `range(NT)` inside a kernel then raises TypeError. Convert
-    # through the single element instead (only affects interpreted kernels).
-    from triton.runtime import interpreter as _interp
+INTERPRET = interpreting()
+patch_interpreter()
 
-    if not getattr(_interp._patch_lang_tensor, "_prism_patched", False):
-        _orig_patch_lang_tensor = _interp._patch_lang_tensor
-
-        def _patch_lang_tensor(tensor, scope):
-            _orig_patch_lang_tensor(tensor, scope)
-            scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-        _patch_lang_tensor._prism_patched = True
-        _interp._patch_lang_tensor = _patch_lang_tensor
-
-    # triton.language's own helpers (tl.sum, tl.cumsum, ...) are @jit functions decorated when triton is
-    # first imported: if that happened before TRITON_INTERPRET was set (e.g. fla imported first), they are
-    # compiled-mode JITFunctions and an interpreted kernel calling them fails ("Cannot call @triton.jit'd
-    # outside of the scope of a kernel"). Re-wrap them for the interpreter.
-    import sys as _sys
-
-    from triton.runtime.jit import JITFunction as _JITFunction
-
-    for _name, _mod in list(_sys.modules.items()):
-        if _name == "triton.language" or _name.startswith("triton.language."):
-            for _attr, _obj in list(vars(_mod).items()):
-                if isinstance(_obj, _JITFunction) and not isinstance(_obj, _interp.InterpretedFunction):
-                    setattr(_mod, _attr, _interp.InterpretedFunction(_obj.fn))
 SQRT1_2 = tl.constexpr(0.7071067811865476)
 INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
 
@@ -96,42 +70,151 @@ def _gelu_grad(z):
 
 
 @triton.jit
-def _rows(ptr, i_b, i_h, i_t, T, H: tl.constexpr, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
+def _rows(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
     """Block pointer on rows [i_t*BT, i_t*BT+BT) of the (b, h) slice of a [B, T, H, F] tensor."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * F, (T, F), (H * F, 1),
                              (i_t * BT, 0), (BT, BF), (1, 0))
 
 
 @triton.jit
-def _rows_t(ptr, i_b, i_h, i_t, T, H: tl.constexpr, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
+def _rows_t(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
     """Transposed block pointer ([BF, BT]) on the same rows as `_rows` (loads X^T by pointer)."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * F, (F, T), (1, H * F),
                              (0, i_t * BT), (BF, BT), (0, 1))
 
 
 @triton.jit
-def _vec(ptr, i_b, i_h, i_t, T, H: tl.constexpr, BT: tl.constexpr):
+def _vec(ptr, i_b, i_h, i_t, T, H, BT: tl.constexpr):
     """Block pointer on entries [i_t*BT, i_t*BT+BT) of the (b, h) slice of a [B, T, H] tensor."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64), (T,), (H,), (i_t * BT,), (BT,), (0,))
 
 
 @triton.jit
-def _state(ptr, i_b, i_h, i_t, NT, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+def _state(ptr, i_b, i_h, i_t, NT, H, K: tl.constexpr, V: tl.constexpr,
            BK: tl.constexpr, BV: tl.constexpr, i_v):
     """Block pointer on the [BK, BV] state block of chunk i_t in a [B, NT, H, K, V] tensor."""
     return tl.make_block_ptr(ptr + ((i_b * NT + i_t) * H + i_h).to(tl.int64) * K * V, (K, V), (V, 1),
                              (0, i_v * BV), (BK, BV), (1, 0))
 
 
+@triton.jit
+def _raw(x, RAW: tl.constexpr):
+    """A loaded 16-bit input as a dot operand: as is on the GPU (exact products, fp32 accumulation, twice
+    the tf32 rate); cast to fp32 when RAW is False (Triton 3.6's interpreter multiplies the raw bf16 bits)."""
+    if RAW:
+        return x
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
+def _tile16(ptr, i_b, i_h, i_t, T, H, BT: tl.constexpr, r: tl.constexpr, c: tl.constexpr):
+    """Block pointer on the 16 x 16 tile (row block r, column block c) of chunk i_t's [BT, BT] slab
+    of a [B, T, H, BT] tensor."""
+    return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                             (i_t * BT + r * 16, c * 16), (16, 16), (1, 0))
+
+
+@triton.jit
+def _solve_tril(tr, b_A, i_b, i_h, i_t, T, H, BT: tl.constexpr):
+    """Tr = (I + A)^-1 for a strictly lower [BT, BT] block A (fp32), BT in {16, 32, 64}.
+
+    The chunk's [BT, BT] slab of tr ([B, T, H, BT], fp32) is the workspace and holds Tr on return.
+    1. A is stored to the slab; its NB = BT/16 diagonal 16 x 16 blocks are inverted together by row
+       substitution on an [NB, 16, 16] tile (15 steps; v1 took BT - 1 steps on [BT, BT]).
+    2. Off-diagonal 16 x 16 blocks: Tr_ij = -Tr_ii sum_{j <= m < i} A_im Tr_mj (fp32 ieee dots).
+    3. The slab is read back as one [BT, BT] tile. Rows at or past T stay zero (never stored).
+    """
+    NB: tl.constexpr = BT // 16
+    tl.store(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                               (i_t * BT, 0), (BT, BT), (1, 0)), b_A, boundary_check=(0, 1))
+    tl.debug_barrier()
+    # ---- diagonal blocks, all at once: X[b, r, c] = -A[16 b + r, 16 b + c]
+    o_b = tl.arange(0, NB)
+    o_r = tl.arange(0, 16)
+    rows = i_t * BT + o_b[:, None, None] * 16 + o_r[None, :, None]                      # [NB, 16, 1]
+    cols = o_b[:, None, None] * 16 + o_r[None, None, :]                                 # [NB, 1, 16]
+    p_d = tr + (i_b * T * H + i_h).to(tl.int64) * BT + rows * (H * BT) + cols
+    m_d = (rows < T) & (cols >= 0)
+    b_X = -tl.load(p_d, mask=m_d, other=0.)
+    for s in tl.static_range(1, 16):
+        m_row = (o_r == s)[None, :, None]
+        b_a = tl.sum(tl.where(m_row, b_X, 0.), axis=1)                                 # [NB, 16]
+        b_a = b_a + tl.sum(b_a[:, :, None] * b_X, axis=1)
+        b_X = tl.where(m_row, b_a[:, None, :], b_X)
+    b_X = b_X + (o_r[:, None] == o_r[None, :]).to(tl.float32)[None, :, :]
+    tl.debug_barrier()
+    tl.store(p_d, b_X, mask=m_d)
+    tl.debug_barrier()
+    # ---- off-diagonal blocks (block rows 2..NB), from the diagonal inverses and A's blocks
+    if NB >= 2:
+        b_T11 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 0, 0), boundary_check=(0, 1))
+        b_T22 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 1, 1), boundary_check=(0, 1))
+        b_A21 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 1, 0), boundary_check=(0, 1))
+        b_T21 = -tl.dot(b_T22, tl.dot(b_A21, b_T11, input_precision="ieee"), input_precision="ieee")
+        if NB == 4:
+            b_T33 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 2, 2), boundary_check=(0, 1))
+            b_T44 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 3), boundary_check=(0, 1))
+            b_A31 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 2, 0), boundary_check=(0, 1))
+            b_A32 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 2, 1), boundary_check=(0, 1))
+            b_A41 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 0), boundary_check=(0, 1))
+            b_A42 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 1), boundary_check=(0, 1))
+            b_A43 = tl.load(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 2), boundary_check=(0, 1))
+            b_T32 = -tl.dot(b_T33, tl.dot(b_A32, b_T22, input_precision="ieee"), input_precision="ieee")
+            b_T31 = -tl.dot(b_T33, tl.dot(b_A31, b_T11, input_precision="ieee")
+                            + tl.dot(b_A32, b_T21, input_precision="ieee"), input_precision="ieee")
+            b_T43 = -tl.dot(b_T44, tl.dot(b_A43, b_T33, input_precision="ieee"), input_precision="ieee")
+            b_T42 = -tl.dot(b_T44, tl.dot(b_A42, b_T22, input_precision="ieee")
+                            + tl.dot(b_A43, b_T32, input_precision="ieee"), input_precision="ieee")
+            b_T41 = -tl.dot(b_T44, tl.dot(b_A41, b_T11, input_precision="ieee")
+                            + tl.dot(b_A42, b_T21, input_precision="ieee")
+                            + tl.dot(b_A43, b_T31, input_precision="ieee"), input_precision="ieee")
+        tl.debug_barrier()
+        tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 1, 0), b_T21, boundary_check=(0, 1))
+        if NB == 4:
+            tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 2, 0), b_T31, boundary_check=(0, 1))
+            tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 2, 1), b_T32, boundary_check=(0, 1))
+            tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 0), b_T41, boundary_check=(0, 1))
+            tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 1), b_T42, boundary_check=(0, 1))
+            tl.store(_tile16(tr, i_b, i_h, i_t, T, H, BT, 3, 2), b_T43, boundary_check=(0, 1))
+        tl.debug_barrier()
+    return tl.load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+
+
 # ----------------------------------------------------------------------------------------- forward (i)
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_fwd_solve_kernel(
+    k, beta, g, tr_out, T, H,
+    K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Tr = (I + A)^-1, A = diag(b1) (G< . K1 K1^T), alone (SPLIT_SOLVE). Grid (N, B*H).
+
+    A small kernel (one [BT, BK] and two [BT, BT] tiles live), so several CTAs share an SM and hide the
+    solve's barrier and global round-trip latencies, which the fused prep kernel (1 CTA per SM) cannot.
+    Writes Tr [B,T,H,BT] (fp32).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc = tl.cumsum(tl.load(_vec(g, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32), axis=0)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_A = tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC) * b_b1[:, None]
+    b_A = tl.where(m_s, b_A * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
+    _solve_tril(tr_out, b_A, i_b, i_h, i_t, T, H, BT)
+
+
+@triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_fwd_prep_kernel(
     k, v, u, p, beta, g, q, do,
     gc_out, w_out, ub_out, sw_out, tr_out, dvloc_out,
     scale, T,
-    B: tl.constexpr, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
+    B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    STORE_SW: tl.constexpr, STORE_TR: tl.constexpr, DVLOC: tl.constexpr, PREC: tl.constexpr,
+    STORE_SW: tl.constexpr, DVLOC: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    SOLVED: tl.constexpr,
 ):
     """State-independent chunk preparation (forward phase i / backward phase A).
 
@@ -151,67 +234,67 @@ def prism_fwd_prep_kernel(
     b_gc = tl.cumsum(b_g, axis=0)
     tl.store(_vec(gc_out, i_b, i_h, i_t, T, H, BT), b_gc, boundary_check=(0,))
     b_gl = tl.sum(tl.where(o_i == BT - 1, b_gc, 0.), axis=0)        # log gamma_C (padding has g = 0)
-    b_gam = tl.exp(b_gc)
-    b_e = tl.exp(b_gl - b_gc)
-    b_Gs = tl.where(m_s, tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
-
-    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_v = tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_u = tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
 
-    # A = diag(b1) (G< . K1 K1^T); Tr = (I + A)^-1 by forward substitution, row by row
-    b_S = tl.dot(b_k1, tl.trans(b_k1), input_precision=PREC)
-    b_Tr = -tl.where(m_s, b_Gs * b_S * b_b1[:, None], 0.)
-    for i in range(1, BT):
-        b_a = tl.sum(tl.where((o_i == i)[:, None], b_Tr, 0.), axis=0)
-        b_a = b_a + tl.sum(b_a[:, None] * b_Tr, axis=0)
-        b_Tr = tl.where((o_i == i)[:, None], b_a[None, :], b_Tr)
-    b_Tr = b_Tr + (o_i[:, None] == o_i[None, :]).to(tl.float32)
+    if DVLOC:
+        # dVloc = P_1^T dO, P_1^T[i, t] = scale G_ti (q_t . k1_i) for i <= t
+        b_qt = _raw(tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        m_it = o_i[:, None] <= o_i[None, :]
+        b_Pt = tl.dot(b_k1r, b_qt, input_precision=PREC)
+        b_Pt = tl.where(m_it, b_Pt * tl.exp(tl.where(m_it, b_gc[None, :] - b_gc[:, None], 0.)), 0.) * scale
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dv = tl.dot(b_Pt, b_do, input_precision=PREC)
+        tl.store(_rows(dvloc_out, i_b, i_h, i_t, T, H, V, BT, BV), b_dv, boundary_check=(0, 1))
 
-    # deltas and the intra-chunk writes of keys l >= 2
-    b_r = b_v - b_u
+    # A = diag(b1) (G< . K1 K1^T) (raw 16-bit operands: exact products, fp32 accumulation);
+    # Tr = (I + A)^-1 by the blocked solve (16 x 16 diagonal blocks, merged with dots); W = Tr diag(b1 gamma) K1
+    if SOLVED:   # Tr written by prism_fwd_solve_kernel
+        b_Tr = tl.load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                         (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    else:
+        b_A = tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC) * b_b1[:, None]
+        b_A = tl.where(m_s, b_A * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
+        b_Tr = _solve_tril(tr_out, b_A, i_b, i_h, i_t, T, H, BT)
+    b_W = tl.dot(b_Tr, b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
+    tl.store(_rows(w_out, i_b, i_h, i_t, T, H, K, BT, BK), b_W.to(w_out.dtype.element_ty), boundary_check=(0, 1))
+
+    # deltas and the intra-chunk writes of keys l >= 2: X = Delta_1 - sum_l (G< . K1 K_l^T) D_l
+    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
     b_X = tl.zeros([BT, BV], dtype=tl.float32)
     b_Sw = tl.zeros([BK, BV], dtype=tl.float32)
     for l in tl.static_range(L):
         b_p = tl.load(_rows(p + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
         b_d = _gelu(b_p * b_r)
-        b_r = b_r - b_d
+        if l < L - 1:
+            b_r = b_r - b_d
         if l == 0:
             b_X += b_d
         else:
-            b_kl = tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+            b_klr = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
             b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
             b_D = b_d * b_bl[:, None]
-            b_Bl = b_Gs * tl.dot(b_k1, tl.trans(b_kl), input_precision=PREC)
+            b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+            b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
             b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
             if STORE_SW:
-                b_Sw += tl.dot(tl.trans(b_kl * b_e[:, None]), b_D, input_precision=PREC)
-
+                b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
+                b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
+    # Tr again from the workspace (not kept live through the loop above)
+    b_Tr = tl.load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
-    b_W = tl.dot(b_Tr, b_k1 * (b_b1 * b_gam)[:, None], input_precision=PREC)
     tl.store(_rows(ub_out, i_b, i_h, i_t, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty), boundary_check=(0, 1))
-    tl.store(_rows(w_out, i_b, i_h, i_t, T, H, K, BT, BK), b_W.to(w_out.dtype.element_ty), boundary_check=(0, 1))
     if STORE_SW:
         tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), b_Sw, boundary_check=(0, 1))
-    if STORE_TR:
-        tl.store(_rows(tr_out, i_b, i_h, i_t, T, H, BT, BT, BT), b_Tr, boundary_check=(0, 1))
-    if DVLOC:
-        # dVloc = P_1^T dO, P_1^T[i, t] = scale G_ti (q_t . k1_i) for i <= t
-        b_qt = tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
-        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        m_it = o_i[:, None] <= o_i[None, :]
-        b_Pt = tl.dot(b_k1, b_qt, input_precision=PREC)
-        b_Pt = tl.where(m_it, b_Pt * tl.exp(tl.where(m_it, b_gc[None, :] - b_gc[:, None], 0.)), 0.) * scale
-        b_dv = tl.dot(b_Pt, b_do, input_precision=PREC)
-        tl.store(_rows(dvloc_out, i_b, i_h, i_t, T, H, V, BT, BV), b_dv, boundary_check=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------- forward (ii)
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "H"])
 def prism_fwd_h_kernel(
     k, w, ub, sw, gc, h0, hs_out, vnew_out, ht_out, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr,
 ):
     """Sequential pass over chunks. Grid (cdiv(V, BV), B*H).
@@ -248,11 +331,11 @@ def prism_fwd_h_kernel(
 
 
 # ----------------------------------------------------------------------------------------- forward (iii)
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_fwd_o_kernel(
     q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
-    B: tl.constexpr, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+    B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
 ):
     """Outputs, parallel over chunks. Grid (N, B*H). o [B,T,H,V] in q's dtype."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -266,10 +349,10 @@ def prism_fwd_o_kernel(
 
     b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
     b_Gi = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale
-    b_q = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+    b_q = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_o = tl.dot(b_q, b_h, input_precision=PREC) * (tl.exp(b_gc) * scale)[:, None]
-    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+    b_o = tl.dot(b_q.to(tl.float32), b_h, input_precision=PREC) * (tl.exp(b_gc) * scale)[:, None]
+    b_k1 = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_v1 = tl.load(_rows(vnew, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_P = b_Gi * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
     b_o += tl.dot(b_P, b_v1, input_precision=PREC)
@@ -283,8 +366,7 @@ def prism_fwd_o_kernel(
             if l < L - 1:
                 b_r = b_r - b_d
             if l > 0:
-                b_kl = tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK),
-                               boundary_check=(0, 1)).to(tl.float32)
+                b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
                 b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
                 b_P = b_Gi * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
                 b_o += tl.dot(b_P, b_d * b_bl[:, None], input_precision=PREC)
@@ -292,10 +374,10 @@ def prism_fwd_o_kernel(
 
 
 # ----------------------------------------------------------------------------------------- backward (B)
-@triton.jit(do_not_specialize=["T"])
+@triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_dh_kernel(
     q, k, w, gc, do, dv, dht, dhs_out, dh0_out, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr,
 ):
     """Reverse pass over chunks. Grid (cdiv(V, BV), B*H).
@@ -337,17 +419,107 @@ def prism_bwd_dh_kernel(
         tl.store(p_dh0, b_dh, boundary_check=(0, 1))
 
 
-# ----------------------------------------------------------------------------------------- backward (C)
-@triton.jit(do_not_specialize=["T"])
-def prism_bwd_grads_kernel(
-    q, k, v, u, p, beta, gc, hs, dhs, do, dv1, w, ub, tr,
-    dq, dk, dv, du, dp, dbeta, dg, scale, T,
-    B: tl.constexpr, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-):
-    """All input gradients of one chunk (prism_bwd.md phase C). Grid (N, B*H).
+# ----------------------------------------------------------------------------------------- backward (C1)
+@triton.jit
+def _decays(gc, i_b, i_h, i_t, T, H, BT: tl.constexpr):
+    """Chunk-local decays: gc [BT], log gamma_C, gamma [BT], e = gamma_C / gamma [BT] (0 past T)."""
+    o_i = tl.arange(0, BT)
+    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
+    m_t = i_t * BT + o_i < T
+    return b_gc, b_gl, tl.where(m_t, tl.exp(b_gc), 0.), tl.where(m_t, tl.exp(b_gl - b_gc), 0.)
 
-    Writes dq, dk [L,...], dv, du, dp [L,...], dbeta [L,...] (fp32 buffers) and dg [B,T,H] (fp32).
+
+@triton.jit
+def _gmat(b_gc, m):
+    """G_ti = exp(gc_t - gc_i) where m (a [BT, BT] mask within the lower triangle), else 0."""
+    return tl.where(m, tl.exp(tl.where(m, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy_kernel(
+    q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr,
+    dqp, dbp, dgp, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Gradients through the WY part and the first key (prism_bwd.md phase C, first half). Grid (N, B*H).
+
+    Reads Ub and W ([B,T,H,V] / [B,T,H,K] fp32) and overwrites the same rows with dY = Tr^T dV1 and the
+    partial dk1 (the buffers are reused: each program reads and writes its own chunk only). Writes the
+    partial dq (of Qs = scale q) dqp [B,T,H,K], dbeta1 dbp [B,T,H] and dg dgp [B,T,H] (all fp32).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+
+    # (ordered so that few [BT, BK] / [BK, BV] tiles are live at once)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_v1 = b_ub - tl.dot(b_w, b_h, input_precision=PREC)                     # V1 = Ub - W h
+    # first key's state write and read-out (V_1 = V1), and the h terms
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_dv1 = tl.load(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dw = -tl.dot(b_dv1, tl.trans(b_h), input_precision=PREC)
+
+    # ---- WY part: V1 = Ub - W h, Ub = Tr Y, W = Tr Z, Tr = (I + A)^-1
+    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
+    b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
+                     + tl.dot(b_dZ, tl.trans(b_w), input_precision=PREC), 0.)
+    tl.store(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), b_dY, boundary_check=(0, 1))
+
+    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
+    b_rho = tl.sum(b_qs * b_dqs, axis=1)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
+    b_dk1 = tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC) + b_dKd * b_e[:, None]
+    b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
+    b_rho += tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
+    b_dk1 += b_dkz
+    b_GS = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)   # G< . K1 K1^T
+    b_db1 = tl.sum(b_dA * b_GS, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
+    b_dA = b_dA * b_b1[:, None]
+    b_M = b_dA * b_GS
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_dSA = b_dA * _gmat(b_gc, m_s)
+    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
+
+    tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
+    tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1, boundary_check=(0, 1))
+    tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
+    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay)
+    b_dg = tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh
+    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
+
+
+# ----------------------------------------------------------------------------------------- backward (C2)
+@triton.jit(do_not_specialize=["T", "H", "B"])
+def prism_bwd_keys_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp,
+    dq, dk, dv, du, dp, dbeta, dg, scale, T,
+    B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Extra keys l >= 2 and the solver's chain rule (phase C, second half); finishes every gradient.
+
+    Grid (N, B*H). Reads dY and the partial dq, dk1, dbeta1, dg of prism_bwd_wy; writes dq, dk [L,...],
+    dv, du, dp [L,...], dbeta [L,...] (input dtypes) and dg [B,T,H] (fp32; may alias dgp).
     """
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -358,118 +530,79 @@ def prism_bwd_grads_kernel(
     o_i = tl.arange(0, BT)
     m_s = o_i[:, None] > o_i[None, :]
     m_a = o_i[:, None] >= o_i[None, :]
-
-    # ---- decays
-    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
-    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
-    m_t = i_t * BT + o_i < T
-    b_gam = tl.where(m_t, tl.exp(b_gc), 0.)
-    b_e = tl.where(m_t, tl.exp(b_gl - b_gc), 0.)
-    b_Gi = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
-    b_Gs = tl.where(m_s, b_Gi, 0.)
-
-    # ---- loads
-    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
-    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_dv1 = tl.load(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
-    b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
-    b_ht = tl.trans(b_h)
-    b_dhnt = tl.trans(b_dhn)
-
-    b_v1 = b_ub - tl.dot(b_w, b_h, input_precision=PREC)                     # V1 = Ub - W h
-    b_dqs = tl.dot(b_do, b_ht, input_precision=PREC) * b_gam[:, None]        # from diag(gamma) Qs h
-    b_rho = tl.sum(b_qs * b_dqs, axis=1)
-    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_dqs = tl.load(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_dk1 = tl.load(_rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_db1 = tl.load(_vec(dbp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_rho = tl.zeros([BT], dtype=tl.float32)
     b_s = tl.zeros([BT], dtype=tl.float32)
 
-    # ---- WY part: V1 = Ub - W h, Ub = Tr Y, W = Tr Z, Tr = (I + A)^-1
-    b_dw = -tl.dot(b_dv1, b_ht, input_precision=PREC)
-    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
-    b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
-    b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
-                     + tl.dot(b_dZ, tl.trans(b_w), input_precision=PREC), 0.)
-    b_dX = b_dY * b_b1[:, None]
-    b_S = tl.dot(b_k1, tl.trans(b_k1), input_precision=PREC)
-    b_db1 = tl.sum(b_dA * b_Gs * b_S, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
-    b_dk1 = b_dZ * (b_b1 * b_gam)[:, None]
-    b_rho += tl.sum(b_k1 * b_dk1, axis=1)                                     # Z . dZ
-    b_dSA = b_dA * b_Gs * b_b1[:, None]
-    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
-    b_M = b_dSA * b_S
-    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-
-    # ---- read-out and state write of the first key (V_1 = V1)
-    b_E = tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC)
-    b_dE = b_Gi * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
-    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
-    b_dk1 += tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC)
-    b_M = tl.where(m_s, b_dE * b_E, 0.)
-    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    b_dKd = tl.dot(b_v1, b_dhnt, input_precision=PREC)
-    b_dk1 += b_dKd * b_e[:, None]
-    b_s += b_e * tl.sum(b_k1 * b_dKd, axis=1)
-
-    # ---- extra keys l = L-1 .. 1 (code index), then the solver's chain rule in the same order
-    b_v = tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_u = tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_r1 = b_v - b_u
     b_dr = tl.zeros([BT, BV], dtype=tl.float32)
-    for l in tl.static_range(L - 1, 0, -1):
-        # recompute r_l, z_l, Delta_l
-        b_r = b_r1
-        for m in tl.static_range(l):
-            b_pm = tl.load(_rows(p + m * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-            b_r = b_r - _gelu(b_pm * b_r)
-        b_p = tl.load(_rows(p + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_z = b_p * b_r
-        b_d = _gelu(b_z)
-        b_kl = tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
-        b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        b_D = b_d * b_bl[:, None]
-        # read-out
-        b_E = tl.dot(b_qs, tl.trans(b_kl), input_precision=PREC)
-        b_dE = b_Gi * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
-        b_dqs += tl.dot(b_dE, b_kl, input_precision=PREC)
-        b_dkl = tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC)
-        b_M = tl.where(m_s, b_dE * b_E, 0.)
-        b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        b_dD = tl.dot(tl.trans(b_Gi * b_E), b_do, input_precision=PREC)
-        # state write
-        b_dKd = tl.dot(b_D, b_dhnt, input_precision=PREC)
-        b_dkl += b_dKd * b_e[:, None]
-        b_s += b_e * tl.sum(b_kl * b_dKd, axis=1)
-        b_dD += tl.dot(b_kl * b_e[:, None], b_dhn, input_precision=PREC)
-        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l
-        b_F = tl.dot(b_k1, tl.trans(b_kl), input_precision=PREC)
-        b_GF = b_Gs * b_F
-        b_db1 -= tl.sum(tl.dot(b_GF, b_D, input_precision=PREC) * b_dY, axis=1)
-        b_dF = -b_Gs * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
-        b_dk1 += tl.dot(b_dF, b_kl, input_precision=PREC)
-        b_dkl += tl.dot(tl.trans(b_dF), b_k1, input_precision=PREC)
-        b_M = b_dF * b_F
-        b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
-        tl.store(_rows(dk + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
-                 boundary_check=(0, 1))
-        tl.store(_vec(dbeta + l * sb, i_b, i_h, i_t, T, H, BT), tl.sum(b_d * b_dD, axis=1).to(dbeta.dtype.element_ty),
-                 boundary_check=(0,))
-        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
-        b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
-        tl.store(_rows(dp + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
-                 boundary_check=(0, 1))
-        b_dr += b_dz * b_p
+    if L > 1:
+        for l in tl.static_range(L - 1, 0, -1):
+            # tiles re-read per key (L2 hits) rather than kept live across the loop
+            b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            # recompute r_l, z_l, Delta_l
+            b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+                   - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+            for m in tl.static_range(l):
+                b_pm = tl.load(_rows(p + m * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+                b_r = b_r - _gelu(b_pm * b_r)
+            b_p = tl.load(_rows(p + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_z = b_p * b_r
+            b_klr = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_kl = b_klr.to(tl.float32)
+            b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+            b_d = _gelu(b_z)
+            b_D = b_d * b_bl[:, None]
+            # read-out
+            b_Gi = _gmat(b_gc, m_a)
+            b_E = tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+            b_dE = b_Gi * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+            b_dqs += tl.dot(b_dE, b_kl, input_precision=PREC)
+            b_dkl = tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC) * scale
+            b_M = tl.where(m_s, b_dE * b_E, 0.)
+            b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+            b_dD = tl.dot(tl.trans(b_Gi * b_E), b_do, input_precision=PREC)
+            # state write
+            b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+            b_dKd = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC)
+            b_dkl += b_dKd * b_e[:, None]
+            b_s += b_e * tl.sum(b_kl * b_dKd, axis=1)
+            b_dD += tl.dot(b_kl * b_e[:, None], b_dhn, input_precision=PREC)
+            # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l
+            b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+            b_GF = _gmat(b_gc, m_s) * b_F
+            b_db1 -= tl.sum(tl.dot(b_GF, b_D, input_precision=PREC) * b_dY, axis=1)
+            b_dX = b_dY * b_b1[:, None]
+            b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+            b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+            b_dk1 += tl.dot(b_dF, b_kl, input_precision=PREC)
+            b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+            b_M = b_dF * b_F
+            b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+            tl.store(_rows(dk + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
+                     boundary_check=(0, 1))
+            tl.store(_vec(dbeta + l * sb, i_b, i_h, i_t, T, H, BT),
+                     tl.sum(b_d * b_dD, axis=1).to(dbeta.dtype.element_ty),
+                     boundary_check=(0,))
+            # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
+            b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
+            tl.store(_rows(dp + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+                     boundary_check=(0, 1))
+            b_dr += b_dz * b_p
 
     # ---- first step of the solver (dDelta_1 = dX) and X's Delta_1 term of dbeta1
+    b_r1 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
     b_p = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_z = b_p * b_r1
     b_db1 += tl.sum(_gelu(b_z) * b_dY, axis=1)
-    b_dz = (b_dX - b_dr) * _gelu_grad(b_z)
+    b_dz = (b_dY * b_b1[:, None] - b_dr) * _gelu_grad(b_z)
     tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r1).to(dp.dtype.element_ty), boundary_check=(0, 1))
     b_dr += b_dz * b_p
     tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
@@ -477,8 +610,8 @@ def prism_bwd_grads_kernel(
     tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK), (b_dqs * scale).to(dq.dtype.element_ty), boundary_check=(0, 1))
     tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1.to(dk.dtype.element_ty), boundary_check=(0, 1))
     tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
-    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay)
-    b_dg = tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh
+    b_dg = tl.load(_vec(dgp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_dg += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
     tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
@@ -491,13 +624,34 @@ def _prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
 
 
-def _warps(BK: int, BV: int) -> int:
-    return 4 if max(BK, BV) <= 64 else 8
+# SPLIT_SOLVE: run the triangular solve as its own kernel (prism_fwd_solve_kernel) before prep. Written
+# after the only GPU run of version 2: interpreter-tested and compiled offline for sm_90, NOT yet checked or
+# timed on a GPU, so off by default (scripts/gpu/prism_triton_check.py checks and times both).
+SPLIT_SOLVE = False
+# num_warps overrides per launcher ("solve", "prep", "h", "o", "dh", "wy", "keys"), for tuning runs only
+# (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
+WARPS: dict = {}
 
 
-def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, store_tr=False):
+def _raw_ok(dtype: torch.dtype) -> bool:
+    return not INTERPRET and dtype in (torch.bfloat16, torch.float16)
+
+
+def _warps(BK: int, BV: int, BT: int = 64) -> int:
+    """8 warps once a [64, 64] fp32 tile is involved (offline sm_90 compiles: 4 warps spill 0.4-2 KB per
+    thread in prep, fwd_h and bwd_dh at K = 64, 8 warps spill little or nothing); 4 below."""
+    return 4 if max(BK, BV, BT) <= 32 else 8
+
+
+def _chunk(K: int, V: int, chunk_size: int) -> int:
+    """Chunk length the kernels run at: chunk_size, capped at 32 for K or V > 64 (shared memory of the
+    gradient kernels: K = V = 128 at 32 fits, 128 KB / 144 KB; the math is exact for any chunk length)."""
+    return chunk_size if max(K, V) <= 64 else min(chunk_size, 32)
+
+
+def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, split_solve=None):
     """Phase (i)/(A) launcher. Returns gc [B,T,H] fp32, W [B,T,H,K], Ub [B,T,H,V], Sw [B,N,H,K,V] fp32 or None,
-    Tr [B,T,H,BT] fp32 or None, dVloc [B,T,H,V] fp32 or None (when q and do are given)."""
+    Tr [B,T,H,BT] fp32, dVloc [B,T,H,V] fp32 or None (when q and do are given)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -507,13 +661,19 @@ def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw
     w = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
     ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
-    tr = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32) if store_tr else None
+    tr = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)   # solve workspace, holds Tr on return
     dvloc = torch.empty(B, T, H, V, device=dev, dtype=torch.float32) if do is not None else None
+    split = SPLIT_SOLVE if split_solve is None else split_solve
+    if split:
+        prism_fwd_solve_kernel[(NT, B * H)](
+            k, beta, g, tr, T, H, K=K, BT=BT, BK=BK, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+            num_warps=WARPS.get("solve", 4),
+        )
     prism_fwd_prep_kernel[(NT, B * H)](
         k, v, u, p, beta, g, q, do, gc, w, ub, sw, tr, dvloc, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, STORE_TR=store_tr, DVLOC=do is not None, PREC=_prec(k.dtype),
-        num_warps=_warps(BK, BV),
+        STORE_SW=store_sw, DVLOC=do is not None, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype), SOLVED=split,
+        num_warps=WARPS.get("prep", _warps(BK, BV)),
     )
     return gc, w, ub, sw, tr, dvloc
 
@@ -531,7 +691,7 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     prism_fwd_h_kernel[(triton.cdiv(V, BV), B * H)](
         k, w, ub, sw, gc, initial_state, hs, vnew, ht, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_H0=initial_state is not None, STORE_HT=output_final_state,
-        PREC=_prec(k.dtype), num_warps=4,
+        PREC=_prec(k.dtype), num_warps=WARPS.get("h", _warps(BK, BT, BT)),
     )
     return hs, vnew, ht
 
@@ -544,7 +704,8 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
-        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), num_warps=_warps(BK, BV),
+        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        num_warps=WARPS.get("o", _warps(BK, BV)),
     )
     return o
 
@@ -557,41 +718,74 @@ def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_s
     return o, ht, hs
 
 
-def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, BT):
-    """Backward: returns dq, dk, dv, du, dp, dbeta, dg (fp32), dh0 (fp32 or None)."""
+def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
+    """Phase (B) launcher; dv1 [B,T,H,V] fp32 holds dVloc on entry and dV1 on exit.
+    Returns dhs [B,N,H,K,V] fp32 and dh0 [B,H,K,V] fp32 or None."""
+    L, B, T, H, K = k.shape
+    V = dv1.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV = _block(K), _block(V)
+    dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
+    dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
+    BVs = min(BV, 32 if BK <= 64 else 16) if not INTERPRET else BV
+    prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
+        q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,
+        PREC=_prec(k.dtype), num_warps=WARPS.get("dh", _warps(BK, BT, BT)),
+    )
+    return dhs, dh0
+
+
+def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
+    """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
+    Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32)."""
+    L, B, T, H, K = k.shape
+    V = ub.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV = _block(K), _block(V)
+    dqp = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32)
+    dbp = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
+    dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
+    prism_bwd_wy_kernel[(NT, B * H)](
+        q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+    )
+    return dqp, dbp, dg
+
+
+def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT):
+    """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
+    Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
     BK, BV = _block(K), _block(V)
-    if max(BK, BV) > 64 and not INTERPRET:
-        from prismbench.registry import Unsupported
-
-        # measured on an H100 (NOTES.md, version 1): the one-kernel gradient phase needs 480-576 KB of
-        # shared memory at K = V = 128 (227 KB available); the forward runs.
-        raise Unsupported(f"chunk_prism backward: K={K}, V={V} > 64 is not supported by the version-1 "
-                          "gradient kernel (shared memory); the forward is supported")
-    gc, w, ub, _, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
-                                           store_sw=False, store_tr=True)
-    dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
-    dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if initial_state is not None else None
-    BVs = min(BV, 32 if BK <= 64 else 16) if not INTERPRET else BV
-    prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
-        q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
-        PREC=_prec(k.dtype), num_warps=4,
-    )
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     du = torch.empty_like(u)
     dp = torch.empty_like(p)
     dbeta = torch.empty_like(beta)
-    dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
-    prism_bwd_grads_kernel[(NT, B * H)](
-        q, k, v, u, p, beta, gc, hs, dhs, do, dv1, w, ub, tr,
+    prism_bwd_keys_kernel[(NT, B * H)](
+        q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,
-        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), num_warps=_warps(BK, BV),
+        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        num_warps=WARPS.get("keys", _warps(BK, BV, BT)),
     )
+    return dq, dk, dv, du, dp, dbeta, dg
+
+
+def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, BT):
+    """Backward: returns dq, dk, dv, du, dp, dbeta, dg (fp32), dh0 (fp32 or None)."""
+    # phase A: state-free recompute (Tr, W, Ub) and dVloc
+    gc, w, ub, _, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=False)
+    # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
+    dhs, dh0 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale)
+    # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
+    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
+    # phase C2: extra keys and the solver's chain rule
+    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 
 
@@ -657,7 +851,7 @@ def chunk_prism(
         scale: query scale, default `K ** -0.5`.
         initial_state: `[B, H, K, V]` or None (zeros).
         output_final_state: also return the final state.
-        chunk_size: tokens per chunk, a power of two >= 16 (default 64).
+        chunk_size: tokens per chunk: 16, 32 or 64 (default 64).
 
     Returns:
         o: `[B, T, H, V]` in q.dtype.
@@ -671,8 +865,8 @@ def chunk_prism(
         >>> o, ht = chunk_prism(**x, output_final_state=True)   # o [1, 100, 2, 64], ht [1, 2, 64, 64]
     """
     B, T, H, K, V, L = _check(q, k, v, u, p, beta, g, initial_state)
-    if chunk_size < 16 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk_size must be a power of two >= 16, got chunk_size={chunk_size}")
+    if chunk_size not in (16, 32, 64):
+        raise ValueError(f"chunk_size must be 16, 32 or 64 (the blocked solve), got chunk_size={chunk_size}")
     if q.dtype == torch.float64:
         raise ValueError("chunk_prism: q.dtype=torch.float64 is not supported by the Triton kernel "
                          "(use chunk_prism_torch or naive_recurrent_prism)")
@@ -688,4 +882,4 @@ def chunk_prism(
     if initial_state is not None:
         initial_state = initial_state.contiguous()
     return PrismChunkFunction.apply(q, k, v, u, p, beta, g, float(scale), initial_state,
-                                    bool(output_final_state), int(chunk_size))
+                                    bool(output_final_state), _chunk(K, V, int(chunk_size)))

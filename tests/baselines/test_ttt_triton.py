@@ -6,16 +6,12 @@ eight input gradients; in the interpreter at tiny, awkward shapes (CPU) and on t
 TRITON_INTERPRET=1 before defining them; set here too, before the import). torch.empty is
 NaN-poisoned by tests/conftest.py, so an unwritten output fails.
 """
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from prismbench.baselines.ttt.fused import ttt_linear_fused  # noqa: E402
-from prismbench.baselines.ttt.naive import make_ttt_inputs, ttt_linear_loop  # noqa: E402
+from prismbench.baselines.ttt.fused import ttt_linear_fused
+from prismbench.baselines.ttt.naive import make_ttt_inputs, ttt_linear_loop
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 #: the issue's gate: fused fp32 vs loop fp32

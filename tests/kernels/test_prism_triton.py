@@ -7,18 +7,14 @@ Every case backprops `(o * do).sum() + (ht * dht).sum()` and compares o, the fin
 gradient (q, k, v, u, p, beta, g, initial_state) by relative error `||x - ref|| / ||ref||`; torch.empty is
 NaN-poisoned by tests/conftest.py, so an unwritten tile fails.
 """
-import os
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from prismbench.kernels.prism.chunk import chunk_prism  # noqa: E402
-from prismbench.kernels.prism.inputs import make_prism_inputs  # noqa: E402
-from prismbench.kernels.prism.naive import naive_recurrent_prism  # noqa: E402
-from prismbench.registry import Shape  # noqa: E402
+from prismbench.kernels.prism.chunk import chunk_prism
+from prismbench.kernels.prism.inputs import make_prism_inputs
+from prismbench.kernels.prism.naive import naive_recurrent_prism
+from prismbench.registry import Shape
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TOL_FP32 = 1e-5          # fp32 inputs: the kernel is ~1e-7 from float64 under the interpreter
@@ -79,12 +75,23 @@ CASES = [  # B, T, H, K, V, L, C   (T not a multiple of C: partial last chunk)
     pytest.param(1, 37, 2, 16, 16, 3, 16, id="B1-T37-H2-K16-V16-L3-C16"),
     pytest.param(2, 41, 1, 20, 24, 2, 16, id="B2-T41-H1-K20-V24-L2-C16"),
     pytest.param(1, 45, 1, 16, 16, 4, 32, id="B1-T45-H1-K16-V16-L4-C32"),
+    pytest.param(1, 70, 1, 16, 16, 2, 64, id="B1-T70-H1-K16-V16-L2-C64"),      # 4 blocks in the solve
+    pytest.param(1, 40, 1, 72, 72, 2, 64, id="B1-T40-H1-K72-V72-L2-C64"),      # K > 64: runs at chunk 32
 ]
 
 
 @pytest.mark.parametrize("B,T,H,K,V,L,C", CASES)
 def test_chunk_prism_fp32(B, T, H, K, V, L, C):
     assert_errs(run_case(B, T, H, K, V, L, C, torch.float32, seed=T + L), TOL_FP32)
+
+
+@pytest.mark.parametrize("C", [16, 64])
+def test_chunk_prism_split_solve(monkeypatch, C):
+    """SPLIT_SOLVE (the solve as its own kernel, off by default): same results."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "SPLIT_SOLVE", True)
+    assert_errs(run_case(1, 70, 1, 16, 16, 3, C, torch.float32, seed=C), TOL_FP32)
 
 
 def test_chunk_prism_no_state_args():
@@ -148,13 +155,25 @@ def test_chunk_prism_gpu_bf16(T, L, K):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_chunk_prism_gpu_bf16_k128_forward():
-    """K = V = 128: forward checked; the version-1 backward raises Unsupported (shared memory)."""
-    from prismbench.registry import Unsupported
+@pytest.mark.parametrize("L", [1, 3])
+def test_chunk_prism_gpu_bf16_k128(L):
+    """K = V = 128 (runs at chunk 32): forward and every gradient."""
+    assert_errs(run_case(1, 300, 2, 128, 128, L, 64, torch.bfloat16, seed=L), TOL_BF16)
 
-    x = make_prism_inputs(Shape(1, 300, 2, 128, 128, 3, torch.bfloat16, DEVICE), 0)
-    o, ht = chunk_prism(**x, output_final_state=True)
-    o_ref, ht_ref = naive_recurrent_prism(**{n: t.detach().double() for n, t in x.items()}, output_final_state=True)
-    assert rel_err(o, o_ref) <= TOL_BF16 and rel_err(ht, ht_ref) <= TOL_BF16
-    with pytest.raises(Unsupported):
-        o.float().sum().backward()
+
+def test_solve_tril_blocks():
+    """The blocked solve alone: Tr (I + A) = I for chunk lengths 16, 32, 64, partial last chunk included."""
+    from prismbench.kernels.prism.chunk import prism_fwd_prep
+
+    for BT, T in ((16, 21), (32, 40), (64, 100)):
+        x = {n: t.detach() for n, t in make_prism_inputs(Shape(1, T, 2, 16, 16, 1, torch.float32, DEVICE), BT).items()}
+        gc, w, ub, sw, tr, _ = prism_fwd_prep(x["k"], x["v"], x["u"], x["p"], x["beta"], x["g"], BT)
+        for h in range(2):
+            for c0 in range(0, T, BT):
+                n = min(BT, T - c0)
+                k1, b1, gcc = (x["k"][0, 0, c0:c0 + n, h].double(), x["beta"][0, 0, c0:c0 + n, h].double(),
+                               gc[0, c0:c0 + n, h].double())
+                A = torch.tril(b1[:, None] * torch.exp(gcc[:, None] - gcc[None, :]) * (k1 @ k1.T), -1)
+                Tr = tr[0, c0:c0 + n, h, :n].double()
+                err = (Tr @ (torch.eye(n, dtype=torch.float64) + A) - torch.eye(n, dtype=torch.float64)).abs().max()
+                assert err < 1e-5, (BT, T, h, c0, err.item())

@@ -6,18 +6,15 @@ the runner records timeouts, skips, out-of-memory and unsupported points instead
 Sizes are awkward on purpose (T = 24, 20: not multiples of the chunk sizes 16 / 64).
 """
 import math
-import os
 
 import pytest
 import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before any Triton kernel module is imported (CPU only)
-
-from prismbench import results as resmod  # noqa: E402
-from prismbench.lm import LM_CONFIGS, LM_MIXERS, MODEL_ORDER, build_lm, count_parameters, resolve_models  # noqa: E402
-from prismbench.lm import plots as lmplots  # noqa: E402
-from prismbench.lm import throughput as th  # noqa: E402
-from prismbench.lm.model import LMConfig, get_config  # noqa: E402
+from prismbench import results as resmod
+from prismbench.lm import LM_CONFIGS, LM_MIXERS, MODEL_ORDER, build_lm, count_parameters, resolve_models
+from prismbench.lm import plots as lmplots
+from prismbench.lm import throughput as th
+from prismbench.lm.model import LMConfig, get_config
 
 CPU = torch.device("cpu")
 TRITON_MODELS = ("prism-triton", "ttt-triton")
