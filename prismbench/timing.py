@@ -61,7 +61,9 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[Optiona
 
     cuda: torch.cuda.max_memory_allocated over the call (inputs already allocated are included).
     cpu: growth of the process's peak resident set over the call (Linux: VmHWM after resetting it
-    through /proc/self/clear_refs), or (None, None) where that is unavailable.
+    through /proc/self/clear_refs), or (None, None) where that is unavailable. A call that does not
+    grow the peak (memory reused from earlier calls: small shapes) gives (None, kind): the figure
+    is below what this counter resolves, not zero.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -77,7 +79,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[Optiona
     hwm = proc_status_bytes("VmHWM")
     if hwm is None:
         return None, None
-    return max(0, hwm - before), "cpu_peak_rss_growth"
+    growth = hwm - before
+    return (growth if growth > 0 else None), "cpu_peak_rss_growth"
 
 
 def proc_status_bytes(field: str) -> Optional[int]:
