@@ -15,6 +15,8 @@ forward
                        merged with dots; the Tr buffer is its workspace), W = Tr diag(b1 gamma) K1,
                        Ub = Tr diag(b1) (Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l), Sw = sum_{l>=2} (e K_l)^T D_l
     prism_fwd_solve    (SPLIT_SOLVE only, off by default) the solve as its own kernel before prep
+    (TR_SOLVER="fla")  Tr from fla's chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril instead, and
+                       prep reads it (SOLVED=True); off by default, not yet run on a GPU
     prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored, fp32) and
                        V1 = Ub - W h_c (fla's v_new); h_{c+1} = gamma_C h_c + (e K1)^T V1 + Sw
     prism_fwd_o        parallel over chunks: O = gamma Qs h_c + sum_l (G<= . Qs K_l^T) V_l
@@ -628,7 +630,19 @@ def _prec(dtype: torch.dtype) -> str:
 # after the only GPU run of version 2: interpreter-tested and compiled offline for sm_90, NOT yet checked or
 # timed on a GPU, so off by default (scripts/gpu/prism_triton_check.py checks and times both).
 SPLIT_SOLVE = False
-# num_warps overrides per launcher ("solve", "prep", "h", "o", "dh", "wy", "keys"), for tuning runs only
+# TR_SOLVER: where prism_fwd_prep (forward phase i and backward phase A) gets Tr = (I + A)^-1 from.
+#   "own" (default, version 2): the blocked solve `_solve_tril` inside prism_fwd_prep_kernel (or, with
+#         SPLIT_SOLVE, in prism_fwd_solve_kernel before it). Checked on an H100 (NOTES.md).
+#   "fla": fla's building blocks (`_tr_fla`): chunk_local_cumsum (log2 units), chunk_scaled_dot_kkt_fwd (A, fp32)
+#         and solve_tril (Tr, fp32), then prism_fwd_prep_kernel with SOLVED=True (reads Tr, no solve).
+#         For 16-bit inputs on CUDA; float32 inputs keep "own" there (fla's kkt kernel takes tl.dot's default
+#         tf32 precision for fp32 operands: ~1e-3, not the 1e-5 of the ieee path). Under the Triton
+#         interpreter fla's autotuned kernels do not run, so `_tr_fla` uses torch stand-ins with the same
+#         signatures (`_torch_chunk_local_cumsum`, `_torch_scaled_dot_kkt`, `_torch_solve_tril`) and CI tests
+#         the glue and the prep-from-Tr kernel. NOT yet checked or timed on a GPU (version 3 preparation).
+TR_SOLVER = "own"
+# num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
+# "dh", "wy", "keys"), for tuning runs only
 # (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
 WARPS: dict = {}
 
@@ -649,9 +663,108 @@ def _chunk(K: int, V: int, chunk_size: int) -> int:
     return chunk_size if max(K, V) <= 64 else min(chunk_size, 32)
 
 
-def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, split_solve=None):
+# ------------------------------------------------------------------------- Tr from fla (TR_SOLVER = "fla")
+def _torch_chunk_local_cumsum(g, chunk_size, scale=None, output_dtype=torch.float):
+    """Stand-in for fla.ops.utils.chunk_local_cumsum (interpreter only): inclusive cumsum of g [B, T, H]
+    within each chunk of chunk_size tokens, times scale. Returns [B, T, H] in output_dtype.
+
+    Example: `_torch_chunk_local_cumsum(g, 64, scale=1.4427)` is the log2-unit cumulative log-decay."""
+    B, T, H = g.shape
+    N = triton.cdiv(T, chunk_size)
+    x = torch.zeros(B, N * chunk_size, H, device=g.device, dtype=torch.float32)
+    x[:, :T] = g.float()
+    x = x.view(B, N, chunk_size, H).cumsum(2).view(B, N * chunk_size, H)[:, :T]
+    if scale is not None:
+        x = x * scale
+    return x.to(output_dtype).contiguous()
+
+
+def _torch_scaled_dot_kkt(k, g, beta, chunk_size, output_dtype=torch.float32):
+    """Stand-in for fla.ops.common.chunk_scaled_dot_kkt.chunk_scaled_dot_kkt_fwd (interpreter only), same
+    convention: A[t, i] = beta_t exp2(g_t - g_i) (k_t . k_i) for i < t in the same chunk, else 0, with g the
+    chunk-local cumsum in log2 units. k [B, T, H, K], g and beta [B, T, H]. Returns A [B, T, H, BT].
+
+    Example: `A = _torch_scaled_dot_kkt(k[0], g2, beta[0], 64)` -> [B, T, H, 64] fp32."""
+    B, T, H, K = k.shape
+    BT = chunk_size
+    N = triton.cdiv(T, BT)
+    TP = N * BT
+
+    def pad(x):
+        y = torch.zeros((B, TP) + tuple(x.shape[2:]), device=x.device, dtype=torch.float32)
+        y[:, :T] = x.float()
+        return y.view((B, N, BT) + tuple(x.shape[2:]))
+
+    kc, gc, bc = pad(k), pad(g), pad(beta)                              # [B,N,BT,H,K], [B,N,BT,H]
+    A = torch.einsum("bnihk,bnjhk->bnihj", kc, kc)                      # [B, N, BT(i), H, BT(j)]
+    m = torch.tril(torch.ones(BT, BT, dtype=torch.bool, device=k.device), -1)[None, None, :, None, :]
+    d = gc[:, :, :, :, None] - gc.permute(0, 1, 3, 2)[:, :, None, :, :]   # g_i - g_j
+    A = torch.where(m, A * torch.exp2(torch.where(m, d, 0.)), 0.) * bc[..., None]
+    return A.reshape(B, TP, H, BT)[:, :T].to(output_dtype).contiguous()
+
+
+def _torch_solve_tril(A, output_dtype=torch.float):
+    """Stand-in for fla.ops.utils.solve_tril (interpreter only): (I + A)^-1 per chunk for a strictly lower
+    A [B, T, H, BT] (fla's layout). Returns [B, T, H, BT] in output_dtype.
+
+    Example: `Tr = _torch_solve_tril(A)`; Tr[b, c*BT:(c+1)*BT, h, :] is the chunk's inverse."""
+    B, T, H, BT = A.shape
+    N = triton.cdiv(T, BT)
+    x = torch.zeros(B, N * BT, H, BT, device=A.device, dtype=torch.float32)
+    x[:, :T] = A.float()
+    x = x.view(B, N, BT, H, BT).permute(0, 1, 3, 2, 4)                 # [B, N, H, BT, BT]
+    eye = torch.eye(BT, device=A.device, dtype=torch.float32).expand_as(x)
+    tr = torch.linalg.solve_triangular(eye + torch.tril(x, -1), eye, upper=False, unitriangular=True)
+    return tr.permute(0, 1, 3, 2, 4).reshape(B, N * BT, H, BT)[:, :T].to(output_dtype).contiguous()
+
+
+def _fla_tr_ops():
+    """(chunk_local_cumsum, chunk_scaled_dot_kkt_fwd, solve_tril, RCP_LN2): fla's on a GPU, the torch
+    stand-ins under the interpreter (fla's kernels are autotuned and do not run there)."""
+    from fla.ops.utils.constant import RCP_LN2
+
+    if INTERPRET:
+        return _torch_chunk_local_cumsum, _torch_scaled_dot_kkt, _torch_solve_tril, RCP_LN2
+    from fla.ops.common.chunk_scaled_dot_kkt import chunk_scaled_dot_kkt_fwd
+    from fla.ops.utils import chunk_local_cumsum, solve_tril
+
+    return chunk_local_cumsum, chunk_scaled_dot_kkt_fwd, solve_tril, RCP_LN2
+
+
+def _tr_fla(k1, beta1, g, BT):
+    """Tr = (I + A)^-1 with A = diag(b1) (G< . K1 K1^T), from fla's building blocks.
+
+    k1 [B, T, H, K] (first key), beta1 [B, T, H], g [B, T, H] log-decay (natural log, <= 0).
+    fla's kkt kernel applies exp2 to differences of g, so g's chunk-local inclusive cumsum is taken in log2
+    units (scale = 1/ln 2, as fla's gated delta rule does). Returns Tr [B, T, H, BT] fp32, the layout of the
+    `tr` buffer of prism_fwd_prep ([BT, BT] slab of chunk c at rows c*BT.., row stride H*BT).
+
+    Example: `tr = _tr_fla(k[0], beta[0], g, 64)` -> [B, T, H, 64] fp32.
+    """
+    cumsum, kkt, solve, rcp_ln2 = _fla_tr_ops()
+    g2 = cumsum(g, chunk_size=BT, scale=rcp_ln2, output_dtype=torch.float32)
+    A = kkt(k=k1, g=g2, beta=beta1, chunk_size=BT, output_dtype=torch.float32)
+    return solve(A, output_dtype=torch.float32)
+
+
+def _tr_solver(tr_solver, dtype):
+    """The Tr source prism_fwd_prep uses: tr_solver if given, else TR_SOLVER ("fla" falls back to "own" for
+    float32 inputs on a GPU, see TR_SOLVER)."""
+    s = TR_SOLVER if tr_solver is None else tr_solver
+    if s not in ("own", "fla"):
+        raise ValueError(f"TR_SOLVER / tr_solver must be 'own' or 'fla', got {s!r}")
+    if s == "fla" and tr_solver is None and not INTERPRET and dtype not in (torch.bfloat16, torch.float16):
+        return "own"
+    return s
+
+
+def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, split_solve=None,
+                   tr_solver=None):
     """Phase (i)/(A) launcher. Returns gc [B,T,H] fp32, W [B,T,H,K], Ub [B,T,H,V], Sw [B,N,H,K,V] fp32 or None,
-    Tr [B,T,H,BT] fp32, dVloc [B,T,H,V] fp32 or None (when q and do are given)."""
+    Tr [B,T,H,BT] fp32, dVloc [B,T,H,V] fp32 or None (when q and do are given).
+    tr_solver: "own" or "fla" (default: the module's TR_SOLVER)."""
+    if _tr_solver(tr_solver, k.dtype) == "fla":
+        return _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw)
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -674,6 +787,28 @@ def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, DVLOC=do is not None, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype), SOLVED=split,
         num_warps=WARPS.get("prep", _warps(BK, BV)),
+    )
+    return gc, w, ub, sw, tr, dvloc
+
+
+def _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw):
+    """prism_fwd_prep with Tr from fla (`_tr_fla`) and the prep kernel reading it (SOLVED=True)."""
+    L, B, T, H, K = k.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK, BV = _block(K), _block(V)
+    dev = k.device
+    tr = _tr_fla(k[0], beta[0], g, BT)
+    gc = torch.empty(B, T, H, device=dev, dtype=torch.float32)
+    w = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
+    sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
+    dvloc = torch.empty(B, T, H, V, device=dev, dtype=torch.float32) if do is not None else None
+    prism_fwd_prep_kernel[(NT, B * H)](
+        k, v, u, p, beta, g, q, do, gc, w, ub, sw, tr, dvloc, scale, T,
+        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
+        STORE_SW=store_sw, DVLOC=do is not None, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype), SOLVED=True,
+        num_warps=WARPS.get("prep_solved", WARPS.get("prep", _warps(BK, BV))),
     )
     return gc, w, ub, sw, tr, dvloc
 

@@ -1,34 +1,49 @@
 #!/usr/bin/env python3
-"""GPU check of the PRISM Triton kernel (issue 5 items 3 and 4): correctness, then timings.
+"""GPU check of the PRISM Triton kernel (issue 5 items 3 and 4): correctness, then timings, for both
+Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the default) and "fla"
+(fla's chunk_local_cumsum + chunk_scaled_dot_kkt_fwd + solve_tril, prep reads Tr; version 3 preparation).
 
-1. Correctness, bf16 inputs: o, final state and every gradient (q, k, v, u, p, beta, g, initial_state)
-   against a float64 reference on the same inputs (token loop `naive_recurrent_prism` up to T=1000,
-   chunked `chunk_prism_torch` above), relative error ||x - ref|| / ||ref||, limit 5e-3; grid
-   T in {64, 1000, 4096, 16384} x L in {1, 3} x K=V in {64, 128} x seeds.
-2. Timings (bf16, H=16, K=V=64, B*T=32768, T in {2048, 8192}), do_bench median with
-   quantiles [0.5, 0.2, 0.8]: PRISM L=1 and L=3 fwd and fwd+bwd beside fla chunk_gla (fwd, fwd+bwd),
-   chunk_gated_delta_rule (fwd) and chunk_gated_delta_product n=3 (fwd), all in this process; peak memory
-   of one fwd+bwd (total, and above the inputs); per-phase PRISM kernel times; for information PRISM at
-   chunk 32 and at K=V=128.
-3. A short table of the ratios last (issue 5 targets).
+1. Correctness, bf16 inputs, both TR_SOLVER settings: o, final state and every gradient (q, k, v, u, p,
+   beta, g, initial_state) against a float64 reference on the same inputs (token loop
+   `naive_recurrent_prism` up to T=1000, chunked `chunk_prism_torch` above), relative error
+   ||x - ref|| / ||ref||, limit 5e-3; grid K=V in {64, 128} x L in {1, 3} x T in {64, 1000, 4096}
+   (B=1, H=16: the fla kernels' autotune keys then match the timing shape's); "fla" rows also record how
+   often `_tr_fla` ran (2 per case: forward prep and backward prep).
+2. Timings (bf16, H=16, K=V=64, B*T=32768, T in {2048, 8192}), do_bench median with quantiles
+   [0.5, 0.2, 0.8]: PRISM L=1 and L=3 fwd and fwd+bwd for both TR_SOLVER settings, beside fla chunk_gla
+   (fwd, fwd+bwd), chunk_gated_delta_rule (fwd) and chunk_gated_delta_product n=3 (fwd), all in this
+   process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
+3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
 
-PRISM_BUDGET_S: sections that would start past this many seconds are skipped (in priority order: K=64
-correctness, PRISM timings, K=128 correctness at T=1000, per-kernel phases with a num_warps sweep, fla
-peers at T=2048 then 8192, the rest). Extract .carry/autotune-cache.tgz into ~/.triton/cache first and
-export TRITON_CACHE_AUTOTUNING=1, or fla's first calls autotune for minutes.
+Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), PRISM
+timings T=2048, fla peers T=2048, K=128 correctness at T=1000, PRISM + fla peers T=8192, the other K=128
+correctness cases, phases, the rest. The autotune cache: `--autotune-cache` (default
+.carry/autotune-cache.tgz) is extracted into Triton's cache dir before anything runs and
+TRITON_CACHE_AUTOTUNING=1 is set (it holds fla chunk_gla's results only: GDN, GDP, kkt and solve_tril
+autotune on their first call); the cache's autotune results are written back to $OUT/autotune-cache.tgz at
+the end, for the session after.
 
 Writes $OUT/prism_triton_check.json (rewritten after every section, so a timeout keeps what ran).
-Usage: PYTHONUNBUFFERED=1 python3 scripts/gpu/prism_triton_check.py [--quick] [--no-correct] [--no-perf]
+Usage (one GPU call, ~8 minutes):
+    PYTHONUNBUFFERED=1 PRISM_BUDGET_S=450 python3 scripts/gpu/prism_triton_check.py --quick
+CPU dry run (interpreter, tiny shapes, no fla timings; tests this script):
+    PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_triton_check.py --out /tmp/dry
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
 import subprocess
+import tarfile
 import time
 import traceback
+
+os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")   # before Triton reads its knobs
+if os.environ.get("PRISM_CHECK_DRYRUN") == "1":
+    os.environ.setdefault("TRITON_INTERPRET", "1")       # before Triton is imported (triton_support.py)
 
 import torch
 import triton
@@ -40,6 +55,7 @@ from prismbench.kernels.prism.naive import chunk_prism_torch, naive_recurrent_pr
 from prismbench.registry import Shape
 
 TOL_BF16 = 5e-3
+SOLVERS = ("own", "fla")
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 QUANT = [0.5, 0.2, 0.8]
 # PRISM_CHECK_DRYRUN=1: run the correctness section on the CPU (Triton interpreter) at tiny sizes, to test
@@ -82,6 +98,37 @@ def meta():
     return m
 
 
+# ----------------------------------------------------------------------------------------- autotune cache
+def triton_cache_dir():
+    return os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+
+
+def load_autotune_cache(path, res):
+    """Extract a tgz of <hash>/<kernel>.autotune.json files into Triton's cache dir (before any kernel runs)."""
+    if DRY or not path or not os.path.exists(path):
+        res["autotune_cache_in"] = f"not loaded ({'dry run' if DRY else path})"
+        return
+    os.makedirs(triton_cache_dir(), exist_ok=True)
+    with tarfile.open(path) as tf:
+        names = [m.name for m in tf.getmembers() if m.isfile()]
+        tf.extractall(triton_cache_dir(), **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    res["autotune_cache_in"] = dict(path=path, files=len(names), into=triton_cache_dir())
+    print(f"[cache] {len(names)} autotune results from {path} -> {triton_cache_dir()}", flush=True)
+
+
+def save_autotune_cache(out_dir, res):
+    """Write every *.autotune.json of Triton's cache dir to out_dir/autotune-cache.tgz (for the next session)."""
+    if DRY:
+        return
+    files = glob.glob(os.path.join(triton_cache_dir(), "*", "*.autotune.json"))
+    path = os.path.join(out_dir, "autotune-cache.tgz")
+    with tarfile.open(path, "w:gz") as tf:
+        for f in files:
+            tf.add(f, arcname="./" + os.path.relpath(f, triton_cache_dir()))
+    res["autotune_cache_out"] = dict(path=path, files=len(files))
+    print(f"[cache] {len(files)} autotune results -> {path}", flush=True)
+
+
 # ----------------------------------------------------------------------------------------- correctness
 def correctness_case(B, T, H, K, L, seed, dtype=torch.bfloat16):
     dev = DEV
@@ -108,29 +155,44 @@ def correctness_case(B, T, H, K, L, seed, dtype=torch.bfloat16):
     return errs, ref_fn.__name__
 
 
-def run_correctness(res, grid, save):
+def run_correctness(res, grid, save, solvers=SOLVERS):
+    """grid: (K, L, T, H) tuples; each runs once per setting in solvers: "own", "fla" (TR_SOLVER) or
+    "split" (TR_SOLVER="own" with SPLIT_SOLVE=True: the solve as its own kernel)."""
     rows = res.setdefault("correctness", [])
-    for K, L, T in grid:
-        seed = 0
-        row = dict(B=1, T=T, H=4, K=K, V=K, L=L, seed=seed, dtype="bfloat16", split_solve=pc.SPLIT_SOLVE)
-        if left() < (150 if T > 4096 else 30):
-            row.update(skipped="time budget", ok=None)
+    real_tr_fla = pc._tr_fla
+    calls = []
+
+    def counted(*a):
+        calls.append(1)
+        return real_tr_fla(*a)
+
+    for K, L, T, H in grid:
+        for solver in solvers:
+            seed = 0
+            row = dict(B=1, T=T, H=H, K=K, V=K, L=L, seed=seed, dtype="bfloat16", tr_solver=solver)
+            if left() < (150 if T > 4096 else 30):
+                row.update(skipped="time budget", ok=None)
+                rows.append(row)
+                print(f"[correct] K={K} L={L} T={T} {solver}: skipped (time)", flush=True)
+                continue
+            t0 = time.time()
+            calls.clear()
+            pc.TR_SOLVER, pc.SPLIT_SOLVE, pc._tr_fla = ("fla" if solver == "fla" else "own"), solver == "split", counted
+            try:
+                errs, ref = correctness_case(1, T, H, K, L, seed)
+                row.update(errors=errs, reference=ref, worst=max(errs.values()),
+                           ok=all(e <= TOL_BF16 for e in errs.values()))   # NaN fails
+            except Exception as e:  # noqa: BLE001
+                row.update(error=repr(e), trace=traceback.format_exc()[-2000:], ok=False)
+            finally:
+                pc.TR_SOLVER, pc.SPLIT_SOLVE, pc._tr_fla = "own", False, real_tr_fla
+            row["tr_fla_calls"] = len(calls)
+            row["sec"] = round(time.time() - t0, 1)
             rows.append(row)
-            print(f"[correct] K={K} L={L} T={T}: skipped (time)", flush=True)
-            continue
-        t0 = time.time()
-        try:
-            errs, ref = correctness_case(1, T, 4, K, L, seed)
-            row.update(errors=errs, reference=ref, worst=max(errs.values()),
-                       ok=all(e <= TOL_BF16 for e in errs.values()))   # NaN fails
-        except Exception as e:  # noqa: BLE001
-            row.update(error=repr(e), trace=traceback.format_exc()[-2000:], ok=False)
-        row["sec"] = round(time.time() - t0, 1)
-        rows.append(row)
-        print(f"[correct] K={K} L={L} T={T} seed={seed}{' split_solve' if pc.SPLIT_SOLVE else ''}: ok={row['ok']} "
-              f"worst={row.get('worst', row.get('error'))} "
-              + (" ".join(f"{n}={e:.1e}" for n, e in row.get("errors", {}).items())), flush=True)
-        save()
+            print(f"[correct] K={K} L={L} T={T} H={H} {solver} (tr_fla calls {len(calls)}): ok={row['ok']} "
+                  f"worst={row.get('worst', row.get('error'))} "
+                  + (" ".join(f"{n}={e:.1e}" for n, e in row.get("errors", {}).items())), flush=True)
+            save()
 
 
 # ----------------------------------------------------------------------------------------- timing
@@ -145,6 +207,8 @@ def bench(fn):
 
 
 def peak(fn):
+    if DRY:
+        return {}
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
@@ -154,9 +218,9 @@ def peak(fn):
     return dict(peak_GiB=pk / 2 ** 30, peak_above_inputs_GiB=(pk - base) / 2 ** 30)
 
 
-def timed(name, T, tokens, fwd, grads_of, rows, save, do_bwd=True):
+def timed(name, T, tokens, fwd, grads_of, rows, save, do_bwd=True, **extra):
     """fwd() -> output tensor; grads_of = tensors to differentiate."""
-    row = dict(op=name, T=T, B=tokens // T)
+    row = dict(op=name, T=T, B=tokens // T, **extra)
     if left() < 20:
         row["skipped"] = "time budget"
         rows.append(row)
@@ -184,18 +248,30 @@ def timed(name, T, tokens, fwd, grads_of, rows, save, do_bwd=True):
     save()
 
 
+def perf_shape(T):
+    """(H, tokens, K, dtype) of the timing shape; tiny on the CPU dry run."""
+    if DRY:
+        return 1, 2 * T, 16, torch.float32
+    return 16, 32768, 64, torch.bfloat16
+
+
 def prism_perf(res, save, Ts, variants=False):
-    """PRISM at K=V=64, chunk 64 (variants: chunk 32, and K=V=128, which runs at chunk 32)."""
+    """PRISM at K=V=64, chunk 64, both TR_SOLVER settings (variants: chunk 32 and K=V=128 (chunk 32), "own")."""
     rows = res.setdefault("perf", [])
-    H, tokens, dev, dt = 16, 32768, torch.device("cuda"), torch.bfloat16
-    todo = [("prism_triton_L{L}", 64, 64)] if not variants else [("prism_triton_L{L}_C32", 64, 32),
-                                                                  ("prism_triton_L{L}_K128", 128, 64)]
+    todo = ([("prism_triton_L{L}" + ("" if s == "own" else "_trfla"), None, 64, s) for s in SOLVERS]
+            if not variants else [("prism_triton_L{L}_C32", None, 32, "own"), ("prism_triton_L{L}_K128", 128, 64, "own")])
     for T in Ts:
-        for name, K, C in todo:
+        H, tokens, K0, dt = perf_shape(T)
+        for name, K, C, solver in todo:
+            K = K or K0
             for L in (1, 3):
-                x = make_prism_inputs(Shape(tokens // T, T, H, K, K, L, dt, dev), 0)
-                timed(name.format(L=L), T, tokens, lambda x=x, C=C: chunk_prism(**x, chunk_size=C)[0],
-                      list(x.values()), rows, save)
+                x = make_prism_inputs(Shape(tokens // T, T, H, K, K, L, dt, DEV), 0)
+                pc.TR_SOLVER = solver
+                try:
+                    timed(name.format(L=L), T, tokens, lambda x=x, C=C: chunk_prism(**x, chunk_size=C)[0],
+                          list(x.values()), rows, save, tr_solver=solver)
+                finally:
+                    pc.TR_SOLVER = "own"
                 del x
 
 
@@ -205,6 +281,9 @@ def fla_perf(res, save, Ts):
     import torch.nn.functional as F
 
     rows = res.setdefault("perf", [])
+    if DRY:
+        res["fla_perf"] = "skipped (dry run)"
+        return
     H, K, tokens, dev, dt = 16, 64, 32768, torch.device("cuda"), torch.bfloat16
     try:
         if os.environ.get("PRISM_NO_FLA") == "1":
@@ -239,7 +318,9 @@ def fla_perf(res, save, Ts):
 
 def run_phases(res, quick, save):
     """Per-kernel times of PRISM (L=1 and L=3, K=V=64, chunk 64, H=16, 32768 tokens, T=2048), each at the
-    default num_warps and, unless quick, at 4 and 8 warps (pc.WARPS overrides)."""
+    default num_warps and, unless quick, at 4 and 8 warps (pc.WARPS overrides). Tr sources: the fused solve
+    (fwd_prep), SPLIT_SOLVE (fwd_prep_split, solve_only) and fla (tr_fla = fla's three kernels alone,
+    fwd_prep_fla / bwd_prep_fla = tr_fla + the prep kernel reading Tr)."""
     rows = res.setdefault("phases", [])
     H, K, tokens, dev, BT = 16, 64, 32768, DEV, 64
     dt = torch.float32 if DRY else torch.bfloat16
@@ -259,7 +340,7 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "h", "o", "dh", "wy", "keys")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
@@ -270,10 +351,15 @@ def run_phases(res, quick, save):
                 row["solve_only"] = bench(lambda: pc.prism_fwd_solve_kernel[(triton.cdiv(T, BT), B * H)](
                     k, beta, g, tr, T, H, K=K, BT=BT, BK=K, PREC=pc._prec(k.dtype), RAW=pc._raw_ok(k.dtype),
                     num_warps=pc.WARPS.get("solve", 4)))["ms"]
+                # TR_SOLVER="fla": fla's cumsum + kkt + solve_tril alone, and with the prep kernel reading Tr
+                row["tr_fla"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
+                row["fwd_prep_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, tr_solver="fla"))["ms"]
                 row["fwd_h"] = bench(lambda: pc.prism_fwd_h(k, w, ub, sw, gc, BT))["ms"]
                 row["fwd_o"] = bench(lambda: pc.prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT))["ms"]
                 row["bwd_prep"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
                                                                   store_sw=False))["ms"]
+                row["bwd_prep_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
+                                                                      store_sw=False, tr_solver="fla"))["ms"]
                 gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
                                                           store_sw=False)
                 dv1c = dv1.clone()
@@ -288,8 +374,13 @@ def run_phases(res, quick, save):
                                                                   dgp.clone(), scale, BT))["ms"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
+                pc.TR_SOLVER = "fla"
+                row["bwd_total_fla"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                        None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
+            finally:
+                pc.TR_SOLVER = "own"
             rows.append(row)
             print(f"[phase] " + " ".join(f"{a}={b:.3f}" if isinstance(b, float) else f"{a}={b}"
                                          for a, b in row.items()), flush=True)
@@ -297,86 +388,121 @@ def run_phases(res, quick, save):
     pc.WARPS.clear()
 
 
+# ----------------------------------------------------------------------------------------- table
+TARGETS = (  # label, prism op (without the solver suffix), peer op, PRISM mode, peer mode, target speed ratio
+    ("L=1 fwd vs GDN fwd", "prism_triton_L1", "fla_chunk_gated_delta_rule", "fwd", "fwd", 0.9),
+    ("L=3 fwd vs GDP n=3 fwd", "prism_triton_L3", "fla_gated_delta_product_n3", "fwd", "fwd", 2.5),
+    ("L=3 fwd+bwd vs GLA fwd+bwd", "prism_triton_L3", "fla_chunk_gla", "fwdbwd", "fwdbwd", 1.0),
+)
+
+
 def summary(res):
-    """Short table: ratios to the peers measured in this process (issue 5 targets)."""
+    """The table, printed last: every timing row, the ratios to the peers measured in this process for both
+    TR_SOLVER settings (issue 5 targets), peak memory, correctness counts per setting."""
     perf = {(r["op"], r["T"]): r for r in res.get("perf", []) if "fwd" in r}
 
     def ms(op, T, mode):
         r = perf.get((op, T))
         return r[mode]["ms"] if r and mode in r else None
 
-    lines, table = [], []
+    def f(x):
+        return f"{x:8.3f}" if x is not None else "       -"
+
+    shape = ("dry run: tiny CPU shapes, interpreter, one call each (not timings)" if DRY
+             else "ms, do_bench median; 32768 tokens, H=16, K=V=64, bf16, chunk 64")
+    lines = [f"device: {res['meta']['device']}   ({shape})",
+             f"{'op':32s} {'T':>5s} {'fwd':>8s} {'fwd+bwd':>8s} {'peak GiB':>8s}"]
+    for (op, T), r in sorted(perf.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        lines.append(f"{op:32s} {T:5d} {f(ms(op, T, 'fwd'))} {f(ms(op, T, 'fwdbwd'))} "
+                     f"{f(r.get('peak_GiB'))}")
+    table = []
     for T in sorted({T for _, T in perf}):
-        for label, a, b, mode_a, mode_b, target in (
-                ("L=1 fwd vs GDN fwd", "prism_triton_L1", "fla_chunk_gated_delta_rule", "fwd", "fwd", 0.9),
-                ("L=3 fwd vs GDP n=3 fwd", "prism_triton_L3", "fla_gated_delta_product_n3", "fwd", "fwd", 2.5),
-                ("L=3 fwd+bwd vs GLA fwd+bwd", "prism_triton_L3", "fla_chunk_gla", "fwdbwd", "fwdbwd", 1.0)):
-            x, y = ms(a, T, mode_a), ms(b, T, mode_b)
-            if x is not None and y is not None:
-                table.append(dict(T=T, what=label, prism_ms=x, peer_ms=y, speed_ratio=y / x, target=target))
-                lines.append(f"T={T:5d} {label:28s} prism {x:7.3f} ms  peer {y:7.3f} ms  ratio {y / x:5.2f}x "
-                             f"(target >= {target})")
-        pa, pb = perf.get(("prism_triton_L3", T)), perf.get(("fla_chunk_gla", T))
-        if pa and pb and "peak_GiB" in pa and "peak_GiB" in pb:
-            table.append(dict(T=T, what="peak mem L=3 fwd+bwd / GLA", ratio=pa["peak_GiB"] / pb["peak_GiB"],
-                              target=1.5))
-            lines.append(f"T={T:5d} peak memory PRISM L=3 / GLA: {pa['peak_GiB']:.2f} / {pb['peak_GiB']:.2f} GiB "
-                         f"= {pa['peak_GiB'] / pb['peak_GiB']:.2f}x (target <= 1.5)")
+        for solver in SOLVERS:
+            sfx = "" if solver == "own" else "_trfla"
+            for label, a, b, mode_a, mode_b, target in TARGETS:
+                x, y = ms(a + sfx, T, mode_a), ms(b, T, mode_b)
+                if x is not None and y is not None:
+                    table.append(dict(T=T, tr_solver=solver, what=label, prism_ms=x, peer_ms=y, speed_ratio=y / x,
+                                      target=target))
+                    lines.append(f"T={T:5d} {solver:3s} {label:28s} prism {x:7.3f} ms  peer {y:7.3f} ms  "
+                                 f"ratio {y / x:5.2f}x (target >= {target})")
+            pa, pb = perf.get(("prism_triton_L3" + sfx, T)), perf.get(("fla_chunk_gla", T))
+            if pa and pb and "peak_GiB" in pa and "peak_GiB" in pb:
+                table.append(dict(T=T, tr_solver=solver, what="peak mem L=3 fwd+bwd / GLA",
+                                  ratio=pa["peak_GiB"] / pb["peak_GiB"], target=1.5))
+                lines.append(f"T={T:5d} {solver:3s} peak memory PRISM L=3 / GLA: {pa['peak_GiB']:.2f} / "
+                             f"{pb['peak_GiB']:.2f} GiB = {pa['peak_GiB'] / pb['peak_GiB']:.2f}x (target <= 1.5)")
+        for L in (1, 3):
+            for mode in ("fwd", "fwdbwd"):
+                x, y = ms(f"prism_triton_L{L}", T, mode), ms(f"prism_triton_L{L}_trfla", T, mode)
+                if x is not None and y is not None:
+                    lines.append(f"T={T:5d} L={L} {mode:6s} own {x:7.3f} ms  fla-Tr {y:7.3f} ms  speed-up {x / y:5.2f}x")
     res["summary"] = table
-    bad = [r for r in res.get("correctness", []) if r.get("ok") is False]
-    lines.append(f"correctness: {sum(r.get('ok') is True for r in res.get('correctness', []))} ok, {len(bad)} failed, "
-                 f"{sum(r.get('ok') is None for r in res.get('correctness', []))} skipped")
+    corr = res.get("correctness", [])
+    for solver in SOLVERS + ("split",):
+        rs = [r for r in corr if r.get("tr_solver") == solver]
+        bad = [f"K={r['K']} L={r['L']} T={r['T']}" for r in rs if r.get("ok") is False]
+        lines.append(f"correctness {solver}: {sum(r.get('ok') is True for r in rs)} ok, {len(bad)} failed "
+                     f"{bad if bad else ''}, {sum(r.get('ok') is None for r in rs)} skipped; worst "
+                     f"{max((r['worst'] for r in rs if 'worst' in r), default=float('nan')):.2e}")
     print("\n".join(lines), flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="no T=16384 correctness, no num_warps sweep")
     ap.add_argument("--no-correct", action="store_true")
     ap.add_argument("--no-perf", action="store_true")
+    ap.add_argument("--autotune-cache", default=".carry/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, "prism_triton_check.json")
-    res = dict(meta=meta(), tolerance_bf16=TOL_BF16)
+    res = dict(meta=meta(), tolerance_bf16=TOL_BF16, budget_s=BUDGET_S)
     print(res["meta"], flush=True)
 
     def save():
         with open(path, "w") as f:
             json.dump(res, f, indent=1)
 
+    load_autotune_cache(a.autotune_cache, res)
     t0 = time.time()
-    # order = priority (the budget skips what comes last): K=64 correctness, PRISM K=64 timings, K=128
-    # correctness at T=1000, fla peers at T=2048, phases, the rest
-    K64 = [(64, L, T) for L in (1, 3) for T in (64, 1000, 4096)]
-    K128 = [(128, L, 1000) for L in (1, 3)]
-    rest = [(128, L, T) for L in (1, 3) for T in (64, 4096)] + ([] if a.quick else [(64, L, 16384) for L in (1, 3)])
+    # (K, L, T, H); H=16 so that fla's kkt / solve_tril autotune keys (H, K, BT) match the timing shape's
+    K64 = [(64, L, T, 16) for L in (1, 3) for T in (64, 1000, 4096)]
+    K128a = [(128, L, 1000, 16) for L in (1, 3)]
+    K128b = [(128, L, T, 16) for L in (1, 3) for T in (64, 4096)]
+    rest = [] if a.quick else [(64, L, 16384, 16) for L in (1, 3)]
     if DRY:
-        K64, K128, rest = [(16, L, 37) for L in (1, 3)], [(72, 2, 40)], []
-    perf = not a.no_perf and not DRY
-    if not a.no_correct:
+        K64, K128a, K128b, rest = [(16, L, 37, 2) for L in (1, 3)], [(72, 2, 40, 1)], [], []
+    correct, perf = not a.no_correct, not a.no_perf
+    T1, T2 = (37, 74) if DRY else (2048, 8192)
+    if correct:
         run_correctness(res, K64, save)
     if perf:
-        prism_perf(res, save, (2048, 8192))
-    if not a.no_correct:
-        run_correctness(res, K128, save)
-        pc.SPLIT_SOLVE = True     # the split-solve variant (not default until checked on a GPU)
-        run_correctness(res, [(64, 3, 1000)] if not DRY else [(16, 3, 37)], save)
-        pc.SPLIT_SOLVE = False
-    if not a.no_perf:
-        run_phases(res, a.quick, save)
+        prism_perf(res, save, (T1,))
+        fla_perf(res, save, (T1,))
+        save_autotune_cache(a.out, res)     # again at the end; a timeout keeps this one
+    if correct:
+        run_correctness(res, K128a, save)
     if perf:
-        fla_perf(res, save, (2048,))
-        fla_perf(res, save, (8192,))
-        prism_perf(res, save, (2048,), variants=True)
-    if not a.no_correct:
+        prism_perf(res, save, (T2,))
+        fla_perf(res, save, (T2,))
+        save_autotune_cache(a.out, res)
+    if correct:
+        run_correctness(res, [(16, 3, 37, 1)] if DRY else [(64, 3, 1000, 16)], save, solvers=("split",))
+        run_correctness(res, K128b, save)
+    if perf:
+        run_phases(res, a.quick, save)
+        save_autotune_cache(a.out, res)
+        if not DRY:
+            prism_perf(res, save, (T1,), variants=True)
+    if correct:
         run_correctness(res, rest, save)
-    if not a.no_correct:
         res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
         print(f"[correct] all ok (skipped rows excepted): {res['correctness_ok']}  ({time.time() - t0:.0f}s)",
               flush=True)
-    summary(res)
     res["total_sec"] = time.time() - t0
+    summary(res)
     save()
     print(f"wrote {path} in {time.time() - t0:.0f}s", flush=True)
 

@@ -177,3 +177,101 @@ def test_solve_tril_blocks():
                 Tr = tr[0, c0:c0 + n, h, :n].double()
                 err = (Tr @ (torch.eye(n, dtype=torch.float64) + A) - torch.eye(n, dtype=torch.float64)).abs().max()
                 assert err < 1e-5, (BT, T, h, c0, err.item())
+
+
+# ------------------------------------------------------------------ TR_SOLVER = "fla" (version 3 preparation)
+def tr_ref64(k1, b1, g, BT):
+    """Float64 Tr = (I + A)^-1 per chunk, A[t, i] = b1_t exp(gc_t - gc_i) (k1_t . k1_i) for i < t (gc the
+    chunk-local cumsum of g). k1 [B, T, H, K], b1 and g [B, T, H]. Returns [B, T, H, BT] float64 (fla's layout,
+    columns past a partial last chunk zero)."""
+    B, T, H, K = k1.shape
+    out = torch.zeros(B, T, H, BT, dtype=torch.float64, device=k1.device)
+    for c0 in range(0, T, BT):
+        n = min(BT, T - c0)
+        kk = k1[:, c0:c0 + n].double().permute(0, 2, 1, 3)                           # [B, H, n, K]
+        gc = g[:, c0:c0 + n].double().cumsum(1).permute(0, 2, 1)                     # [B, H, n]
+        bb = b1[:, c0:c0 + n].double().permute(0, 2, 1)
+        m = torch.tril(torch.ones(n, n, dtype=torch.bool, device=k1.device), -1)
+        d = torch.where(m, gc[..., :, None] - gc[..., None, :], 0.)
+        A = torch.where(m, bb[..., None] * torch.exp(d) * (kk @ kk.transpose(-1, -2)), 0.)
+        eye = torch.eye(n, dtype=torch.float64, device=k1.device).expand_as(A)
+        tr = torch.linalg.solve_triangular(eye + A, eye, upper=False, unitriangular=True)
+        out[:, c0:c0 + n, :, :n] = tr.permute(0, 2, 1, 3)
+    return out
+
+
+def test_tr_solver_default_is_own():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.TR_SOLVER == "own"
+    x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
+    with pytest.raises(ValueError, match="tr_solver"):
+        pc.prism_fwd_prep(*(x[n].detach() for n in ("k", "v", "u", "p", "beta", "g")), 16, tr_solver="magma")
+
+
+@pytest.mark.parametrize("BT,T", [(16, 21), (32, 40), (64, 100)])
+def test_tr_fla_glue(BT, T):
+    """`_tr_fla` (on the CPU: the torch stand-ins with fla's signatures and log2 convention) against float64."""
+    from prismbench.kernels.prism.chunk import _tr_fla
+
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 3, 20, 16, 2, torch.float32, DEVICE), BT).items()}
+    tr = _tr_fla(x["k"][0], x["beta"][0], x["g"], BT)
+    assert tr.shape == (2, T, 3, BT) and tr.dtype == torch.float32 and tr.is_contiguous()
+    assert rel_err(tr, tr_ref64(x["k"][0], x["beta"][0], x["g"], BT)) <= TOL_FP32
+
+
+TR_FLA_CASES = [  # B, T, H, K, V, L, C, dtype, tol
+    pytest.param(1, 70, 1, 16, 16, 3, 64, torch.float32, TOL_FP32, id="T70-K16-L3-C64-fp32"),
+    pytest.param(2, 41, 1, 20, 24, 2, 16, torch.float32, TOL_FP32, id="B2-T41-K20-V24-L2-C16-fp32"),
+    pytest.param(1, 37, 1, 16, 16, 2, 32, torch.bfloat16, TOL_BF16, id="T37-K16-L2-C32-bf16"),
+]
+
+
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", TR_FLA_CASES)
+def test_chunk_prism_tr_solver_fla(monkeypatch, B, T, H, K, V, L, C, dtype, tol):
+    """TR_SOLVER = "fla": Tr from `_tr_fla` (torch stand-ins under the interpreter), prep reads it
+    (SOLVED=True) in the forward and in the backward's prep; output and every gradient vs float64."""
+    from prismbench.kernels.prism import chunk as pc
+
+    calls = []
+    real = pc._tr_fla
+
+    def counted(*a):
+        calls.append(a[-1])
+        return real(*a)
+
+    monkeypatch.setattr(pc, "TR_SOLVER", "fla")
+    monkeypatch.setattr(pc, "_tr_fla", counted)
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L), tol)
+    assert calls == [C, C], calls     # forward prep and backward prep
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("K", [64, 128])
+@pytest.mark.parametrize("BT", [64, 32])
+def test_tr_fla_vs_own_gpu(dtype, K, BT):
+    """Tr from fla (chunk_local_cumsum + chunk_scaled_dot_kkt_fwd + solve_tril) vs our blocked solve, both
+    against float64. bf16: exact products in both, so both ~1e-6; fp32: fla's kkt dot is tf32 (why
+    TR_SOLVER="fla" keeps "own" for fp32 inputs), so only a loose bound for fla."""
+    from prismbench.kernels.prism import chunk as pc
+
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, 1000, 4, K, K, 1, dtype, DEVICE), K + BT).items()}
+    ref = tr_ref64(x["k"][0], x["beta"][0], x["g"], BT)
+    tr_fla = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], BT)
+    tr_own = pc.prism_fwd_prep(*(x[n] for n in ("k", "v", "u", "p", "beta", "g")), BT, tr_solver="own")[4]
+    e_fla, e_own = rel_err(tr_fla, ref), rel_err(tr_own, ref)
+    assert e_own <= TOL_FP32, (e_own, e_fla)
+    assert e_fla <= (TOL_FP32 if dtype == torch.bfloat16 else 1e-2), (e_own, e_fla)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 3, 128)])
+def test_chunk_prism_gpu_bf16_tr_fla(monkeypatch, T, L, K):
+    """TR_SOLVER = "fla" on a GPU (fla's kernels), bf16: output and every gradient vs float64."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "TR_SOLVER", "fla")
+    assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)

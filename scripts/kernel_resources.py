@@ -1,0 +1,117 @@
+"""Offline sm_90 resource report (registers, spills, shared memory, barriers) of the PRISM prep kernel
+with and without the solve, and of fla's kkt / solve_tril kernels: no GPU needed (Triton 3.6 ptxas).
+Used for kernels/prism/NOTES.md (version 3 preparation).
+
+    python scripts/kernel_resources.py "prep,64,1,8,0,0;prep,64,1,8,1,0;solve,64,64,8;kkt,64,64,64,8,3;merge,64,8,3"
+
+Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
+merge,BT,warps,stages. One JSON line per job."""
+import os, sys, json, re, subprocess, tempfile, time
+os.environ.pop("TRITON_INTERPRET", None)
+import triton
+from triton.compiler import ASTSource
+from triton.backends.compiler import GPUTarget
+from prismbench.kernels.prism import chunk as pc
+
+BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
+TGT = GPUTarget("cuda", 90, 32)
+
+
+def usage(ck):
+    d = tempfile.mkdtemp()
+    cub = os.path.join(d, "k.cubin"); open(cub, "wb").write(ck.asm["cubin"])
+    ptx = os.path.join(d, "k.ptx"); open(ptx, "w").write(ck.asm["ptx"])
+    r = subprocess.run([f"{BIN}/cuobjdump", "--dump-resource-usage", cub], capture_output=True, text=True).stdout
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", r)
+    v = subprocess.run([f"{BIN}/ptxas", "-v", "-arch=sm_90a", ptx, "-o", os.path.join(d, "o.cubin")],
+                       capture_output=True, text=True).stderr
+    sp = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", v)
+    sass = subprocess.run([f"{BIN}/cuobjdump", "-sass", cub], capture_output=True, text=True).stdout
+    return dict(regs=int(m.group(1)), stack=int(m.group(2)), shared_static=int(m.group(3)),
+                spill_st=int(sp.group(1)), spill_ld=int(sp.group(2)), shared=ck.metadata.shared,
+                bar=len(re.findall(r"\bBAR\.SYNC|\bBAR\b", sass)))
+
+
+def prep(K, L, BT, warps, solved, bwd=False):
+    dt = "*bf16"
+    sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", q=dt if bwd else "constexpr", do=dt if bwd else "constexpr",
+               gc_out="*fp32", w_out="*fp32", ub_out="*fp32", sw_out="constexpr" if bwd else "*fp32", tr_out="*fp32",
+               dvloc_out="*fp32" if bwd else "constexpr", scale="fp32", T="i32", B="i32", H="i32",
+               K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               STORE_SW="constexpr", DVLOC="constexpr", PREC="constexpr", RAW="constexpr", SOLVED="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, STORE_SW=not bwd, DVLOC=bwd, PREC="tf32", RAW=True, SOLVED=solved)
+    if not bwd:
+        cst.update(q=None, do=None, dvloc_out=None)
+    else:
+        cst.update(sw_out=None)
+    names = list(sig)
+    src = ASTSource(fn=pc.prism_fwd_prep_kernel, signature=sig,
+                    constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def solve(K, BT, warps):
+    sig = dict(k="*bf16", beta="*bf16", g="*fp32", tr_out="*fp32", T="i32", H="i32", K="constexpr", BT="constexpr",
+               BK="constexpr", PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, BT=BT, BK=K, PREC="tf32", RAW=True)
+    names = list(sig)
+    src = ASTSource(fn=pc.prism_fwd_solve_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def inner(f):
+    while not isinstance(f, triton.runtime.jit.JITFunction):
+        f = f.fn
+    return f
+
+
+def fla_kkt(K, BT, BK, warps, stages):
+    from fla.ops.common.chunk_scaled_dot_kkt import chunk_scaled_dot_kkt_fwd_kernel as kern
+    sig = dict(k="*bf16", g="*fp32", beta="*bf16", A="*fp32", cu_seqlens="constexpr", chunk_indices="constexpr",
+               T="i32", H="constexpr", HV="constexpr", K="constexpr", BT="constexpr", BK="constexpr",
+               IS_VARLEN="constexpr", USE_G="constexpr")
+    cst = dict(cu_seqlens=None, chunk_indices=None, H=16, HV=16, K=K, BT=BT, BK=BK, IS_VARLEN=False, USE_G=True)
+    names = list(sig)
+    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
+
+
+def fla_merge(BT, warps, stages):
+    import importlib; st = importlib.import_module("fla.ops.utils.solve_tril")
+    kern = st.merge_16x16_to_64x64_inverse_kernel if BT == 64 else st.merge_16x16_to_32x32_inverse_kernel
+    sig = dict(A="*fp32", Ai="*fp32", cu_seqlens="constexpr", chunk_indices="constexpr", T="i32", H="constexpr",
+               BT="constexpr", USE_TMA="constexpr", IS_VARLEN="constexpr", DOT_PRECISION="constexpr")
+    cst = dict(cu_seqlens=None, chunk_indices=None, H=16, BT=BT, USE_TMA=False, IS_VARLEN=False, DOT_PRECISION="ieee")
+    names = list(sig)
+    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
+
+
+if len(sys.argv) != 2:
+    sys.exit(__doc__)
+jobs = sys.argv[1]
+rows = []
+for spec in jobs.split(";"):
+    kind, *a = spec.split(",")
+    a = [int(x) if x.lstrip("-").isdigit() else x for x in a]
+    t = time.time()
+    try:
+        if kind == "prep":
+            K, L, warps, solved, bwd = a[:5]
+            BT = a[5] if len(a) > 5 else (64 if K <= 64 else 32)
+            ck = prep(K, L, BT, warps, bool(solved), bool(bwd))
+            r = dict(kernel=f"prep{'_bwd' if bwd else ''}", K=K, L=L, BT=BT, warps=warps, solved=bool(solved))
+        elif kind == "solve":
+            K, BT, warps = a
+            ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)
+        elif kind == "kkt":
+            K, BT, BK, warps, stages = a
+            ck = fla_kkt(K, BT, BK, warps, stages); r = dict(kernel="fla_kkt", K=K, BT=BT, BK=BK, warps=warps, stages=stages)
+        elif kind == "merge":
+            BT, warps, stages = a
+            ck = fla_merge(BT, warps, stages); r = dict(kernel="fla_solve_tril_merge", BT=BT, warps=warps, stages=stages)
+        r.update(usage(ck))
+    except Exception as e:
+        r = dict(spec=spec, error=repr(e)[:400])
+    r["sec"] = round(time.time() - t, 1)
+    print(json.dumps(r), flush=True)
