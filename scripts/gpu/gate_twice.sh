@@ -10,8 +10,8 @@ if ! python3 -c "import fla, pydantic, prismbench.cli" 2>/dev/null; then
   python3 -m pip install -q --no-deps --no-index .carry/*.whl &&
   python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 3
 fi
-if [ -f .carry/autotune-cache.tgz ] && [ ! -f ~/.triton/.autotune-restored ]; then
-  mkdir -p ~/.triton/cache && tar xzf .carry/autotune-cache.tgz -C ~/.triton/cache && touch ~/.triton/.autotune-restored
+if [ -f scripts/gpu/autotune-cache.tgz ] && [ ! -f ~/.triton/.autotune-restored ]; then
+  mkdir -p ~/.triton/cache && tar xzf scripts/gpu/autotune-cache.tgz -C ~/.triton/cache && touch ~/.triton/.autotune-restored
 fi
 timeout --signal=INT --kill-after=30 "$secs" prismbench run --preset gate --device cuda -o out/gate-run1 --no-plot
 timeout --signal=INT --kill-after=30 "$secs" prismbench run --preset gate --device cuda -o out/gate-run2 --no-plot --no-check

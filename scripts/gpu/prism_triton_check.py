@@ -18,7 +18,7 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
 Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), PRISM
 timings T=2048, fla peers T=2048, K=128 correctness at T=1000, PRISM + fla peers T=8192, the other K=128
 correctness cases, phases, the rest. The autotune cache: `--autotune-cache` (default
-.carry/autotune-cache.tgz) is extracted into Triton's cache dir before anything runs and
+scripts/gpu/autotune-cache.tgz) is extracted into Triton's cache dir before anything runs and
 TRITON_CACHE_AUTOTUNING=1 is set (it holds fla chunk_gla's results only: GDN, GDP, kkt and solve_tril
 autotune on their first call); the cache's autotune results are written back to $OUT/autotune-cache.tgz at
 the end, for the session after.
@@ -453,7 +453,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="no T=16384 correctness, no num_warps sweep")
     ap.add_argument("--no-correct", action="store_true")
     ap.add_argument("--no-perf", action="store_true")
-    ap.add_argument("--autotune-cache", default=".carry/autotune-cache.tgz")
+    ap.add_argument("--autotune-cache", default="scripts/gpu/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
