@@ -204,6 +204,26 @@ class ErrorMemo:
         return errs, note
 
 
+def timed_call(method: Method, inputs: dict, shape: Shape, mode: str) -> tuple[Callable[[], object], list]:
+    """The callable a point times, and the leaves whose .grad must be cleared between calls.
+
+    fwd: the training forward (inputs require grad, autograd records the graph);
+    fwdbwd: forward plus backward with a fixed random output gradient (drawn once, here).
+    """
+    leaves = list(_grad_leaves(inputs).values())
+    if mode == "fwd":
+        def call():
+            return method.fn(inputs, shape)
+    else:
+        out = method.fn(inputs, shape)
+        dout = torch.randn_like(out)
+        del out
+
+        def call():
+            method.fn(inputs, shape).backward(dout)
+    return call, leaves
+
+
 def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None) -> dict:
     """Measure one point; never raises for a method failure (it becomes the point's status).
 
@@ -234,17 +254,7 @@ def measure(spec: PointSpec, cfg: SweepConfig, memo: Optional[ErrorMemo] = None)
             rec["rel_err_note"] = "error check disabled ([check] rel_err = false or --no-check)"
         _free(device)
         inputs = m.make_inputs(shape, cfg.check.seed)
-        leaves = list(_grad_leaves(inputs).values())
-        if mode == "fwd":
-            def call():
-                return m.fn(inputs, shape)
-        else:
-            out = m.fn(inputs, shape)
-            dout = torch.randn_like(out)
-            del out
-
-            def call():
-                m.fn(inputs, shape).backward(dout)
+        call, leaves = timed_call(m, inputs, shape, mode)
         if device.type == "cuda":
             t = timing.time_cuda(call, cfg.timing.warmup_ms, cfg.timing.rep_ms, grad_to_none=leaves)
             # after timing: the first calls may autotune, and autotuning allocates its own buffers

@@ -78,19 +78,11 @@ def test_kernel_throughput(benchmark, spec: runner.PointSpec):
                                 gpu=torch.cuda.get_device_name() if DEVICE == "cuda" else None)
     try:
         inputs = m.make_inputs(shape, SEED)
-        leaves = [t for t in inputs.values() if isinstance(t, torch.Tensor) and t.requires_grad]
-        if mode == "fwd":
-            def call():  # as `prismbench run` times it: inputs require grad, the graph is built
-                m.fn(inputs, shape)
-                _sync()
-        else:
-            out = m.fn(inputs, shape)
-            dout = torch.randn_like(out)
-            del out
+        run_once, leaves = runner.timed_call(m, inputs, shape, mode)  # as `prismbench run` times it
 
-            def call():
-                m.fn(inputs, shape).backward(dout)
-                _sync()
+        def call():
+            run_once()
+            _sync()
 
         def setup():
             for t in leaves:
