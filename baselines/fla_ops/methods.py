@@ -8,7 +8,8 @@ Methods (name [family] backend, devices; reference):
     gdp-fla-chunk      [peer]  fla chunk_gated_delta_product (n = L), cuda; gdp-naive
     sdpa               [peer]  torch scaled_dot_product_attention, cpu + cuda; sdpa
     prism-fla-dplr     [prism] fla chunk_dplr_delta_rule on L-expanded tokens (CPU: fla dplr_recurrence);
-                               prism-reference
+                               prism-torch (the chunked float64 form: equal to the token loop to ~1e-15,
+                               tests/kernels/test_prism_reference.py, and affordable at every shape)
 
 Two extra reference methods, not in SPEC's list: `gdn-naive` and `gdp-naive` (fla's naive token loops;
 float64 inputs run our float64 loop, since fla's naives compute in float32). `gla-naive` likewise runs
@@ -106,7 +107,7 @@ METHODS = [
     Method(
         name="prism-fla-dplr", family="prism", backend="fla",
         make_inputs=make_prism_inputs, fn=lambda x, s: prism_fla_dplr(**x),
-        devices=("cpu", "cuda"), dtypes=ALL_DTYPES, reference="prism-reference", uses_L=True,
+        devices=("cpu", "cuda"), dtypes=ALL_DTYPES, reference="prism-torch", uses_L=True,
         supports=_no_fp64_on_cuda, state_size=prism_state_size,
         description="PRISM token-expanded to L sub-tokens through fla chunk_dplr_delta_rule (CPU: fla "
                     "dplr_recurrence, float32 inside)",

@@ -312,7 +312,7 @@ def test_registered_methods():
     for n in ("gla-fla-chunk", "gla-fla-recurrent", "gdn-fla-chunk", "gdp-fla-chunk"):
         assert ms[n].devices == ("cuda",)
     assert ms["gla-fla-chunk"].reference == ms["gla-fla-recurrent"].reference == "gla-naive"
-    assert ms["prism-fla-dplr"].reference == "prism-reference"
+    assert ms["prism-fla-dplr"].reference == "prism-torch"
     assert ms["gdp-fla-chunk"].uses_L and ms["prism-fla-dplr"].uses_L and not ms["gdn-fla-chunk"].uses_L
     s = shape(T=64, H=4, K=16, V=16)
     assert ms["sdpa"].state_size(s) == 2 * 4 * 64 * 16
