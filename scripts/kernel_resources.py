@@ -5,7 +5,12 @@ Used for kernels/prism/NOTES.md (version 3 preparation).
     python scripts/kernel_resources.py "prep,64,1,8,0,0;prep,64,1,8,1,0;solve,64,64,8;kkt,64,64,64,8,3;merge,64,8,3"
 
 Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
-merge,BT,warps,stages. One JSON line per job."""
+merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (the last
+three: PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel;
+K = V). One JSON line per job.
+
+    python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
+"""
 import os, sys, json, re, subprocess, tempfile, time
 os.environ.pop("TRITON_INTERPRET", None)
 import triton
@@ -59,6 +64,41 @@ def solve(K, BT, warps):
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
+def prep_w(K, BT, warps):
+    sig = dict(k="*bf16", beta="*bf16", g="*fp32", tr="*fp32", gc_out="*fp32", w_out="*fp32", T="i32", H="i32",
+               K="constexpr", BT="constexpr", BK="constexpr", PREC="constexpr")
+    cst = dict(K=K, BT=BT, BK=K, PREC="tf32")
+    names = list(sig)
+    src = ASTSource(fn=pc.prism_prep_w_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def prep_u(K, L, BT, BV, warps, bwd=False):
+    """prism_prep_u_kernel; bwd: without Sw (the backward's prep)."""
+    dt = "*bf16"
+    sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", tr="*fp32", ub_out="*fp32",
+               sw_out="constexpr" if bwd else "*fp32", T="i32", B="i32", H="i32",
+               K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               STORE_SW="constexpr", PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not bwd, PREC="tf32", RAW=True)
+    if bwd:
+        cst.update(sw_out=None)
+    names = list(sig)
+    src = ASTSource(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def prep_dvloc(K, BT, BV, warps):
+    sig = dict(q="*bf16", k="*bf16", g="*fp32", do="*bf16", dvloc_out="*fp32", scale="fp32", T="i32", H="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32", RAW=True)
+    names = list(sig)
+    src = ASTSource(fn=pc.prism_prep_dvloc_kernel, signature=sig,
+                    constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
 def inner(f):
     while not isinstance(f, triton.runtime.jit.JITFunction):
         f = f.fn
@@ -101,6 +141,19 @@ for spec in jobs.split(";"):
             BT = a[5] if len(a) > 5 else (64 if K <= 64 else 32)
             ck = prep(K, L, BT, warps, bool(solved), bool(bwd))
             r = dict(kernel=f"prep{'_bwd' if bwd else ''}", K=K, L=L, BT=BT, warps=warps, solved=bool(solved))
+        elif kind == "prepw":
+            K, warps = a[:2]
+            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
+            ck = prep_w(K, BT, warps); r = dict(kernel="prep_w", K=K, BT=BT, warps=warps)
+        elif kind == "prepu":
+            K, L, BV, warps, bwd = a[:5]
+            BT = a[5] if len(a) > 5 else (64 if K <= 64 else 32)
+            ck = prep_u(K, L, BT, BV, warps, bool(bwd))
+            r = dict(kernel=f"prep_u{'_bwd' if bwd else ''}", K=K, L=L, BT=BT, BV=BV, warps=warps)
+        elif kind == "prepdv":
+            K, BV, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = prep_dvloc(K, BT, BV, warps); r = dict(kernel="prep_dvloc", K=K, BT=BT, BV=BV, warps=warps)
         elif kind == "solve":
             K, BT, warps = a
             ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)

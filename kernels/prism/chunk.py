@@ -17,6 +17,9 @@ forward
     prism_fwd_solve    (SPLIT_SOLVE only, off by default) the solve as its own kernel before prep
     (TR_SOLVER="fla")  Tr from fla's chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril instead, and
                        prep reads it (SOLVED=True); off by default, not yet run on a GPU
+    (PREP_IMPL="split") prep as small kernels instead (off by default, not yet run on a GPU): Tr (prism_fwd_solve
+                       or fla's), prism_prep_w (gc, W), prism_prep_u (Ub, Sw; BV-wide column blocks of V),
+                       prism_prep_dvloc (backward only: dVloc); used by the forward and the backward prep alike
     prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored, fp32) and
                        V1 = Ub - W h_c (fla's v_new); h_{c+1} = gamma_C h_c + (e K1)^T V1 + Sw
     prism_fwd_o        parallel over chunks: O = gamma Qs h_c + sum_l (G<= . Qs K_l^T) V_l
@@ -290,6 +293,126 @@ def prism_fwd_prep_kernel(
     tl.store(_rows(ub_out, i_b, i_h, i_t, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty), boundary_check=(0, 1))
     if STORE_SW:
         tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), b_Sw, boundary_check=(0, 1))
+
+
+# ----------------------------------------------------------------------------------------- forward (i), split
+@triton.jit
+def _cols(ptr, i_b, i_h, i_t, i_v, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
+    """Block pointer on rows [i_t*BT, i_t*BT+BT) and columns [i_v*BF, i_v*BF+BF) of the (b, h) slice of a
+    [B, T, H, F] tensor (`_rows` with a column block)."""
+    return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * F, (T, F), (H * F, 1),
+                             (i_t * BT, i_v * BF), (BT, BF), (1, 0))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_prep_w_kernel(
+    k, beta, g, tr, gc_out, w_out, T, H,
+    K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):
+    """Split prep (PREP_IMPL="split"), part 1: gc = chunk-local cumsum of g and W = Tr diag(b1 gamma) K1.
+
+    Grid (N, B*H). Reads Tr [B,T,H,BT] (fp32, from prism_fwd_solve or fla); writes gc [B,T,H] fp32 and
+    W [B,T,H,K]. Live tiles: Tr [BT, BT] and K1 [BT, BK] (fla's recompute_w_u without the u half).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    b_gc = tl.cumsum(tl.load(_vec(g, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32), axis=0)
+    tl.store(_vec(gc_out, i_b, i_h, i_t, T, H, BT), b_gc, boundary_check=(0,))
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+    b_Tr = tl.load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    b_W = tl.dot(b_Tr, b_k1 * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
+    tl.store(_rows(w_out, i_b, i_h, i_t, T, H, K, BT, BK), b_W.to(w_out.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_prep_dvloc_kernel(
+    q, k, g, do, dvloc_out, scale, T, H,
+    K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Split prep, backward only: dVloc = P_1^T dO [B,T,H,V] (fp32), P_1^T[i, t] = scale G_ti (q_t . k1_i) for
+    i <= t. Grid (cdiv(V, BV), N, B*H): one BV-wide column block of dO per program (P_1^T recomputed per block).
+    """
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_i = tl.arange(0, BT)
+    m_it = o_i[:, None] <= o_i[None, :]
+    b_gc = tl.cumsum(tl.load(_vec(g, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32), axis=0)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_qt = _raw(tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_Pt = tl.dot(b_k1r, b_qt, input_precision=PREC)
+    b_Pt = tl.where(m_it, b_Pt * tl.exp(tl.where(m_it, b_gc[None, :] - b_gc[:, None], 0.)), 0.) * scale
+    b_do = tl.load(_cols(do, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    tl.store(_cols(dvloc_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV),
+             tl.dot(b_Pt, b_do, input_precision=PREC), boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H", "B"])
+def prism_prep_u_kernel(
+    k, v, u, p, beta, g, tr, ub_out, sw_out, T,
+    B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
+
+    Grid (cdiv(V, BV), N, B*H). The GELU solver is elementwise, so each column block of the deltas, of
+    X = Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l, of Ub = Tr diag(b1) X [B,T,H,V] and of
+    Sw = sum_{l>=2} (e K_l)^T D_l [B,N,H,K,V] (fp32, STORE_SW) is computed on its own (fla's recompute_w_u
+    splits V the same way). The extra keys run in a runtime loop; Tr is read after it.
+    """
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    sk = B * T * H * K      # stride of the L axis of k / p
+    sp = B * T * H * V
+    sb = B * T * H
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    # plain pointer tiles (offsets and masks built once, reused by every key): block pointers inside the key
+    # loop cost ~15-40 more registers on sm_90 (offline compiles, NOTES.md)
+    o_t = i_t * BT + o_i
+    o_c = i_v * BV + tl.arange(0, BV)
+    o_k = tl.arange(0, BK)
+    m_t = o_t < T
+    base = (i_b * T * H + i_h).to(tl.int64)
+    off_v = base * V + o_t[:, None] * (H * V) + o_c[None, :]
+    m_v = m_t[:, None] & (o_c < V)[None, :]
+    off_k = base * K + o_t[:, None] * (H * K) + o_k[None, :]
+    m_k = m_t[:, None] & (o_k < K)[None, :]
+    off_b = base + o_t * H
+    b_gc = tl.cumsum(tl.load(g + off_b, mask=m_t, other=0.).to(tl.float32), axis=0)
+    b_gl = tl.sum(tl.where(o_i == BT - 1, b_gc, 0.), axis=0)        # log gamma_C (padding has g = 0)
+    b_b1 = tl.load(beta + off_b, mask=m_t, other=0.).to(tl.float32)
+    b_k1r = _raw(tl.load(k + off_k, mask=m_k, other=0.), RAW)
+    b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
+    b_p = tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32)
+    b_X = _gelu(b_p * b_r)
+    b_r = b_r - b_X
+    b_Sw = tl.zeros([BK, BV], dtype=tl.float32)
+    # a runtime loop over the extra keys (not unrolled: one key's tiles live at a time)
+    for l in range(1, L):
+        b_p = tl.load(p + l * sp + off_v, mask=m_v, other=0.).to(tl.float32)
+        b_d = _gelu(b_p * b_r)
+        b_r = b_r - b_d
+        b_klr = _raw(tl.load(k + l * sk + off_k, mask=m_k, other=0.), RAW)
+        b_bl = tl.load(beta + l * sb + off_b, mask=m_t, other=0.).to(tl.float32)
+        b_D = b_d * b_bl[:, None]
+        b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
+        b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
+        if STORE_SW:
+            b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
+            b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
+    b_Tr = tl.load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
+    tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
+             boundary_check=(0, 1))
+    if STORE_SW:
+        tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_Sw, boundary_check=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------- forward (ii)
@@ -641,8 +764,17 @@ SPLIT_SOLVE = False
 #         signatures (`_torch_chunk_local_cumsum`, `_torch_scaled_dot_kkt`, `_torch_solve_tril`) and CI tests
 #         the glue and the prep-from-Tr kernel. NOT yet checked or timed on a GPU (version 3 preparation).
 TR_SOLVER = "own"
+# PREP_IMPL: how prism_fwd_prep (forward phase i and backward phase A) is computed.
+#   "fused" (default, version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90,
+#           spills at L = 3: NOTES.md).
+#   "split": three small kernels, fla-style: Tr (prism_fwd_solve_kernel, or fla's with TR_SOLVER="fla"), then
+#           prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw in BV-wide column blocks of V,
+#           PREP_BV) and, in the backward, prism_prep_dvloc_kernel (dVloc, same column blocks). Interpreter-tested and compiled offline for sm_90 only: NOT yet checked or timed on a GPU.
+PREP_IMPL = "fused"
+# column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
+PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy", "keys"), for tuning runs only
+# "dh", "wy", "keys"; PREP_IMPL="split": "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only
 # (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
 WARPS: dict = {}
 
@@ -758,11 +890,22 @@ def _tr_solver(tr_solver, dtype):
     return s
 
 
+def _prep_impl(prep_impl):
+    """The prep implementation: prep_impl if given, else PREP_IMPL; "fused" or "split"."""
+    s = PREP_IMPL if prep_impl is None else prep_impl
+    if s not in ("fused", "split"):
+        raise ValueError(f"PREP_IMPL / prep_impl must be 'fused' or 'split', got {s!r}")
+    return s
+
+
 def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, split_solve=None,
-                   tr_solver=None):
+                   tr_solver=None, prep_impl=None):
     """Phase (i)/(A) launcher. Returns gc [B,T,H] fp32, W [B,T,H,K], Ub [B,T,H,V], Sw [B,N,H,K,V] fp32 or None,
     Tr [B,T,H,BT] fp32, dVloc [B,T,H,V] fp32 or None (when q and do are given).
-    tr_solver: "own" or "fla" (default: the module's TR_SOLVER)."""
+    tr_solver: "own" or "fla" (default: the module's TR_SOLVER); prep_impl: "fused" or "split" (default:
+    PREP_IMPL; "split" ignores split_solve: its Tr always comes from a kernel of its own)."""
+    if _prep_impl(prep_impl) == "split":
+        return _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver)
     if _tr_solver(tr_solver, k.dtype) == "fla":
         return _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw)
     L, B, T, H, K = k.shape
@@ -810,6 +953,46 @@ def _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw):
         STORE_SW=store_sw, DVLOC=do is not None, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype), SOLVED=True,
         num_warps=WARPS.get("prep_solved", WARPS.get("prep", _warps(BK, BV))),
     )
+    return gc, w, ub, sw, tr, dvloc
+
+
+def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver):
+    """prism_fwd_prep as small kernels (PREP_IMPL="split"): Tr (prism_fwd_solve_kernel, or `_tr_fla` when the
+    Tr source is "fla"), prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw; V in PREP_BV-wide column
+    blocks) and, when do is given, prism_prep_dvloc_kernel (dVloc). Same outputs as the fused kernel."""
+    L, B, T, H, K = k.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, BT)
+    BK = _block(K)
+    BV = min(_block(V), max(16, triton.next_power_of_2(PREP_BV)))
+    dev = k.device
+    prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    if _tr_solver(tr_solver, k.dtype) == "fla":
+        tr = _tr_fla(k[0], beta[0], g, BT)
+    else:
+        tr = torch.empty(B, T, H, BT, device=dev, dtype=torch.float32)
+        prism_fwd_solve_kernel[(NT, B * H)](
+            k, beta, g, tr, T, H, K=K, BT=BT, BK=BK, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("split_solve", _warps(16, 16, BT)),
+        )
+    gc = torch.empty(B, T, H, device=dev, dtype=torch.float32)
+    w = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    prism_prep_w_kernel[(NT, B * H)](
+        k, beta, g, tr, gc, w, T, H, K=K, BT=BT, BK=BK, PREC=prec, num_warps=WARPS.get("prep_w", _warps(BK, BT, BT)),
+    )
+    ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
+    sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
+    prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
+        k, v, u, p, beta, g, tr, ub, sw, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
+        STORE_SW=store_sw, PREC=prec, RAW=raw, num_warps=WARPS.get("prep_u", _warps(BK, BV, BT)),
+    )
+    dvloc = None
+    if do is not None:
+        dvloc = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
+        prism_prep_dvloc_kernel[(triton.cdiv(V, BV), NT, B * H)](
+            q, k, g, do, dvloc, scale, T, H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("prep_dvloc", _warps(BK, BV, BT)),
+        )
     return gc, w, ub, sw, tr, dvloc
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """GPU check of the PRISM Triton kernel (issue 5 items 3 and 4): correctness, then timings, for both
 Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the default) and "fla"
-(fla's chunk_local_cumsum + chunk_scaled_dot_kkt_fwd + solve_tril, prep reads Tr; version 3 preparation).
+(fla's chunk_local_cumsum + chunk_scaled_dot_kkt_fwd + solve_tril, prep reads Tr; version 3 preparation), and
+`chunk.PREP_IMPL="split"` (the prep as small kernels) with either Tr source ("psplit", "psplit_fla").
 
 1. Correctness, bf16 inputs, both TR_SOLVER settings: o, final state and every gradient (q, k, v, u, p,
    beta, g, initial_state) against a float64 reference on the same inputs (token loop
@@ -15,7 +16,8 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
    process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
 3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
 
-Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), PRISM
+Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), K=64
+PREP_IMPL="split" correctness (T=1000, L 1/3, both Tr sources), PRISM
 timings T=2048, fla peers T=2048, K=128 correctness at T=1000, PRISM + fla peers T=8192, the other K=128
 correctness cases, phases, the rest. The autotune cache: `--autotune-cache` (default
 scripts/gpu/autotune-cache.tgz) is extracted into Triton's cache dir before anything runs and
@@ -56,6 +58,19 @@ from prismbench.registry import Shape
 
 TOL_BF16 = 5e-3
 SOLVERS = ("own", "fla")
+# PREP_IMPL="split" settings (version 3 preparation, not yet run on a GPU): the split prep with our solve kernel
+# ("psplit") or with fla's Tr ("psplit_fla")
+PSPLIT = ("psplit", "psplit_fla")
+SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_psplit_trfla"}
+
+
+def apply_setting(setting):
+    """Set chunk's switches for a setting: "own" | "fla" (TR_SOLVER) | "split" (SPLIT_SOLVE) | "psplit" |
+    "psplit_fla" (PREP_IMPL="split", Tr from our solve kernel / from fla). None restores the defaults."""
+    s = setting or "own"
+    pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
+    pc.SPLIT_SOLVE = s == "split"
+    pc.PREP_IMPL = "split" if s in PSPLIT else "fused"
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 QUANT = [0.5, 0.2, 0.8]
 # PRISM_CHECK_DRYRUN=1: run the correctness section on the CPU (Triton interpreter) at tiny sizes, to test
@@ -156,8 +171,9 @@ def correctness_case(B, T, H, K, L, seed, dtype=torch.bfloat16):
 
 
 def run_correctness(res, grid, save, solvers=SOLVERS):
-    """grid: (K, L, T, H) tuples; each runs once per setting in solvers: "own", "fla" (TR_SOLVER) or
-    "split" (TR_SOLVER="own" with SPLIT_SOLVE=True: the solve as its own kernel)."""
+    """grid: (K, L, T, H) tuples; each runs once per setting in solvers: "own", "fla" (TR_SOLVER),
+    "split" (TR_SOLVER="own" with SPLIT_SOLVE=True: the solve as its own kernel), "psplit" / "psplit_fla"
+    (PREP_IMPL="split", see apply_setting)."""
     rows = res.setdefault("correctness", [])
     real_tr_fla = pc._tr_fla
     calls = []
@@ -177,7 +193,8 @@ def run_correctness(res, grid, save, solvers=SOLVERS):
                 continue
             t0 = time.time()
             calls.clear()
-            pc.TR_SOLVER, pc.SPLIT_SOLVE, pc._tr_fla = ("fla" if solver == "fla" else "own"), solver == "split", counted
+            apply_setting(solver)
+            pc._tr_fla = counted
             try:
                 errs, ref = correctness_case(1, T, H, K, L, seed)
                 row.update(errors=errs, reference=ref, worst=max(errs.values()),
@@ -185,7 +202,8 @@ def run_correctness(res, grid, save, solvers=SOLVERS):
             except Exception as e:  # noqa: BLE001
                 row.update(error=repr(e), trace=traceback.format_exc()[-2000:], ok=False)
             finally:
-                pc.TR_SOLVER, pc.SPLIT_SOLVE, pc._tr_fla = "own", False, real_tr_fla
+                apply_setting(None)
+                pc._tr_fla = real_tr_fla
             row["tr_fla_calls"] = len(calls)
             row["sec"] = round(time.time() - t0, 1)
             rows.append(row)
@@ -256,9 +274,10 @@ def perf_shape(T):
 
 
 def prism_perf(res, save, Ts, variants=False):
-    """PRISM at K=V=64, chunk 64, both TR_SOLVER settings (variants: chunk 32 and K=V=128 (chunk 32), "own")."""
+    """PRISM at K=V=64, chunk 64, both TR_SOLVER settings and both PREP_IMPL="split" settings (variants: chunk 32
+    and K=V=128 (chunk 32), "own")."""
     rows = res.setdefault("perf", [])
-    todo = ([("prism_triton_L{L}" + ("" if s == "own" else "_trfla"), None, 64, s) for s in SOLVERS]
+    todo = ([("prism_triton_L{L}" + SUFFIX[s], None, 64, s) for s in SOLVERS + PSPLIT]
             if not variants else [("prism_triton_L{L}_C32", None, 32, "own"), ("prism_triton_L{L}_K128", 128, 64, "own")])
     for T in Ts:
         H, tokens, K0, dt = perf_shape(T)
@@ -266,12 +285,12 @@ def prism_perf(res, save, Ts, variants=False):
             K = K or K0
             for L in (1, 3):
                 x = make_prism_inputs(Shape(tokens // T, T, H, K, K, L, dt, DEV), 0)
-                pc.TR_SOLVER = solver
+                apply_setting(solver)
                 try:
                     timed(name.format(L=L), T, tokens, lambda x=x, C=C: chunk_prism(**x, chunk_size=C)[0],
                           list(x.values()), rows, save, tr_solver=solver)
                 finally:
-                    pc.TR_SOLVER = "own"
+                    apply_setting(None)
                 del x
 
 
@@ -340,7 +359,8 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "split_solve",
+                                                    "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
@@ -354,6 +374,12 @@ def run_phases(res, quick, save):
                 # TR_SOLVER="fla": fla's cumsum + kkt + solve_tril alone, and with the prep kernel reading Tr
                 row["tr_fla"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
                 row["fwd_prep_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, tr_solver="fla"))["ms"]
+                # PREP_IMPL="split": solve kernel + prep_w + prep_u (+ prep_dvloc in the backward), and with fla's Tr
+                row["fwd_prep_psplit"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, prep_impl="split"))["ms"]
+                row["fwd_prep_psplit_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, prep_impl="split",
+                                                                             tr_solver="fla"))["ms"]
+                row["bwd_prep_psplit"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
+                                                                         store_sw=False, prep_impl="split"))["ms"]
                 row["fwd_h"] = bench(lambda: pc.prism_fwd_h(k, w, ub, sw, gc, BT))["ms"]
                 row["fwd_o"] = bench(lambda: pc.prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT))["ms"]
                 row["bwd_prep"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
@@ -377,10 +403,13 @@ def run_phases(res, quick, save):
                 pc.TR_SOLVER = "fla"
                 row["bwd_total_fla"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                         None, BT))["ms"]
+                apply_setting("psplit")
+                row["bwd_total_psplit"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                           None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
-                pc.TR_SOLVER = "own"
+                apply_setting(None)
             rows.append(row)
             print(f"[phase] " + " ".join(f"{a}={b:.3f}" if isinstance(b, float) else f"{a}={b}"
                                          for a, b in row.items()), flush=True)
@@ -417,29 +446,31 @@ def summary(res):
                      f"{f(r.get('peak_GiB'))}")
     table = []
     for T in sorted({T for _, T in perf}):
-        for solver in SOLVERS:
-            sfx = "" if solver == "own" else "_trfla"
+        for solver in SOLVERS + PSPLIT:
+            sfx = SUFFIX[solver]
             for label, a, b, mode_a, mode_b, target in TARGETS:
                 x, y = ms(a + sfx, T, mode_a), ms(b, T, mode_b)
                 if x is not None and y is not None:
                     table.append(dict(T=T, tr_solver=solver, what=label, prism_ms=x, peer_ms=y, speed_ratio=y / x,
                                       target=target))
-                    lines.append(f"T={T:5d} {solver:3s} {label:28s} prism {x:7.3f} ms  peer {y:7.3f} ms  "
+                    lines.append(f"T={T:5d} {solver:10s} {label:28s} prism {x:7.3f} ms  peer {y:7.3f} ms  "
                                  f"ratio {y / x:5.2f}x (target >= {target})")
             pa, pb = perf.get(("prism_triton_L3" + sfx, T)), perf.get(("fla_chunk_gla", T))
             if pa and pb and "peak_GiB" in pa and "peak_GiB" in pb:
                 table.append(dict(T=T, tr_solver=solver, what="peak mem L=3 fwd+bwd / GLA",
                                   ratio=pa["peak_GiB"] / pb["peak_GiB"], target=1.5))
-                lines.append(f"T={T:5d} {solver:3s} peak memory PRISM L=3 / GLA: {pa['peak_GiB']:.2f} / "
+                lines.append(f"T={T:5d} {solver:10s} peak memory PRISM L=3 / GLA: {pa['peak_GiB']:.2f} / "
                              f"{pb['peak_GiB']:.2f} GiB = {pa['peak_GiB'] / pb['peak_GiB']:.2f}x (target <= 1.5)")
         for L in (1, 3):
             for mode in ("fwd", "fwdbwd"):
-                x, y = ms(f"prism_triton_L{L}", T, mode), ms(f"prism_triton_L{L}_trfla", T, mode)
-                if x is not None and y is not None:
-                    lines.append(f"T={T:5d} L={L} {mode:6s} own {x:7.3f} ms  fla-Tr {y:7.3f} ms  speed-up {x / y:5.2f}x")
+                for other in ("fla",) + PSPLIT:
+                    x, y = ms(f"prism_triton_L{L}", T, mode), ms(f"prism_triton_L{L}{SUFFIX[other]}", T, mode)
+                    if x is not None and y is not None:
+                        lines.append(f"T={T:5d} L={L} {mode:6s} own {x:7.3f} ms  {other} {y:7.3f} ms  "
+                                     f"speed-up {x / y:5.2f}x")
     res["summary"] = table
     corr = res.get("correctness", [])
-    for solver in SOLVERS + ("split",):
+    for solver in SOLVERS + ("split",) + PSPLIT:
         rs = [r for r in corr if r.get("tr_solver") == solver]
         bad = [f"K={r['K']} L={r['L']} T={r['T']}" for r in rs if r.get("ok") is False]
         lines.append(f"correctness {solver}: {sum(r.get('ok') is True for r in rs)} ok, {len(bad)} failed "
@@ -478,6 +509,9 @@ def main():
     T1, T2 = (37, 74) if DRY else (2048, 8192)
     if correct:
         run_correctness(res, K64, save)
+        # PREP_IMPL="split" (both Tr sources) at T=1000, L 1 / 3
+        run_correctness(res, [(16, L, 37, 2) for L in (1, 3)] if DRY else [(64, L, 1000, 16) for L in (1, 3)],
+                        save, solvers=PSPLIT)
     if perf:
         prism_perf(res, save, (T1,))
         fla_perf(res, save, (T1,))
@@ -491,6 +525,7 @@ def main():
     if correct:
         run_correctness(res, [(16, 3, 37, 1)] if DRY else [(64, 3, 1000, 16)], save, solvers=("split",))
         run_correctness(res, K128b, save)
+        run_correctness(res, [(72, 2, 40, 1)] if DRY else [(128, 3, 1000, 16)], save, solvers=PSPLIT)
     if perf:
         run_phases(res, a.quick, save)
         save_autotune_cache(a.out, res)

@@ -275,3 +275,78 @@ def test_chunk_prism_gpu_bf16_tr_fla(monkeypatch, T, L, K):
 
     monkeypatch.setattr(pc, "TR_SOLVER", "fla")
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
+
+
+# ------------------------------------------------------------------ PREP_IMPL = "split" (version 3 preparation)
+SPLIT_CASES = [  # B, T, H, K, V, L, C, dtype, tol, PREP_BV, TR_SOLVER
+    pytest.param(1, 70, 1, 16, 16, 3, 64, torch.float32, TOL_FP32, 32, "own", id="T70-K16-L3-C64-fp32"),
+    pytest.param(1, 37, 2, 16, 16, 1, 16, torch.float32, TOL_FP32, 32, "own", id="T37-H2-K16-L1-C16-fp32"),
+    pytest.param(2, 41, 1, 20, 24, 2, 16, torch.float32, TOL_FP32, 16, "own", id="B2-T41-K20-V24-L2-C16-BV16-fp32"),
+    pytest.param(1, 45, 1, 16, 40, 3, 32, torch.float32, TOL_FP32, 16, "fla", id="T45-K16-V40-L3-C32-BV16-trfla-fp32"),
+    pytest.param(1, 37, 1, 16, 16, 2, 32, torch.bfloat16, TOL_BF16, 32, "own", id="T37-K16-L2-C32-bf16"),
+    pytest.param(1, 67, 1, 24, 16, 3, 64, torch.bfloat16, TOL_BF16, 16, "own", id="T67-K24-V16-L3-C64-BV16-bf16"),
+]
+
+
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol,bv,solver", SPLIT_CASES)
+def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv, solver):
+    """PREP_IMPL = "split" (Tr kernel, then prism_prep_w_kernel and prism_prep_u_kernel in PREP_BV-wide column
+    blocks, prism_prep_dvloc_kernel in the backward): whole chunk_prism, output, final state and every gradient
+    vs the float64 token loop; the split path runs in the forward's and in the backward's prep."""
+    from prismbench.kernels.prism import chunk as pc
+
+    calls = []
+    real = pc._prism_fwd_prep_split
+
+    def counted(*a):
+        calls.append(a[7] is not None)     # do given: backward prep
+        return real(*a)
+
+    monkeypatch.setattr(pc, "PREP_IMPL", "split")
+    monkeypatch.setattr(pc, "PREP_BV", bv)
+    monkeypatch.setattr(pc, "TR_SOLVER", solver)
+    monkeypatch.setattr(pc, "_prism_fwd_prep_split", counted)
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 1), tol)
+    assert calls == [False, True], calls
+
+
+@pytest.mark.parametrize("C,T,bv", [(16, 21, 16), (64, 100, 16), (32, 40, 32)])
+def test_prep_split_matches_fused(C, T, bv):
+    """Every prep output of the split path (gc, W, Ub, Sw, Tr, dVloc) equals the fused kernel's, fp32, L = 3."""
+    from prismbench.kernels.prism import chunk as pc
+
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 2, 16, 24, 3, torch.float32, DEVICE), C).items()}
+    do = torch.randn(2, T, 2, 24, device=DEVICE)
+    args = [x[n] for n in ("k", "v", "u", "p", "beta", "g")]
+    old = pc.PREP_BV
+    try:
+        pc.PREP_BV = bv
+        for kw in (dict(), dict(q=x["q"], do=do, scale=0.3, store_sw=False)):
+            fused = pc.prism_fwd_prep(*args, C, prep_impl="fused", **kw)
+            split = pc.prism_fwd_prep(*args, C, prep_impl="split", **kw)
+            for name, a, b in zip(("gc", "w", "ub", "sw", "tr", "dvloc"), fused, split):
+                assert (a is None) == (b is None), name
+                if a is not None:
+                    assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
+    finally:
+        pc.PREP_BV = old
+
+
+def test_prep_impl_default_is_fused():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.PREP_IMPL == "fused"
+    x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
+    with pytest.raises(ValueError, match="prep_impl"):
+        pc.prism_fwd_prep(*(x[n].detach() for n in ("k", "v", "u", "p", "beta", "g")), 16, prep_impl="fla")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 1, 64), (1000, 3, 64), (300, 3, 128)])
+def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
+    """PREP_IMPL = "split" on a GPU, bf16: output and every gradient vs float64."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "PREP_IMPL", "split")
+    assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
