@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from prismbench.inputs import as_leaves, seeded_normal
 from prismbench.registry import Inputs, Shape, Unsupported
 
 # substring of fla's refusal message in chunk_bwd_dqkwg (fla issue 640)
@@ -54,10 +55,7 @@ def make_gdp_inputs(shape: Shape, seed: int, n: Optional[int] = None) -> Inputs:
     if n is None or n < 1:
         raise ValueError(f"make_gdp_inputs: n (Householder steps, = shape.L) must be >= 1, got {n}")
     B, T, H, K, V = shape.B, shape.T, shape.H, shape.K, shape.V
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def rnd(*s):
-        return torch.randn(*s, generator=gen, dtype=torch.float32)
+    rnd = seeded_normal(seed)
 
     x = {
         "q": rnd(B, T, H, K),
@@ -66,11 +64,7 @@ def make_gdp_inputs(shape: Shape, seed: int, n: Optional[int] = None) -> Inputs:
         "beta": torch.sigmoid(rnd(B, T * n, H)),
         "g": F.logsigmoid(rnd(B, T, H) + 2.0),
     }
-    out = {}
-    for name, t in x.items():
-        dt = torch.float32 if name == "g" and shape.dtype != torch.float64 else shape.dtype
-        out[name] = t.to(device=shape.device, dtype=dt).requires_grad_(True)
-    return out
+    return as_leaves(x, shape, keep_fp32=("g",))
 
 
 def make_gdn_inputs(shape: Shape, seed: int) -> Inputs:

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from prismbench.inputs import as_leaves, seeded_normal
 from prismbench.registry import Inputs, Shape
 
 GATE_LOGIT_NORMALIZER = 16.0  # fla's GLA layer default: gk = logsigmoid(.) / 16, so alpha ~ 0.95..1
@@ -57,10 +58,7 @@ def make_gla_inputs(shape: Shape, seed: int) -> Inputs:
         torch.Size([2, 10, 3, 8])
     """
     B, T, H, K, V = shape.B, shape.T, shape.H, shape.K, shape.V
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-
-    def rnd(*s):
-        return torch.randn(*s, generator=gen, dtype=torch.float32)
+    rnd = seeded_normal(seed)
 
     x = {
         "q": rnd(B, T, H, K),
@@ -68,11 +66,7 @@ def make_gla_inputs(shape: Shape, seed: int) -> Inputs:
         "v": rnd(B, T, H, V),
         "gk": F.logsigmoid(rnd(B, T, H, K)) / GATE_LOGIT_NORMALIZER,
     }
-    out = {}
-    for name, t in x.items():
-        dt = torch.float32 if name == "gk" and shape.dtype != torch.float64 else shape.dtype
-        out[name] = t.to(device=shape.device, dtype=dt).requires_grad_(True)
-    return out
+    return as_leaves(x, shape, keep_fp32=("gk",))
 
 
 def gla_state_size(shape: Shape) -> int:

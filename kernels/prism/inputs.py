@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from prismbench.inputs import as_leaves, seeded_normal
 from prismbench.registry import Inputs, Shape
 
 
@@ -14,12 +15,7 @@ def make_prism_inputs(shape: Shape, seed: int) -> Inputs:
     beta [L,B,T,H] in (0, 1); g [B,T,H] = log alpha <= 0, kept in float32 (decays need the range).
     """
     B, T, H, K, V, L = shape.B, shape.T, shape.H, shape.K, shape.V, shape.L
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    dt, dev = shape.dtype, shape.device
-
-    def rnd(*s):
-        return torch.randn(*s, generator=gen, dtype=torch.float32)
-
+    rnd = seeded_normal(seed)
     x = {
         "q": rnd(B, T, H, K),
         "k": F.normalize(rnd(L, B, T, H, K), dim=-1),
@@ -30,11 +26,7 @@ def make_prism_inputs(shape: Shape, seed: int) -> Inputs:
         # alpha in roughly (0.6, 1): log-sigmoid of a shifted normal, as a trained decay gate sits
         "g": F.logsigmoid(rnd(B, T, H) + 2.0),
     }
-    out = {}
-    for name, t in x.items():
-        t = t.to(device=dev, dtype=torch.float32 if name == "g" and dt != torch.float64 else dt)
-        out[name] = t.requires_grad_(True)
-    return out
+    return as_leaves(x, shape, keep_fp32=("g",))
 
 
 def prism_state_size(shape: Shape) -> int:
