@@ -10,16 +10,16 @@ Kernels (launcher = kernel name without `_kernel`), chunk of BT in {16, 32, 64} 
 32), N = ceil(T / BT) chunks:
 
 forward
-    prism_fwd_prep     parallel over chunks: chunk-local cumsum of g, deltas, A = diag(b1)(G< . K1 K1^T),
+    prism_fwd_prep     (PREP_IMPL="fused", version 2) parallel over chunks: chunk-local cumsum of g, deltas, A = diag(b1)(G< . K1 K1^T),
                        Tr = (I + A)^-1 (blocked solve `_solve_tril`: 16 x 16 diagonal blocks by substitution,
                        merged with dots; the Tr buffer is its workspace), W = Tr diag(b1 gamma) K1,
                        Ub = Tr diag(b1) (Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l), Sw = sum_{l>=2} (e K_l)^T D_l
     prism_fwd_solve    (SPLIT_SOLVE only, off by default) the solve as its own kernel before prep
-    (TR_SOLVER="fla")  Tr from fla's chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril instead, and
-                       prep reads it (SOLVED=True); off by default, not yet run on a GPU
-    (PREP_IMPL="split") prep as small kernels instead (off by default, not yet run on a GPU): Tr (prism_fwd_solve
-                       or fla's), prism_prep_w (gc, W), prism_prep_u (Ub, Sw; BV-wide column blocks of V),
-                       prism_prep_dvloc (backward only: dVloc); used by the forward and the backward prep alike
+    (TR_SOLVER="fla", the default) Tr from fla's chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril
+                       instead (the prep reads it: SOLVED=True)
+    (PREP_IMPL="split", the default) prep as small kernels: Tr (fla's, or prism_fwd_solve), prism_prep_w (gc, W),
+                       prism_prep_u (Ub, Sw; BV-wide column blocks of V), prism_prep_dvloc (backward only:
+                       dVloc); used by the forward and the backward prep alike
     prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored, fp32) and
                        V1 = Ub - W h_c (fla's v_new); h_{c+1} = gamma_C h_c + (e K1)^T V1 + Sw
     prism_fwd_o        parallel over chunks: O = gamma Qs h_c + sum_l (G<= . Qs K_l^T) V_l
@@ -754,23 +754,26 @@ def _prec(dtype: torch.dtype) -> str:
 # timed on a GPU, so off by default (scripts/gpu/prism_triton_check.py checks and times both).
 SPLIT_SOLVE = False
 # TR_SOLVER: where prism_fwd_prep (forward phase i and backward phase A) gets Tr = (I + A)^-1 from.
-#   "own" (default, version 2): the blocked solve `_solve_tril` inside prism_fwd_prep_kernel (or, with
-#         SPLIT_SOLVE, in prism_fwd_solve_kernel before it). Checked on an H100 (NOTES.md).
-#   "fla": fla's building blocks (`_tr_fla`): chunk_local_cumsum (log2 units), chunk_scaled_dot_kkt_fwd (A, fp32)
-#         and solve_tril (Tr, fp32), then prism_fwd_prep_kernel with SOLVED=True (reads Tr, no solve).
+#   "fla" (default since version 3): fla's building blocks (`_tr_fla`): chunk_local_cumsum (log2 units),
+#         chunk_scaled_dot_kkt_fwd (A, fp32) and solve_tril (Tr, fp32); the prep reads Tr (no solve of its own).
 #         For 16-bit inputs on CUDA; float32 inputs keep "own" there (fla's kkt kernel takes tl.dot's default
 #         tf32 precision for fp32 operands: ~1e-3, not the 1e-5 of the ieee path). Under the Triton
 #         interpreter fla's autotuned kernels do not run, so `_tr_fla` uses torch stand-ins with the same
 #         signatures (`_torch_chunk_local_cumsum`, `_torch_scaled_dot_kkt`, `_torch_solve_tril`) and CI tests
-#         the glue and the prep-from-Tr kernel. NOT yet checked or timed on a GPU (version 3 preparation).
-TR_SOLVER = "own"
+#         the glue and the prep-from-Tr kernel. H100 (results/kernels/prism-triton-v3-check-h100.json): every
+#         gradient within 5e-3 at K 64/128, L 1/3, T 64..4096; L=1 fwd 2.69 -> 1.70 ms at T=2048.
+#   "own" (version 2): the blocked solve `_solve_tril` inside prism_fwd_prep_kernel (or, with SPLIT_SOLVE, in
+#         prism_fwd_solve_kernel before it). Checked on an H100 (NOTES.md).
+TR_SOLVER = "fla"
 # PREP_IMPL: how prism_fwd_prep (forward phase i and backward phase A) is computed.
-#   "fused" (default, version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90,
-#           spills at L = 3: NOTES.md).
-#   "split": three small kernels, fla-style: Tr (prism_fwd_solve_kernel, or fla's with TR_SOLVER="fla"), then
-#           prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw in BV-wide column blocks of V,
-#           PREP_BV) and, in the backward, prism_prep_dvloc_kernel (dVloc, same column blocks). Interpreter-tested and compiled offline for sm_90 only: NOT yet checked or timed on a GPU.
-PREP_IMPL = "fused"
+#   "split" (default since version 3): three small kernels, fla-style: Tr (fla's with TR_SOLVER="fla", else
+#           prism_fwd_solve_kernel), then prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw in BV-wide
+#           column blocks of V, PREP_BV) and, in the backward, prism_prep_dvloc_kernel (dVloc, same column
+#           blocks): 64-241 registers on sm_90, no spills. Checked on an H100 with both Tr sources (same file
+#           as TR_SOLVER); with TR_SOLVER="fla": L=3 fwd 3.92 -> 2.91 ms at T=2048.
+#   "fused" (version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90, spills
+#           at L = 3: NOTES.md).
+PREP_IMPL = "split"
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",

@@ -200,10 +200,10 @@ def tr_ref64(k1, b1, g, BT):
     return out
 
 
-def test_tr_solver_default_is_own():
+def test_tr_solver_default_is_fla():
     from prismbench.kernels.prism import chunk as pc
 
-    assert pc.TR_SOLVER == "own"
+    assert pc.TR_SOLVER == "fla"
     x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
     with pytest.raises(ValueError, match="tr_solver"):
         pc.prism_fwd_prep(*(x[n].detach() for n in ("k", "v", "u", "p", "beta", "g")), 16, tr_solver="magma")
@@ -310,6 +310,18 @@ def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv
     assert calls == [False, True], calls
 
 
+@pytest.mark.parametrize("solver", ["own", "fla"])
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", TR_FLA_CASES)
+def test_chunk_prism_prep_fused(monkeypatch, B, T, H, K, V, L, C, dtype, tol, solver):
+    """PREP_IMPL = "fused" (version 2's one prep kernel; the default before version 3) with either Tr source:
+    output, final state and every gradient vs the float64 token loop."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "PREP_IMPL", "fused")
+    monkeypatch.setattr(pc, "TR_SOLVER", solver)
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 2), tol)
+
+
 @pytest.mark.parametrize("C,T,bv", [(16, 21, 16), (64, 100, 16), (32, 40, 32)])
 def test_prep_split_matches_fused(C, T, bv):
     """Every prep output of the split path (gc, W, Ub, Sw, Tr, dVloc) equals the fused kernel's, fp32, L = 3."""
@@ -332,10 +344,10 @@ def test_prep_split_matches_fused(C, T, bv):
         pc.PREP_BV = old
 
 
-def test_prep_impl_default_is_fused():
+def test_prep_impl_default_is_split():
     from prismbench.kernels.prism import chunk as pc
 
-    assert pc.PREP_IMPL == "fused"
+    assert pc.PREP_IMPL == "split"
     x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
     with pytest.raises(ValueError, match="prep_impl"):
         pc.prism_fwd_prep(*(x[n].detach() for n in ("k", "v", "u", "p", "beta", "g")), 16, prep_impl="fla")
