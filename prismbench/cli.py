@@ -202,6 +202,24 @@ def plot(
 
 
 @app.command()
+def merge(
+    files: list[Path] = typer.Argument(..., help="Two or more results JSON files of the same machine type."),
+    out: Path = typer.Option(..., "--out", "-o", help="The merged results file to write."),
+):
+    """Merge results files of one machine type and software into one (later files win on shared points)."""
+    from prismbench import results
+
+    try:
+        doc = results.merge([results.read(f) for f in files], [str(f) for f in files])
+    except results.ResultsError as e:
+        _fail(str(e))
+    results.write(doc, out)
+    n = {s: sum(p["status"] == s for p in doc["points"]) for s in results.STATUSES}
+    err.print(f"{len(doc['points'])} points ({', '.join(f'{v} {k}' for k, v in n.items())}) "
+              f"from {len(files)} files -> {out}")
+
+
+@app.command()
 def env(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
     """Print the environment block recorded with every result."""
     from prismbench.env import collect_env

@@ -26,6 +26,20 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# A machine that receives a copy of the working tree whose git metadata is stale (e.g. a lent GPU that got
+# the session's first checkout) names the commit it runs through this variable; the results then record
+# it with git_dirty = null (unknown) and git_commit_source naming the variable.
+GIT_COMMIT_VAR = "PRISMBENCH_GIT_COMMIT"
+
+
+def _git_fields() -> dict:
+    named = os.environ.get(GIT_COMMIT_VAR, "").strip()
+    if named:
+        return {"git_commit": named, "git_dirty": None, "git_commit_source": GIT_COMMIT_VAR}
+    return {"git_commit": _git("rev-parse", "HEAD"),
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def _nvidia_driver() -> str | None:
     try:
         out = subprocess.run(
@@ -77,8 +91,7 @@ def _static_env() -> dict:
         "fla_core": _version("fla-core"),
         "fla_backends": _fla_backends(),
         "prismbench": _version("prismbench"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **_git_fields(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
     }
     if torch.cuda.is_available():

@@ -29,6 +29,7 @@ Each point (see POINT_FIELDS):
     error                         message for error/unsupported, else null
     device                        "cpu" | "cuda"
     seconds                       wall time spent on the point (build, check, timing)
+    run                           (merged files only) index into env.merged_from: the run that measured it
 
 Results are rewritten atomically after every point, so an interrupted run keeps what it measured.
 """
@@ -155,3 +156,38 @@ def _positive_number(x: Any) -> bool:
 
 def ok_points(points: Iterable[dict]) -> list[dict]:
     return [p for p in points if p.get("status") == "ok"]
+
+
+# what every run of a merged file must share: results from different machines or software never mix
+MERGE_KEYS = ("gpu_name", "device", "driver", "torch", "triton", "fla_core")
+
+
+def merge(docs: list[dict], names: list[str]) -> dict:
+    """One document from several runs on the same machine type and software (`prismbench merge`).
+
+    Points are unioned by `point_key`; where two runs measured the same point, the later document's wins.
+    Each point gets `run`, its run's index in `env.merged_from` (file, git commit, timestamp, preset), so a
+    figure or a citation can say which run measured what. The env block is the last run's, plus
+    `merged_from`; config is `{"merged": [each run's config]}`. Raises ResultsError when the runs differ in
+    any of MERGE_KEYS (naming the field and the files) or when fewer than two documents are given.
+
+    Example: `merge([read(a), read(b)], [str(a), str(b)])`.
+    """
+    if len(docs) < 2:
+        raise ResultsError("merge needs at least two results files")
+    first = docs[0]["env"]
+    for doc, name in zip(docs[1:], names[1:]):
+        for k in MERGE_KEYS:
+            if doc["env"].get(k) != first.get(k):
+                raise ResultsError(f"{name}: env.{k}={doc['env'].get(k)!r} but {names[0]} has {first.get(k)!r}; "
+                                   f"results of different machines or software are not merged")
+    by_key: dict[tuple, dict] = {}
+    for i, doc in enumerate(docs):
+        for p in doc["points"]:
+            by_key[point_key(p)] = {**p, "run": i}
+    runs = [{"file": n, "git_commit": d["env"].get("git_commit"), "git_dirty": d["env"].get("git_dirty"),
+             "timestamp": d["env"].get("timestamp"), "preset": (d.get("config") or {}).get("preset")}
+            for d, n in zip(docs, names)]
+    env = {**docs[-1]["env"], "merged_from": runs}
+    return {"schema_version": SCHEMA_VERSION, "env": env,
+            "config": {"merged": [d.get("config") for d in docs]}, "points": list(by_key.values())}

@@ -22,3 +22,18 @@ def test_env_cli_json():
     r = CliRunner().invoke(app, ["env", "--json"])
     assert r.exit_code == 0
     assert json.loads(r.output)["torch"] == torch.__version__
+
+
+def test_git_commit_named_by_variable(monkeypatch):
+    """A machine with stale git metadata names the commit it runs: recorded, dirtiness unknown."""
+    from prismbench import env as envmod
+
+    monkeypatch.setenv(envmod.GIT_COMMIT_VAR, "0123abcd")
+    envmod._static_env.cache_clear()
+    try:
+        e = collect_env()
+        assert (e["git_commit"], e["git_dirty"], e["git_commit_source"]) == ("0123abcd", None, envmod.GIT_COMMIT_VAR)
+    finally:
+        monkeypatch.delenv(envmod.GIT_COMMIT_VAR)
+        envmod._static_env.cache_clear()
+    assert "git_commit_source" not in collect_env()

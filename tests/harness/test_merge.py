@@ -1,0 +1,57 @@
+"""`prismbench merge`: runs of one machine type become one results file; other machines are refused."""
+
+import pytest
+from typer.testing import CliRunner
+
+from prismbench import results
+from prismbench.cli import app
+
+ENV = {"gpu_name": "NVIDIA H100 80GB HBM3", "device": "cuda", "driver": "580", "torch": "2.11", "triton": "3.6.0",
+       "fla_core": "0.6.0", "git_commit": "aaa", "timestamp": "t0"}
+
+
+def _point(method, T, ms, status="ok"):
+    return {"method": method, "mode": "fwd", "dtype": "bfloat16", "B": 32768 // T, "T": T, "H": 16, "K": 64,
+            "V": 64, "L": None, "device": "cuda", "status": status,
+            "median_ms": ms if status == "ok" else None,
+            "tokens_per_s": 32768 / ms * 1e3 if status == "ok" else None, "error": None if status == "ok" else "x"}
+
+
+def _write(tmp_path, name, env, points, preset="paper"):
+    doc = results.new_document(env, {"preset": preset})
+    doc["points"] = points
+    path = tmp_path / name
+    results.write(doc, path)
+    return path
+
+
+def test_merge_unions_points_later_run_wins(tmp_path):
+    a = _write(tmp_path, "a.json", ENV, [_point("gla-fla-chunk", 2048, 1.0), _point("sdpa", 2048, 0.5, "error")])
+    b = _write(tmp_path, "b.json", {**ENV, "git_commit": "bbb", "timestamp": "t1"},
+               [_point("sdpa", 2048, 0.4), _point("prism-triton", 2048, 3.0)])
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = results.read(out)
+    by = {(p["method"], p["T"]): p for p in doc["points"]}
+    assert set(by) == {("gla-fla-chunk", 2048), ("sdpa", 2048), ("prism-triton", 2048)}
+    assert by[("sdpa", 2048)]["status"] == "ok" and by[("sdpa", 2048)]["median_ms"] == 0.4
+    assert [by[k]["run"] for k in (("gla-fla-chunk", 2048), ("sdpa", 2048), ("prism-triton", 2048))] == [0, 1, 1]
+    runs = doc["env"]["merged_from"]
+    assert [(x["file"], x["git_commit"]) for x in runs] == [(str(a), "aaa"), (str(b), "bbb")]
+    assert doc["env"]["git_commit"] == "bbb"
+
+
+@pytest.mark.parametrize("field", ["gpu_name", "triton", "fla_core"])
+def test_merge_refuses_other_machines_or_software(tmp_path, field):
+    a = _write(tmp_path, "a.json", ENV, [_point("sdpa", 2048, 0.5)])
+    b = _write(tmp_path, "b.json", {**ENV, field: "other"}, [_point("sdpa", 4096, 0.9)])
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(tmp_path / "m.json")])
+    assert r.exit_code == 2
+    assert f"env.{field}" in r.output and not (tmp_path / "m.json").exists()
+
+
+def test_merge_needs_two_files(tmp_path):
+    a = _write(tmp_path, "a.json", ENV, [_point("sdpa", 2048, 0.5)])
+    r = CliRunner().invoke(app, ["merge", str(a), "-o", str(tmp_path / "m.json")])
+    assert r.exit_code == 2 and "at least two" in r.output
