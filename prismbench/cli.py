@@ -42,6 +42,27 @@ def _pick_device(device: str):
     return torch.device(device)
 
 
+def _scalar(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_sets(sets: list[str]) -> dict:
+    """`--set KEY=V[,V...]` options as sweep-field overrides (ints, floats, else strings; a list if a comma)."""
+    out = {}
+    for item in sets:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip() or not val.strip():
+            _fail(f"--set {item!r}: expected KEY=VALUE or KEY=V1,V2 (e.g. --set T=2048,4096)")
+        vals = [_scalar(v.strip()) for v in val.split(",") if v.strip()]
+        out[key.strip()] = vals if "," in val else vals[0]
+    return out
+
+
 @app.command()
 def run(
     config: Path = typer.Option(Path("bench.toml"), "--config", "-c", help="bench.toml to read."),
@@ -54,6 +75,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the results document to stdout."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured in the results file."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write figures after the sweep."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="Override a sweep field of the preset, e.g. --set T=16384 --set L=1,3 (repeatable)."),
     check: Optional[bool] = typer.Option(None, "--check/--no-check",
                                          help="Measure errors against the float64 reference "
                                               "(default: the check.rel_err setting)."),
@@ -64,6 +87,7 @@ def run(
     from prismbench import plots, results, runner
 
     dev = _pick_device(device)
+    overrides = _parse_sets(sets or [])
     try:
         bench = cfgmod.load(config)
         if preset is None and dev.type == "cpu" and cfgmod.resolve(bench, None, str(config)).device == "cuda":
@@ -73,7 +97,7 @@ def run(
             preset = "smoke"
             err.print("[yellow]No GPU: running the `smoke` preset on the CPU "
                       "(pass --preset to choose another).[/]")
-        cfg = cfgmod.resolve(bench, preset, str(config))
+        cfg = cfgmod.resolve(bench, preset, str(config), overrides)
     except cfgmod.ConfigError as e:
         _fail(str(e))
     if check is not None:

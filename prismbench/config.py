@@ -265,8 +265,10 @@ def _format(e: ValidationError, source: str, preset: Optional[str], preset_table
     return "\n".join(lines)
 
 
-def resolve(bench: dict, preset: Optional[str], source: str = "bench.toml") -> SweepConfig:
-    """Merge [sweep] with presets.NAME (and their timing/check tables) and validate."""
+def resolve(bench: dict, preset: Optional[str], source: str = "bench.toml",
+            overrides: Optional[dict] = None) -> SweepConfig:
+    """Merge [sweep] with presets.NAME (and their timing/check tables), then `overrides` (sweep fields, e.g.
+    from `prismbench run --set T=16384`), and validate."""
     try:
         top = BenchFile.model_validate(bench)
     except ValidationError as e:
@@ -292,6 +294,14 @@ def resolve(bench: dict, preset: Optional[str], source: str = "bench.toml") -> S
     if "tokens" in table:
         merged.pop("B", None)
     merged.update({k: v for k, v in table.items() if k not in ("timing", "check")})
+    for k, v in (overrides or {}).items():
+        if k in ("timing", "check"):
+            raise ConfigError(f"--set {k}: only sweep fields can be set from the command line")
+        if k == "B":
+            merged.pop("tokens", None)
+        if k == "tokens":
+            merged.pop("B", None)
+        merged[k] = v
     merged["timing"] = {**top.timing, **table.get("timing", {})}
     merged["check"] = {**top.check, **table.get("check", {})}
     try:

@@ -64,10 +64,18 @@ PSPLIT = ("psplit", "psplit_fla")
 SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_psplit_trfla"}
 
 
+DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
+SUFFIX["default"] = "_default"
+
+
 def apply_setting(setting):
-    """Set chunk's switches for a setting: "own" | "fla" (TR_SOLVER) | "split" (SPLIT_SOLVE) | "psplit" |
-    "psplit_fla" (PREP_IMPL="split", Tr from our solve kernel / from fla). None restores the defaults."""
-    s = setting or "own"
+    """Set chunk's switches for a setting: "own" (version 2: TR_SOLVER="own", PREP_IMPL="fused") | "fla"
+    (TR_SOLVER="fla", fused prep) | "split" (SPLIT_SOLVE) | "psplit" | "psplit_fla" (PREP_IMPL="split", Tr from
+    our solve kernel / from fla) | "default" or None (the module's defaults, captured at import)."""
+    if setting in (None, "default"):
+        pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
+        return
+    s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
     pc.SPLIT_SOLVE = s == "split"
     pc.PREP_IMPL = "split" if s in PSPLIT else "fused"
@@ -170,7 +178,7 @@ def correctness_case(B, T, H, K, L, seed, dtype=torch.bfloat16):
     return errs, ref_fn.__name__
 
 
-def run_correctness(res, grid, save, solvers=SOLVERS):
+def run_correctness(res, grid, save, solvers=SOLVERS, seeds=(0,)):
     """grid: (K, L, T, H) tuples; each runs once per setting in solvers: "own", "fla" (TR_SOLVER),
     "split" (TR_SOLVER="own" with SPLIT_SOLVE=True: the solve as its own kernel), "psplit" / "psplit_fla"
     (PREP_IMPL="split", see apply_setting)."""
@@ -182,9 +190,8 @@ def run_correctness(res, grid, save, solvers=SOLVERS):
         calls.append(1)
         return real_tr_fla(*a)
 
-    for K, L, T, H in grid:
+    for (K, L, T, H), seed in ((g, sd) for g in grid for sd in seeds):
         for solver in solvers:
-            seed = 0
             row = dict(B=1, T=T, H=H, K=K, V=K, L=L, seed=seed, dtype="bfloat16", tr_solver=solver)
             if left() < (150 if T > 4096 else 30):
                 row.update(skipped="time budget", ok=None)
@@ -207,7 +214,7 @@ def run_correctness(res, grid, save, solvers=SOLVERS):
             row["tr_fla_calls"] = len(calls)
             row["sec"] = round(time.time() - t0, 1)
             rows.append(row)
-            print(f"[correct] K={K} L={L} T={T} H={H} {solver} (tr_fla calls {len(calls)}): ok={row['ok']} "
+            print(f"[correct] K={K} L={L} T={T} H={H} seed={seed} {solver} (tr_fla calls {len(calls)}): ok={row['ok']} "
                   f"worst={row.get('worst', row.get('error'))} "
                   + (" ".join(f"{n}={e:.1e}" for n, e in row.get("errors", {}).items())), flush=True)
             save()
@@ -363,6 +370,7 @@ def run_phases(res, quick, save):
                                                     "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
+                apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
                 gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
                 hs, vnew, _ = pc.prism_fwd_h(k, w, ub, sw, gc, BT)
                 row["fwd_prep"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT))["ms"]
@@ -406,6 +414,11 @@ def run_phases(res, quick, save):
                 apply_setting("psplit")
                 row["bwd_total_psplit"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                            None, BT))["ms"]
+                apply_setting("default")
+                row["fwd_total_default"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
+                                                                            BT))["ms"]
+                row["bwd_total_default"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                            None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
@@ -484,6 +497,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="no T=16384 correctness, no num_warps sweep")
     ap.add_argument("--no-correct", action="store_true")
     ap.add_argument("--no-perf", action="store_true")
+    ap.add_argument("--release", action="store_true",
+                    help="the module's default settings only: issue 5's correctness grid (K 64/128, L 1/3, T 64..16384, "
+                         "seeds 0-1 up to T=4096), then the per-kernel phase times; the harness times the rest")
     ap.add_argument("--autotune-cache", default="scripts/gpu/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
@@ -506,6 +522,25 @@ def main():
     if DRY:
         K64, K128a, K128b, rest = [(16, L, 37, 2) for L in (1, 3)], [(72, 2, 40, 1)], [], []
     correct, perf = not a.no_correct, not a.no_perf
+    if a.release:
+        grid = [(64, L, T, 16) for L in (1, 3) for T in (64, 1000, 4096)] + [(128, L, T, 16) for L in (1, 3)
+                                                                             for T in (1000, 4096)]
+        if DRY:
+            grid = [(16, L, 37, 2) for L in (1, 3)]
+        if correct:
+            run_correctness(res, grid, save, solvers=("default",), seeds=(0, 1))
+            run_correctness(res, [] if DRY else [(64, L, 16384, 16) for L in (1, 3)], save, solvers=("default",))
+            res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
+        if perf:
+            run_phases(res, True, save)
+        res["total_sec"] = time.time() - t0
+        save()
+        bad = [r for r in res.get("correctness", []) if r.get("ok") is False]
+        print(f"[release] correctness: {sum(r.get('ok') is True for r in res.get('correctness', []))} ok, "
+              f"{len(bad)} failed, {sum(r.get('ok') is None for r in res.get('correctness', []))} skipped; "
+              f"worst {max((r.get('worst', 0) for r in res.get('correctness', [])), default=0):.2e}", flush=True)
+        print(f"wrote {path} in {time.time() - t0:.0f}s", flush=True)
+        return
     T1, T2 = (37, 74) if DRY else (2048, 8192)
     if correct:
         run_correctness(res, K64, save)

@@ -131,3 +131,39 @@ def test_preset_switches_batch_spec_and_rejects_bad_tables():
         _resolve(BASE + "\n[presets.t]\ntiming = 5\n", "t")
     with pytest.raises(config.ConfigError, match=r"sweep.methods: must not be empty"):
         _resolve(BASE.replace('methods = ["prism-torch", "sdpa"]', "methods = []"))
+
+
+def test_set_overrides_apply_after_the_preset():
+    import tomllib
+
+    bench = tomllib.loads(BASE + '\n[presets.big]\nK = [32, 48]\n')
+    cfg = config.resolve(bench, "big", overrides={"T": 64, "L": [1, 3], "B": 2})
+    assert cfg.T == [64] and cfg.L == [1, 3] and cfg.K == [32, 48] and cfg.batches(64) == [2]
+    with pytest.raises(config.ConfigError, match="--set timing"):
+        config.resolve(bench, None, overrides={"timing": {}})
+
+
+@pytest.mark.parametrize("arg, expected", [
+    ("T=48", "T[0]=48 does not divide tokens=128"),
+    ("T", "--set 'T': expected KEY=VALUE"),
+    ("colour=red", "colour"),
+])
+def test_cli_set_errors_name_the_field(tmp_path, arg, expected):
+    p = tmp_path / "bench.toml"
+    p.write_text(BASE)
+    r = CliRunner().invoke(app, ["run", "--config", str(p), "--device", "cpu", "--out", str(tmp_path),
+                                 "--set", arg])
+    assert r.exit_code == 2, r.output
+    assert expected in " ".join(r.output.split())
+
+
+def test_cli_set_runs_only_the_given_axis(tmp_path):
+    import json
+
+    p = tmp_path / "bench.toml"
+    p.write_text(BASE + "\n[timing]\ncpu_warmup = 0\ncpu_reps = 1\n")
+    r = CliRunner().invoke(app, ["run", "--config", str(p), "--device", "cpu", "--out", str(tmp_path), "--no-plot",
+                                 "--set", "T=32", "--set", "L=1", "-m", "sdpa", "--no-check", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout[r.stdout.index("{"):])
+    assert {(q["T"], q["method"]) for q in doc["points"]} == {(32, "sdpa")}

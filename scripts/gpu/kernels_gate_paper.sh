@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One device call (~9 min on an H100): the PRISM kernel's release check (issue 5: the default settings'
+# correctness grid + per-kernel phase times), the gate preset twice (issue 9), and the paper preset's
+# missing points (issue 7: prism-triton at every T; the other methods at T=16384, whatever PAPER_16K_METHODS
+# names). Every stage has its own time limit; everything lands in $OUT/bundle.tgz (re-packed after each
+# stage, so a stage cut off keeps the ones before) plus $OUT/summary.log.
+#   export PRISMBENCH_GIT_COMMIT=<commit sent>; bash scripts/gpu/kernels_gate_paper.sh
+set -u
+. scripts/gpu/setup.sh
+W=${W:-/tmp/bundle}; mkdir -p "$W"
+OUTDIR=${OUT:-/tmp/out}; mkdir -p "$OUTDIR"
+PAPER_16K_METHODS=${PAPER_16K_METHODS:-prism-fla-dplr,ttt-triton,ttt-fla-chunk,gla-fla-chunk,gdn-fla-chunk,gdp-fla-chunk,sdpa}
+pack() { (cd ~/.triton/cache 2>/dev/null && find . -name '*.autotune.json' | tar czf "$W/autotune-cache.tgz" -T -); tar czf "$OUTDIR/bundle.tgz" -C "$W" . ; }
+log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUTDIR/summary.log"; }
+
+log "stage 1: PRISM release check"
+PRISM_BUDGET_S=${CHECK_BUDGET:-130} timeout -k 10 "${CHECK_LIMIT:-180}" \
+  python3 scripts/gpu/prism_triton_check.py --release --out "$W" > "$W/release-check.log" 2>&1
+log "check rc=$?"; grep -E "^\[(release|phase)\]|FAIL|Error" "$W/release-check.log" | tail -8 | tee -a "$OUTDIR/summary.log"; pack
+
+log "stage 2: gate preset twice"
+for i in 1 2; do
+  timeout --signal=INT -k 20 "${GATE_LIMIT:-90}" prismbench run --preset gate --device cuda -o "out/gate-run$i" \
+    --no-plot --no-check > "$W/gate-run$i.log" 2>&1
+  log "gate run $i rc=$?"; tail -2 "$W/gate-run$i.log" | tee -a "$OUTDIR/summary.log"
+done
+g=$(cd out/gate-run1 && ls gate-*.json | head -1)
+cp "out/gate-run1/$g" "$W/gate-run1.json"; cp "out/gate-run2/$g" "$W/gate-run2.json"
+prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
+prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
+rm -rf out/gate-run1 out/gate-run2; pack
+
+log "stage 3: paper preset, prism-triton at every T"
+timeout --signal=INT -k 20 "${PAPER_PRISM_LIMIT:-90}" prismbench run --preset paper --device cuda -o out/paper-prism \
+  --no-plot -m prism-triton > "$W/paper-prism.log" 2>&1
+log "paper prism-triton rc=$?"; tail -2 "$W/paper-prism.log" | tee -a "$OUTDIR/summary.log"
+mv out/paper-prism/paper-*.json "$W/paper-prism-triton.json" 2>/dev/null; pack
+log "stage 4: paper preset, other methods at T=16384"
+timeout --signal=INT -k 20 "${PAPER_16K_LIMIT:-110}" prismbench run --preset paper --device cuda -o out/paper-16k \
+  --no-plot -m "$PAPER_16K_METHODS" --set T=16384 > "$W/paper-16k.log" 2>&1
+log "paper T=16384 rc=$?"; tail -2 "$W/paper-16k.log" | tee -a "$OUTDIR/summary.log"
+mv out/paper-16k/paper-*.json "$W/paper-16k.json" 2>/dev/null; pack
+log "done"
