@@ -178,7 +178,7 @@ def correctness_case(B, T, H, K, L, seed, dtype=torch.bfloat16):
     return errs, ref_fn.__name__
 
 
-def run_correctness(res, grid, save, solvers=SOLVERS, seeds=(0,)):
+def run_correctness(res, grid, save, solvers=SOLVERS, seeds=(0,), min_left=None):
     """grid: (K, L, T, H) tuples; each runs once per setting in solvers: "own", "fla" (TR_SOLVER),
     "split" (TR_SOLVER="own" with SPLIT_SOLVE=True: the solve as its own kernel), "psplit" / "psplit_fla"
     (PREP_IMPL="split", see apply_setting)."""
@@ -193,7 +193,7 @@ def run_correctness(res, grid, save, solvers=SOLVERS, seeds=(0,)):
     for (K, L, T, H), seed in ((g, sd) for g in grid for sd in seeds):
         for solver in solvers:
             row = dict(B=1, T=T, H=H, K=K, V=K, L=L, seed=seed, dtype="bfloat16", tr_solver=solver)
-            if left() < (150 if T > 4096 else 30):
+            if left() < (min_left if min_left is not None else (150 if T > 4096 else 30)):
                 row.update(skipped="time budget", ok=None)
                 rows.append(row)
                 print(f"[correct] K={K} L={L} T={T} {solver}: skipped (time)", flush=True)
@@ -523,13 +523,15 @@ def main():
         K64, K128a, K128b, rest = [(16, L, 37, 2) for L in (1, 3)], [(72, 2, 40, 1)], [], []
     correct, perf = not a.no_correct, not a.no_perf
     if a.release:
-        grid = [(64, L, T, 16) for L in (1, 3) for T in (64, 1000, 4096)] + [(128, L, T, 16) for L in (1, 3)
-                                                                             for T in (1000, 4096)]
+        grid = [(64, L, T, 16) for L in (1, 3) for T in (64, 1000, 4096)]
+        k128 = [(128, L, T, 16) for L in (1, 3) for T in (1000, 4096)]
         if DRY:
-            grid = [(16, L, 37, 2) for L in (1, 3)]
+            grid, k128 = [(16, L, 37, 2) for L in (1, 3)], []
         if correct:
-            run_correctness(res, grid, save, solvers=("default",), seeds=(0, 1))
-            run_correctness(res, [] if DRY else [(64, L, 16384, 16) for L in (1, 3)], save, solvers=("default",))
+            run_correctness(res, grid, save, solvers=("default",), seeds=(0, 1), min_left=20)
+            run_correctness(res, [] if DRY else [(64, L, 16384, 16) for L in (1, 3)], save, solvers=("default",),
+                            min_left=25)
+            run_correctness(res, k128, save, solvers=("default",), seeds=(0, 1), min_left=20)
             res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
         if perf:
             run_phases(res, True, save)
