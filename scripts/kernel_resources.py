@@ -5,7 +5,8 @@ Used for kernels/prism/NOTES.md (version 3 preparation).
     python scripts/kernel_resources.py "prep,64,1,8,0,0;prep,64,1,8,1,0;solve,64,64,8;kkt,64,64,64,8,3;merge,64,8,3"
 
 Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
-merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (the last
+merge,BT,warps,stages | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT] (phase
+C2: KEYS_IMPL="fused" kernel, and the "split" per-key kernel and tail) | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (the last
 three: PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel;
 K = V). One JSON line per job.
 
@@ -99,6 +100,48 @@ def prep_dvloc(K, BT, BV, warps):
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
+def _compile(fn, sig, cst, warps):
+    names = list(sig)
+    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def keys(K, L, BT, warps):
+    """prism_bwd_keys_kernel (KEYS_IMPL="fused": the whole l >= 2 loop unrolled inside)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
+               dgp=f32, dq=dt, dk=dt, dv=dt, du=dt, dp=dt, dbeta=dt, dg=f32, scale="fp32", T="i32", B="i32", H="i32",
+               K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
+    return _compile(pc.prism_bwd_keys_kernel, sig, cst, warps)
+
+
+def key(K, BT, BV, warps, first):
+    """prism_bwd_key_kernel (KEYS_IMPL="split": one extra key per launch; l is a runtime argument)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
+               dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, scale="fp32", T="i32", B="i32", H="i32", l="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", FIRST="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True)
+    sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names}
+    return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
+
+
+def keys_tail(K, BT, warps, has_dr):
+    """prism_bwd_keys_tail_kernel (KEYS_IMPL="split"; has_dr: L > 1)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, v=dt, u=dt, p=dt, beta=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32, dgp=f32,
+               drp=f32 if has_dr else "constexpr", dq=dt, dk=dt, dv=dt, du=dt, dp=dt, dbeta=dt, dg=f32, scale="fp32",
+               T="i32", H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               HAS_DR="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, HAS_DR=has_dr)
+    if not has_dr:
+        cst.update(drp=None)
+    return _compile(pc.prism_bwd_keys_tail_kernel, sig, cst, warps)
+
+
 def inner(f):
     while not isinstance(f, triton.runtime.jit.JITFunction):
         f = f.fn
@@ -154,6 +197,20 @@ for spec in jobs.split(";"):
             K, BV, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = prep_dvloc(K, BT, BV, warps); r = dict(kernel="prep_dvloc", K=K, BT=BT, BV=BV, warps=warps)
+        elif kind == "keys":      # keys,K,L,warps[,BT]: prism_bwd_keys_kernel (KEYS_IMPL="fused")
+            K, L, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = keys(K, L, BT, warps); r = dict(kernel="keys_fused", K=K, L=L, BT=BT, warps=warps)
+        elif kind == "key":       # key,K,BV,warps,first[,BT]: prism_bwd_key_kernel (KEYS_IMPL="split")
+            K, BV, warps, first = a[:4]
+            BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
+            ck = key(K, BT, BV, warps, bool(first))
+            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first))
+        elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
+            K, warps, has_dr = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = keys_tail(K, BT, warps, bool(has_dr))
+            r = dict(kernel="keys_tail", K=K, BT=BT, warps=warps, has_dr=bool(has_dr))
         elif kind == "solve":
             K, BT, warps = a
             ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)

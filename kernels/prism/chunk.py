@@ -740,6 +740,146 @@ def prism_bwd_keys_kernel(
     tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
+# ----------------------------------------------------------------------------------------- backward (C2, split)
+@triton.jit(do_not_specialize=["T", "H", "B", "l"])
+def prism_bwd_key_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
+    dk, dp, dbeta, scale, T,
+    B, H, l, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2 (KEYS_IMPL="split"). Grid (N, B*H).
+
+    Launched for l = L-1 .. 1 in that order. Adds this key's terms in place (read-modify-write of its own
+    chunk's rows: no atomics, deterministic) to the fp32 buffers dqp (partial dq of Qs) and dkp (partial dk1)
+    [B,T,H,K], dbp (partial dbeta1) and dgp (partial dg: this key's chunk-local cumsums of rho and s; dg is
+    linear in them) [B,T,H], and to drp [B,T,H,V], the solver chain's running dr (FIRST = (l == L-1): written,
+    not read). Stores dk[l], dp[l], dbeta[l] (input dtypes). Reads dY (dy) [B,T,H,V] fp32.
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    ll = l.to(tl.int64)
+    sb = (B * T * H).to(tl.int64)      # stride of the L axis of beta; of k: sb * K, of p: sb * V
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    m_a = o_i[:, None] >= o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    # recompute r_l (l GELU steps from r_1 = v - u), z_l = p_l r_l, Delta_l, D_l = diag(beta_l) Delta_l
+    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    for m in range(0, l):
+        b_pm = tl.load(_rows(p + m * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_r = b_r - _gelu(b_pm * b_r)
+    b_bl = tl.load(_vec(beta + ll * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_p = tl.load(_rows(p + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_z = b_p * b_r
+    b_D = _gelu(b_z) * b_bl[:, None]
+    # read-out: E = Qs K_l^T, dE = G<= . (dO D^T)
+    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_kl = b_klr.to(tl.float32)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_Gi = _gmat(b_gc, m_a)
+    b_E = tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+    b_dE = b_Gi * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+    b_M = tl.where(m_s, b_dE * b_E, 0.)
+    b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+    tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+             boundary_check=(0, 1))
+    b_dkl = tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC) * scale
+    b_dD = tl.dot(tl.trans(b_Gi * b_E), b_do, input_precision=PREC)
+    # state write: dK_l += diag(e) D dH'^T, dD += diag(e) K_l dH'
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dKd = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC)
+    b_dkl += b_dKd * b_e[:, None]
+    b_s = b_e * tl.sum(b_kl * b_dKd, axis=1)
+    b_dD += tl.dot(b_kl * b_e[:, None], b_dhn, input_precision=PREC)
+    # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+    b_Gs = _gmat(b_gc, m_s)
+    b_GF = b_Gs * b_F
+    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_db1 = -tl.sum(tl.dot(b_GF, b_D, input_precision=PREC) * b_dY, axis=1)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_dX = b_dY * b_b1[:, None]
+    b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+    b_dF = -b_Gs * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+    p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+    tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+             boundary_check=(0, 1))
+    b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+    b_M = b_dF * b_F
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
+             boundary_check=(0, 1))
+    # dbeta_l, and the solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
+    tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
+             tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
+    p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
+    if FIRST:
+        b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
+        tl.store(p_dr, b_dz * b_p, boundary_check=(0, 1))
+    else:
+        b_dr = tl.load(p_dr, boundary_check=(0, 1))
+        b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
+        tl.store(p_dr, b_dr + b_dz * b_p, boundary_check=(0, 1))
+    tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+             boundary_check=(0, 1))
+    p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+             + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_keys_tail_kernel(
+    q, v, u, p, beta, dy, dqp, dkp, dbp, dgp, drp,
+    dq, dk, dv, du, dp, dbeta, dg, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_DR: tl.constexpr,
+):
+    """Tail of phase C2 (KEYS_IMPL="split"), after the per-key launches: the solver's first step (dDelta_1 =
+    dX = diag(beta1) dY) and X's Delta_1 term of dbeta1; finishes dq, dk[0], dbeta[0], dv, du, dp[0] (input
+    dtypes) and dg (fp32; may alias dgp). Grid (N, B*H). HAS_DR (L > 1): dr from drp [B,T,H,V] fp32 (the
+    per-key launches' running dr), else 0. Each output is finished and stored before the next is started
+    (a short live range per tile).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
+             (tl.load(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)) * scale)
+             .to(dq.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
+             tl.load(_rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(dk.dtype.element_ty),
+             boundary_check=(0, 1))
+    tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), tl.load(_vec(dgp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)),
+             boundary_check=(0,))
+    b_r1 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    b_p = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_z = b_p * b_r1
+    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_db1 = tl.load(_vec(dbp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)) + tl.sum(_gelu(b_z) * b_dY, axis=1)
+    tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
+    b_dz = b_dY * b_b1[:, None]
+    if HAS_DR:
+        b_dr = tl.load(_rows(drp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_dz = (b_dz - b_dr) * _gelu_grad(b_z)
+        b_dr += b_dz * b_p
+    else:
+        b_dz = b_dz * _gelu_grad(b_z)
+        b_dr = b_dz * b_p
+    tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r1).to(dp.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+
+
 # ----------------------------------------------------------------------------------------- launchers
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
@@ -774,10 +914,19 @@ TR_SOLVER = "fla"
 #   "fused" (version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90, spills
 #           at L = 3: NOTES.md).
 PREP_IMPL = "split"
+# KEYS_IMPL: how prism_bwd_keys (backward phase C2: extra keys l >= 2 and the solver's chain rule) runs.
+#   "split" (default, version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, each adding its
+#           terms in place to fp32 partial buffers (dq, dk1, dbeta1, dg, and the running dr in the dead dV1
+#           buffer: no extra memory); one program per chunk tile per launch, so no atomics and deterministic
+#           results; then prism_bwd_keys_tail_kernel (first solver step, dv, du, finishing stores).
+#   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one kernel (255 registers and ~4.5 KB
+#           of spills per thread at L=3 on sm_90; bwd_keys 16.1 ms of L=3's 22 ms backward on an H100).
+KEYS_IMPL = "split"
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy", "keys"; PREP_IMPL="split": "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only
+# "dh", "wy", "keys" (the fused kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key
+# kernel); PREP_IMPL="split": "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only
 # (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
 WARPS: dict = {}
 
@@ -1075,9 +1224,23 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
     return dqp, dbp, dg
 
 
-def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT):
+def _keys_impl(keys_impl):
+    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split" or "fused"."""
+    s = KEYS_IMPL if keys_impl is None else keys_impl
+    if s not in ("fused", "split"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused' or 'split', got {s!r}")
+    return s
+
+
+def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
-    Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32."""
+    Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
+
+    keys_impl (default KEYS_IMPL): "split" runs prism_bwd_key_kernel once per extra key, l = L-1 .. 1, each
+    adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
+    buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
+    workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
+    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1088,10 +1251,31 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     du = torch.empty_like(u)
     dp = torch.empty_like(p)
     dbeta = torch.empty_like(beta)
-    prism_bwd_keys_kernel[(NT, B * H)](
-        q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
+    prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    if _keys_impl(keys_impl) == "fused":
+        prism_bwd_keys_kernel[(NT, B * H)](
+            q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
+            dq, dk, dv, du, dp, dbeta, dg, scale, T,
+            B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("keys", _warps(BK, BV, BT)),
+        )
+        return dq, dk, dv, du, dp, dbeta, dg
+    if L > 1:
+        if dr is None:
+            dr = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
+        assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
+        assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
+        for l in range(L - 1, 0, -1):
+            prism_bwd_key_kernel[(NT, B * H)](
+                q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
+                dk, dp, dbeta, scale, T, B, H, l,
+                K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                num_warps=WARPS.get("key", _warps(BK, BV, BT)),
+            )
+    prism_bwd_keys_tail_kernel[(NT, B * H)](
+        q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,
-        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, HAS_DR=L > 1,
         num_warps=WARPS.get("keys", _warps(BK, BV, BT)),
     )
     return dq, dk, dv, du, dp, dbeta, dg
@@ -1106,7 +1290,9 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
     dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
     # phase C2: extra keys and the solver's chain rule
-    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT)
+    # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)
+    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT,
+                                                   dr=dv1)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 
 
