@@ -23,6 +23,19 @@ BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 TGT = GPUTarget("cuda", 90, 32)
 
 
+# Pointer arguments are compiled as 16-byte aligned (tt.divisibility 16), as Triton's launcher specializes every
+# torch tensor argument at run time (integer arguments here are all do_not_specialize, so no hint). Without it
+# (KR_ALIGN=0, the method of the tables written before version 3's keys split) no load or store vectorizes: a
+# [64, 64] tile then takes one 64-bit address per element, which inflated register counts and spills.
+ALIGN = os.environ.get("KR_ALIGN", "1") != "0"
+
+
+def _src(fn, signature, constexprs):
+    attrs = {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(signature.items())
+             if ALIGN and t.startswith("*")}
+    return ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+
+
 def usage(ck):
     d = tempfile.mkdtemp()
     cub = os.path.join(d, "k.cubin"); open(cub, "wb").write(ck.asm["cubin"])
@@ -51,7 +64,7 @@ def prep(K, L, BT, warps, solved, bwd=False):
     else:
         cst.update(sw_out=None)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_fwd_prep_kernel, signature=sig,
+    src = _src(fn=pc.prism_fwd_prep_kernel, signature=sig,
                     constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
@@ -61,7 +74,7 @@ def solve(K, BT, warps):
                BK="constexpr", PREC="constexpr", RAW="constexpr")
     cst = dict(K=K, BT=BT, BK=K, PREC="tf32", RAW=True)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_fwd_solve_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_fwd_solve_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -70,7 +83,7 @@ def prep_w(K, BT, warps):
                K="constexpr", BT="constexpr", BK="constexpr", PREC="constexpr")
     cst = dict(K=K, BT=BT, BK=K, PREC="tf32")
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_w_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_prep_w_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -85,7 +98,7 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
     if bwd:
         cst.update(sw_out=None)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -95,14 +108,14 @@ def prep_dvloc(K, BT, BV, warps):
                RAW="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32", RAW=True)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_dvloc_kernel, signature=sig,
+    src = _src(fn=pc.prism_prep_dvloc_kernel, signature=sig,
                     constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
 def _compile(fn, sig, cst, warps):
     names = list(sig)
-    src = ASTSource(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -155,7 +168,7 @@ def fla_kkt(K, BT, BK, warps, stages):
                IS_VARLEN="constexpr", USE_G="constexpr")
     cst = dict(cu_seqlens=None, chunk_indices=None, H=16, HV=16, K=K, BT=BT, BK=BK, IS_VARLEN=False, USE_G=True)
     names = list(sig)
-    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
 
 
@@ -166,7 +179,7 @@ def fla_merge(BT, warps, stages):
                BT="constexpr", USE_TMA="constexpr", IS_VARLEN="constexpr", DOT_PRECISION="constexpr")
     cst = dict(cu_seqlens=None, chunk_indices=None, H=16, BT=BT, USE_TMA=False, IS_VARLEN=False, DOT_PRECISION="ieee")
     names = list(sig)
-    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
 
 

@@ -741,6 +741,20 @@ def prism_bwd_keys_kernel(
 
 
 # ----------------------------------------------------------------------------------------- backward (C2, split)
+@triton.jit
+def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
+    """Key l's solver quantities, recomputed from v, u, p: r_l (l GELU steps from r_1 = v - u; a runtime loop),
+    p_l, z_l = p_l r_l and beta_l. sb = B*T*H (int64): stride of the L axis of beta (of p: sb * V)."""
+    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    for m in range(0, l):
+        b_pm = tl.load(_rows(p + m * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_r = b_r - _gelu(b_pm * b_r)
+    b_p = tl.load(_rows(p + l * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    return b_r, b_p, b_p * b_r, b_bl
+
+
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
@@ -749,15 +763,25 @@ def prism_bwd_key_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
 ):
-    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2 (KEYS_IMPL="split"). Grid (N, B*H).
+    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2 (KEYS_IMPL="split"). Grid (3, N, B*H).
 
-    Launched for l = L-1 .. 1 in that order. Adds this key's terms in place (read-modify-write of its own
-    chunk's rows: no atomics, deterministic) to the fp32 buffers dqp (partial dq of Qs) and dkp (partial dk1)
-    [B,T,H,K], dbp (partial dbeta1) and dgp (partial dg: this key's chunk-local cumsums of rho and s; dg is
-    linear in them) [B,T,H], and to drp [B,T,H,V], the solver chain's running dr (FIRST = (l == L-1): written,
-    not read). Stores dk[l], dp[l], dbeta[l] (input dtypes). Reads dY (dy) [B,T,H,V] fp32.
+    Launched for l = L-1 .. 1 in that order. The key's work is split three ways by program_id(0), so that few
+    [BT, BT] / [BT, 64] tiles are live in any program (the one-program body took 255 registers and spilled
+    1.4 KB per thread on sm_90, NOTES.md); the three programs of a chunk tile are adjacent in launch order, so
+    they run together and their shared reads (q, k, v, u, p, dO, dY, dH') mostly hit L2:
+      0 (rows t): dE = G<= . (dO D^T), dF = -G< . (dX D^T); dq += dE K_l, dk1 += dF K_l (partials of
+        prism_bwd_wy, read-modify-write of dqp, dkp [B,T,H,K] fp32), dbeta1 += -rowsum((G< . K1 K_l^T) D_l . dY)
+        (dbp), dg += this key's reverse cumsum of rho and exclusive cumsum of s (dgp [B,T,H] fp32: dg is linear
+        in them);
+      1 (columns i): dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 (stored, input dtype);
+      2 (values): dD_l = (G<= . Qs K_l^T)^T dO + diag(e) K_l dH' - (G< . K1 K_l^T)^T dX; dbeta_l, the solver
+        step dz = (beta_l dD_l - dr) GELU'(z_l), dp_l = dz r_l and the running dr += dz p_l (drp [B,T,H,V] fp32;
+        FIRST = (l == L-1): written, not read).
+    Each program reads and writes its own chunk's rows only and the three write disjoint buffers: no atomics,
+    deterministic. dX = diag(beta1) dY, dY from dy [B,T,H,V] fp32. (dE, dF are recomputed in programs 0 and 1,
+    Qs K_l^T and K1 K_l^T in 0 and 2: 17 dots per key and chunk instead of 10.)
     """
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     NT = (T + BT - 1) // BT
     ll = l.to(tl.int64)
@@ -766,74 +790,86 @@ def prism_bwd_key_kernel(
     m_s = o_i[:, None] > o_i[None, :]
     m_a = o_i[:, None] >= o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
-    # recompute r_l (l GELU steps from r_1 = v - u), z_l = p_l r_l, Delta_l, D_l = diag(beta_l) Delta_l
-    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-    for m in range(0, l):
-        b_pm = tl.load(_rows(p + m * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_r = b_r - _gelu(b_pm * b_r)
-    b_bl = tl.load(_vec(beta + ll * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_p = tl.load(_rows(p + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_z = b_p * b_r
-    b_D = _gelu(b_z) * b_bl[:, None]
-    # read-out: E = Qs K_l^T, dE = G<= . (dO D^T)
-    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_kl = b_klr.to(tl.float32)
-    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_Gi = _gmat(b_gc, m_a)
-    b_E = tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
-    b_dE = b_Gi * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
-    b_M = tl.where(m_s, b_dE * b_E, 0.)
-    b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-    tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
-             boundary_check=(0, 1))
-    b_dkl = tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC) * scale
-    b_dD = tl.dot(tl.trans(b_Gi * b_E), b_do, input_precision=PREC)
-    # state write: dK_l += diag(e) D dH'^T, dD += diag(e) K_l dH'
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dKd = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC)
-    b_dkl += b_dKd * b_e[:, None]
-    b_s = b_e * tl.sum(b_kl * b_dKd, axis=1)
-    b_dD += tl.dot(b_kl * b_e[:, None], b_dhn, input_precision=PREC)
-    # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l
-    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-    b_Gs = _gmat(b_gc, m_s)
-    b_GF = b_Gs * b_F
-    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_db1 = -tl.sum(tl.dot(b_GF, b_D, input_precision=PREC) * b_dY, axis=1)
-    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_dX = b_dY * b_b1[:, None]
-    b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
-    b_dF = -b_Gs * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
-    p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-    tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
-             boundary_check=(0, 1))
-    b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
-    b_M = b_dF * b_F
-    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
-             boundary_check=(0, 1))
-    # dbeta_l, and the solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
-    tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
-             tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
-    p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
-    if FIRST:
-        b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
-        tl.store(p_dr, b_dz * b_p, boundary_check=(0, 1))
+    if i_p == 0:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_kl = b_klr.to(tl.float32)
+        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+        # read-out
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+        b_Gs = _gmat(b_gc, m_s)
+        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
+        b_dF = -b_Gs * (b_P * b_b1[:, None])
+        b_M = b_dF * b_F
+        b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+                 + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+    elif i_p == 1:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_dkl = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC) * b_e[:, None]
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC) * scale
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC)
+        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+        tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
+                 boundary_check=(0, 1))
     else:
-        b_dr = tl.load(p_dr, boundary_check=(0, 1))
-        b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
-        tl.store(p_dr, b_dr + b_dz * b_p, boundary_check=(0, 1))
-    tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
-             boundary_check=(0, 1))
-    p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-    tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
-    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
-    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
-             + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_dD += tl.dot(b_klr.to(tl.float32) * b_e[:, None], b_dhn, input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+        tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
+                 tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
+        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
+        p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
+        if FIRST:
+            b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
+            tl.store(p_dr, b_dz * b_p, boundary_check=(0, 1))
+        else:
+            b_dr = tl.load(p_dr, boundary_check=(0, 1))
+            b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
+            tl.store(p_dr, b_dr + b_dz * b_p, boundary_check=(0, 1))
+        tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -1266,7 +1302,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
         for l in range(L - 1, 0, -1):
-            prism_bwd_key_kernel[(NT, B * H)](
+            prism_bwd_key_kernel[(3, NT, B * H)](
                 q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
                 dk, dp, dbeta, scale, T, B, H, l,
                 K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
