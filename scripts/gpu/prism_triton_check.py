@@ -359,8 +359,8 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "split_solve",
-                                                    "prep_w", "prep_u", "prep_dvloc")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "key",
+                                                    "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
@@ -398,6 +398,10 @@ def run_phases(res, quick, save):
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
                                                                   dgp.clone(), scale, BT))["ms"]
+                # KEYS_IMPL: "split" (default since version 3: per-key launches + tail) vs "fused" (version 2's kernel)
+                row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
+                                                                        dbp, dgp.clone(), scale, BT,
+                                                                        keys_impl="fused"))["ms"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
                 pc.TR_SOLVER = "fla"
