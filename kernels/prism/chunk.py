@@ -27,14 +27,22 @@ backward (prism_bwd.md, phases A, B, C)
     prism_fwd_prep     again (Sw skipped) plus dVloc = P_1^T dO
     prism_bwd_dh       reverse sequential: dH_{c+1} stored, dV1 = dVloc + (e K1) dH_{c+1}, dh0
     prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY)
-    prism_bwd_keys     parallel over chunks: keys l >= 2 and the solver's chain rule; finishes dq, dk_l,
-                       dbeta_l, dg, dv, du, dp_l
+    prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
+                       (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
+                       l = L-1 .. 1, grid (3, N, B*H): three programs per chunk (rows: dq, dk1, dbeta1, dg partials;
+                       columns: dk_l; values: dD_l, dbeta_l, dp_l, the running dr), each adding in place to fp32
+                       buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
+                       then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+                       (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
 by gamma); the solve, the state and all intermediate products are float32 (tf32 dots for 16-bit inputs,
 ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 16-bit inputs (K K^T, Q K^T)
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
+
+Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split" (H100-checked) and KEYS_IMPL="split" (interpreter-
+tested and compiled offline only when written: not yet run on a GPU).
 
 Status (version 2, NOTES.md): exact on an H100 for K = V = 64 and 128, L in {1, 3}, fwd and bwd (bf16 error
 <= 2.7e-3); K = V = 64, T = 2048: L=1 fwd 2.71 ms, L=3 fwd 3.92 ms, L=3 fwd+bwd 25.7 ms (fla chunk_gla
@@ -951,12 +959,15 @@ TR_SOLVER = "fla"
 #           at L = 3: NOTES.md).
 PREP_IMPL = "split"
 # KEYS_IMPL: how prism_bwd_keys (backward phase C2: extra keys l >= 2 and the solver's chain rule) runs.
-#   "split" (default, version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, each adding its
-#           terms in place to fp32 partial buffers (dq, dk1, dbeta1, dg, and the running dr in the dead dV1
-#           buffer: no extra memory); one program per chunk tile per launch, so no atomics and deterministic
-#           results; then prism_bwd_keys_tail_kernel (first solver step, dv, du, finishing stores).
-#   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one kernel (255 registers and ~4.5 KB
-#           of spills per thread at L=3 on sm_90; bwd_keys 16.1 ms of L=3's 22 ms backward on an H100).
+#   "split" (default, version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, grid (3, N, B*H):
+#           per chunk a rows program (dq, dk1, dbeta1, dg partials), a columns program (dk_l) and a values program
+#           (dD_l, dbeta_l, dp_l, the solver's running dr), each adding in place to fp32 buffers (dr in the dead
+#           dV1 buffer: no extra memory); one program per buffer and chunk tile per launch, so no atomics and
+#           deterministic results; then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+#           Offline sm_90 (K = V = 64, bf16, 8 warps): 255 registers, 24 B spills; tail 121, none (NOTES.md).
+#           Interpreter-tested; not yet run on a GPU when written.
+#   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one program per chunk (L=3, 8 warps: 255
+#           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
 KEYS_IMPL = "split"
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
