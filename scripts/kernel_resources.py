@@ -5,13 +5,14 @@ Used for kernels/prism/NOTES.md (version 3 preparation).
     python scripts/kernel_resources.py "prep,64,1,8,0,0;prep,64,1,8,1,0;solve,64,64,8;kkt,64,64,64,8,3;merge,64,8,3"
 
 Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
-merge,BT,warps,stages | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT] | wy,K,warps[,BT] (phase
-C2: KEYS_IMPL="fused" kernel, and the "split" per-key kernel and tail) | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (the last
-three: PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel;
-K = V). One JSON line per job.
+merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
+PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
+wy,K,warps[,BT] | wye,K,warps[,BT] | wyr,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel, "split" erase and read
+kernels) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT] (phase C2: KEYS_IMPL="fused"
+kernel, "split" per-key kernel and tail). K = V. One JSON line per job.
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
-    python scripts/kernel_resources.py "keys,64,3,8;key,64,64,8,0;key,64,64,4,0;tail,64,8,1"   # version 3 keys split
+    python scripts/kernel_resources.py "wy,64,8;wye,64,8;wyr,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"  # version 3
 
 Pointer arguments are compiled 16-byte aligned, as launched (KR_ALIGN=0: unaligned, the method of the tables
 written before the keys split; see ALIGN below).
@@ -169,6 +170,24 @@ def wy(K, BT, warps):
     return _compile(pc.prism_bwd_wy_kernel, sig, cst, warps)
 
 
+def wy_erase(K, BT, warps):
+    """prism_bwd_wy_erase_kernel (WY_IMPL="split", first kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(k=dt, beta=dt, gc=f32, hs=f32, dv1=f32, w=f32, ub=f32, tr=f32, dbp=f32, dgp=f32, T="i32", H="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr")
+    return _compile(pc.prism_bwd_wy_erase_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
+
+
+def wy_read(K, BT, warps):
+    """prism_bwd_wy_read_kernel (WY_IMPL="split", second kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, gc=f32, hs=f32, dhs=f32, do=dt, v1=f32, w=f32, dqp=f32, dgp=f32, scale="fp32", T="i32",
+               H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    return _compile(pc.prism_bwd_wy_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
+
+
 def inner(f):
     while not isinstance(f, triton.runtime.jit.JITFunction):
         f = f.fn
@@ -242,6 +261,11 @@ for spec in jobs.split(";"):
             K, warps = a[:2]
             BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
             ck = wy(K, BT, warps); r = dict(kernel="wy", K=K, BT=BT, warps=warps)
+        elif kind in ("wye", "wyr"):   # wye|wyr,K,warps[,BT]: WY_IMPL="split" erase / read kernels
+            K, warps = a[:2]
+            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
+            ck = (wy_erase if kind == "wye" else wy_read)(K, BT, warps)
+            r = dict(kernel="wy_erase" if kind == "wye" else "wy_read", K=K, BT=BT, warps=warps)
         elif kind == "solve":
             K, BT, warps = a
             ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)

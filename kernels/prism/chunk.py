@@ -26,7 +26,10 @@ forward
 backward (prism_bwd.md, phases A, B, C)
     prism_fwd_prep     again (Sw skipped) plus dVloc = P_1^T dO
     prism_bwd_dh       reverse sequential: dH_{c+1} stored, dV1 = dVloc + (e K1) dH_{c+1}, dh0
-    prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY)
+    prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY).
+                       (WY_IMPL="split", the default since version 3) prism_bwd_wy_erase_kernel (WY part; V1
+                       stored over dV1) then prism_bwd_wy_read_kernel (first key's read-out and state write);
+                       (WY_IMPL="fused", version 2) prism_bwd_wy_kernel
     prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
                        (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
                        l = L-1 .. 1, grid (3, N, B*H): three programs per chunk (rows: dq, dk1, dbeta1, dg partials;
@@ -41,8 +44,8 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split" (H100-checked) and KEYS_IMPL="split" (interpreter-
-tested and compiled offline only when written: not yet run on a GPU).
+Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split" (H100-checked), KEYS_IMPL="split" and WY_IMPL="split"
+(interpreter-tested and compiled offline only when written: not yet run on a GPU).
 
 Status (version 2, NOTES.md): exact on an H100 for K = V = 64 and 128, L in {1, 3}, fwd and bwd (bf16 error
 <= 2.7e-3); K = V = 64, T = 2048: L=1 fwd 2.71 ms, L=3 fwd 3.92 ms, L=3 fwd+bwd 25.7 ms (fla chunk_gla
@@ -641,6 +644,97 @@ def prism_bwd_wy_kernel(
     tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy_erase_kernel(
+    k, beta, gc, hs, dv1, w, ub, tr, dbp, dgp, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split", first kernel: the WY (erase) part. Grid (N, B*H).
+
+    Reads W, Ub, Tr, dV1 and h of its chunk, then overwrites (its own rows only) Ub with dY = Tr^T dV1, W with
+    the erase side's partial dk1 = diag(b1 gamma) dZ + (dSA + dSA^T) K1 and dV1 with V1 = Ub - W h (for
+    prism_bwd_wy_read_kernel); writes dbeta1 dbp and dg dgp (its rho terms: Z . dZ and the dA . (G< . S) pair).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dv1 = tl.load(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dw = -tl.dot(b_dv1, tl.trans(b_h), input_precision=PREC)
+    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
+                     + tl.dot(b_dZ, tl.trans(b_w), input_precision=PREC), 0.)
+    tl.store(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), b_dY, boundary_check=(0, 1))
+    tl.store(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), b_ub - tl.dot(b_w, b_h, input_precision=PREC),
+             boundary_check=(0, 1))                                          # V1 = Ub - W h
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
+    b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
+    b_GS = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)   # G< . K1 K1^T
+    b_db1 = tl.sum(b_dA * b_GS, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
+    b_dA = b_dA * b_b1[:, None]
+    b_M = b_dA * b_GS
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_dSA = b_dA * _gmat(b_gc, m_s)
+    tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK),
+             b_dkz + tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC), boundary_check=(0, 1))
+    tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
+    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy_read_kernel(
+    q, k, gc, hs, dhs, do, v1, w, dqp, dgp, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split", second kernel (after prism_bwd_wy_erase_kernel): the first key's read-out and
+    state write, and the h terms. Grid (N, B*H). Reads V1 (v1, the dV1 buffer) and h, dH' of its chunk; writes the
+    partial dq dqp; adds dE^T Qs + diag(e) V1 dH'^T to the partial dk1 in w and its rho, s and gamma_C <h, dH'>
+    terms to dgp (read-modify-write of its own rows).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
+    b_rho = tl.sum(b_qs * b_dqs, axis=1)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
+    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
+    p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
+    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC)
+             + b_dKd * b_e[:, None], boundary_check=(0, 1))
+    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay)
+    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+             + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh, boundary_check=(0,))
+
+
 # ----------------------------------------------------------------------------------------- backward (C2)
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_bwd_keys_kernel(
@@ -969,12 +1063,20 @@ PREP_IMPL = "split"
 #   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one program per chunk (L=3, 8 warps: 255
 #           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
 KEYS_IMPL = "split"
+# WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
+#   "split" (default, version 3): prism_bwd_wy_erase_kernel (dY, dZ, dA: dbeta1, the erase side's dk1, its dg
+#           terms; stores V1 = Ub - W h over the dead dV1) then prism_bwd_wy_read_kernel (the first key's read-out
+#           and state write: dq, dk1 += , dg += ; reads V1). Offline sm_90 (K = V = 64, bf16, 8 warps): 255 and 254
+#           registers, no spills (fused: 255, 1.1 KB). Interpreter-tested; not yet run on a GPU when written.
+#   "fused" (version 2): prism_bwd_wy_kernel, one program per chunk (H100: 2.64 ms at T=2048, L=1 and L=3).
+WY_IMPL = "split"
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy", "keys" (the fused kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key
-# kernel); PREP_IMPL="split": "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only
-# (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
+# "dh", "wy" (the fused kernel, or WY_IMPL="split"'s erase kernel), "wy_read" (WY_IMPL="split"), "keys" (the fused
+# kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel); PREP_IMPL="split":
+# "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
+# them); empty = the defaults of `_warps`.
 WARPS: dict = {}
 
 
@@ -1253,9 +1355,21 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     return dhs, dh0
 
 
-def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
+def _wy_impl(wy_impl):
+    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split" or "fused"."""
+    s = WY_IMPL if wy_impl is None else wy_impl
+    if s not in ("fused", "split"):
+        raise ValueError(f"WY_IMPL / wy_impl must be 'fused' or 'split', got {s!r}")
+    return s
+
+
+def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None):
     """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
-    Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32)."""
+    Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
+
+    wy_impl (default WY_IMPL): "split" runs prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel and also
+    overwrites dv1 (with V1 = Ub - W h, the second kernel's input); "fused" (version 2) runs prism_bwd_wy_kernel
+    and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1263,10 +1377,23 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
     dqp = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32)
     dbp = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
     dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
-    prism_bwd_wy_kernel[(NT, B * H)](
-        q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+    prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    if _wy_impl(wy_impl) == "fused":
+        prism_bwd_wy_kernel[(NT, B * H)](
+            q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+        )
+        return dqp, dbp, dg
+    prism_bwd_wy_erase_kernel[(NT, B * H)](
+        k, beta, gc, hs, dv1, w, ub, tr, dbp, dg, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+    )
+    prism_bwd_wy_read_kernel[(NT, B * H)](
+        q, k, gc, hs, dhs, do, dv1, w, dqp, dg, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        num_warps=WARPS.get("wy_read", _warps(BK, BV, BT)),
     )
     return dqp, dbp, dg
 

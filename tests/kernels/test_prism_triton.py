@@ -450,3 +450,48 @@ def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
         grads.append(gs)
     for n, a, b in zip(NAMES, *grads):
         assert torch.equal(a, b), n
+
+
+# ------------------------------------------------------------------ WY_IMPL (version 3: phase C1 split in two kernels)
+def test_wy_impl_default_is_split():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.WY_IMPL == "split"
+    with pytest.raises(ValueError, match="wy_impl"):
+        pc._wy_impl("magma")
+
+
+@pytest.mark.parametrize("impl", ["split", "fused"])
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", [
+    pytest.param(2, 41, 1, 20, 24, 1, 16, torch.float32, TOL_FP32, id="B2-T41-K20-V24-L1-C16-fp32"),
+    pytest.param(1, 70, 1, 16, 16, 3, 64, torch.bfloat16, TOL_BF16, id="T70-K16-L3-C64-bf16"),
+])
+def test_chunk_prism_wy_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
+    """WY_IMPL "split" (prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel) and "fused" (version 2's kernel),
+    with KEYS_IMPL "split": whole chunk_prism, output and every gradient vs the float64 token loop."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "WY_IMPL", impl)
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 4), tol)
+
+
+@pytest.mark.parametrize("C,T", [(16, 37), (64, 100)])
+def test_wy_split_matches_fused(C, T):
+    """prism_bwd_wy at the launcher: "split" equals "fused" to <= 1e-6 on the partial dq, dbeta1, dg and the
+    overwritten W (partial dk1) and Ub (dY) buffers; fp32, L = 2, K != V, partial last chunk."""
+    from prismbench.kernels.prism import chunk as pc
+
+    B, H, K, V, L = 2, 2, 16, 24, 2
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), C).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, torch.randn(B, H, K, V, device=DEVICE), C, False, scale)
+    outs = {}
+    for impl in ("fused", "split"):
+        wc, ubc, dv1c = w.clone(), ub.clone(), dv1.clone()
+        outs[impl] = (*pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1c, wc, ubc, tr, scale, C, wy_impl=impl),
+                      wc, ubc)
+    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)"), outs["fused"], outs["split"]):
+        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
