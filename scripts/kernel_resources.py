@@ -5,11 +5,17 @@ Used for kernels/prism/NOTES.md (version 3 preparation).
     python scripts/kernel_resources.py "prep,64,1,8,0,0;prep,64,1,8,1,0;solve,64,64,8;kkt,64,64,64,8,3;merge,64,8,3"
 
 Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
-merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (the last
-three: PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel;
-K = V). One JSON line per job.
+merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
+PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
+wy,K,warps[,BT] | wye,K,warps[,BT] | wyr,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel, "split" erase and read
+kernels) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT] (phase C2: KEYS_IMPL="fused"
+kernel, "split" per-key kernel and tail). K = V. One JSON line per job.
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
+    python scripts/kernel_resources.py "wy,64,8;wye,64,8;wyr,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"  # version 3
+
+Pointer arguments are compiled 16-byte aligned, as launched (KR_ALIGN=0: unaligned, the method of the tables
+written before the keys split; see ALIGN below).
 """
 import os, sys, json, re, subprocess, tempfile, time
 os.environ.pop("TRITON_INTERPRET", None)
@@ -20,6 +26,19 @@ from prismbench.kernels.prism import chunk as pc
 
 BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 TGT = GPUTarget("cuda", 90, 32)
+
+
+# Pointer arguments are compiled as 16-byte aligned (tt.divisibility 16), as Triton's launcher specializes every
+# torch tensor argument at run time (integer arguments here are all do_not_specialize, so no hint). Without it
+# (KR_ALIGN=0, the method of the tables written before version 3's keys split) no load or store vectorizes: a
+# [64, 64] tile then takes one 64-bit address per element, which inflated register counts and spills.
+ALIGN = os.environ.get("KR_ALIGN", "1") != "0"
+
+
+def _src(fn, signature, constexprs):
+    attrs = {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(signature.items())
+             if ALIGN and t.startswith("*")}
+    return ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
 
 
 def usage(ck):
@@ -50,7 +69,7 @@ def prep(K, L, BT, warps, solved, bwd=False):
     else:
         cst.update(sw_out=None)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_fwd_prep_kernel, signature=sig,
+    src = _src(fn=pc.prism_fwd_prep_kernel, signature=sig,
                     constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
@@ -60,7 +79,7 @@ def solve(K, BT, warps):
                BK="constexpr", PREC="constexpr", RAW="constexpr")
     cst = dict(K=K, BT=BT, BK=K, PREC="tf32", RAW=True)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_fwd_solve_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_fwd_solve_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -69,7 +88,7 @@ def prep_w(K, BT, warps):
                K="constexpr", BT="constexpr", BK="constexpr", PREC="constexpr")
     cst = dict(K=K, BT=BT, BK=K, PREC="tf32")
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_w_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_prep_w_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -84,7 +103,7 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
     if bwd:
         cst.update(sw_out=None)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
 
 
@@ -94,9 +113,79 @@ def prep_dvloc(K, BT, BV, warps):
                RAW="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32", RAW=True)
     names = list(sig)
-    src = ASTSource(fn=pc.prism_prep_dvloc_kernel, signature=sig,
+    src = _src(fn=pc.prism_prep_dvloc_kernel, signature=sig,
                     constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def _compile(fn, sig, cst, warps):
+    names = list(sig)
+    src = _src(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+
+
+def keys(K, L, BT, warps):
+    """prism_bwd_keys_kernel (KEYS_IMPL="fused": the whole l >= 2 loop unrolled inside)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
+               dgp=f32, dq=dt, dk=dt, dv=dt, du=dt, dp=dt, dbeta=dt, dg=f32, scale="fp32", T="i32", B="i32", H="i32",
+               K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
+    return _compile(pc.prism_bwd_keys_kernel, sig, cst, warps)
+
+
+def key(K, BT, BV, warps, first):
+    """prism_bwd_key_kernel (KEYS_IMPL="split": one extra key per launch; l is a runtime argument)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
+               dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, scale="fp32", T="i32", B="i32", H="i32", l="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", FIRST="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True)
+    sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names}
+    return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
+
+
+def keys_tail(K, BT, warps, has_dr):
+    """prism_bwd_keys_tail_kernel (KEYS_IMPL="split"; has_dr: L > 1)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, v=dt, u=dt, p=dt, beta=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32, dgp=f32,
+               drp=f32 if has_dr else "constexpr", dq=dt, dk=dt, dv=dt, du=dt, dp=dt, dbeta=dt, dg=f32, scale="fp32",
+               T="i32", H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               HAS_DR="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, HAS_DR=has_dr)
+    if not has_dr:
+        cst.update(drp=None)
+    return _compile(pc.prism_bwd_keys_tail_kernel, sig, cst, warps)
+
+
+def wy(K, BT, warps):
+    """prism_bwd_wy_kernel (phase C1)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, beta=dt, gc=f32, hs=f32, dhs=f32, do=dt, dv1=f32, w=f32, ub=f32, tr=f32, dqp=f32, dbp=f32,
+               dgp=f32, scale="fp32", T="i32", H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr",
+               BV="constexpr", PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
+    return _compile(pc.prism_bwd_wy_kernel, sig, cst, warps)
+
+
+def wy_erase(K, BT, warps):
+    """prism_bwd_wy_erase_kernel (WY_IMPL="split", first kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(k=dt, beta=dt, gc=f32, hs=f32, dv1=f32, w=f32, ub=f32, tr=f32, dbp=f32, dgp=f32, T="i32", H="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr")
+    return _compile(pc.prism_bwd_wy_erase_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
+
+
+def wy_read(K, BT, warps):
+    """prism_bwd_wy_read_kernel (WY_IMPL="split", second kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, gc=f32, hs=f32, dhs=f32, do=dt, v1=f32, w=f32, dqp=f32, dgp=f32, scale="fp32", T="i32",
+               H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    return _compile(pc.prism_bwd_wy_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
 
 
 def inner(f):
@@ -112,7 +201,7 @@ def fla_kkt(K, BT, BK, warps, stages):
                IS_VARLEN="constexpr", USE_G="constexpr")
     cst = dict(cu_seqlens=None, chunk_indices=None, H=16, HV=16, K=K, BT=BT, BK=BK, IS_VARLEN=False, USE_G=True)
     names = list(sig)
-    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
 
 
@@ -123,7 +212,7 @@ def fla_merge(BT, warps, stages):
                BT="constexpr", USE_TMA="constexpr", IS_VARLEN="constexpr", DOT_PRECISION="constexpr")
     cst = dict(cu_seqlens=None, chunk_indices=None, H=16, BT=BT, USE_TMA=False, IS_VARLEN=False, DOT_PRECISION="ieee")
     names = list(sig)
-    src = ASTSource(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
+    src = _src(fn=inner(kern), signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     return triton.compile(src, target=TGT, options=dict(num_warps=warps, num_stages=stages))
 
 
@@ -154,6 +243,29 @@ for spec in jobs.split(";"):
             K, BV, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = prep_dvloc(K, BT, BV, warps); r = dict(kernel="prep_dvloc", K=K, BT=BT, BV=BV, warps=warps)
+        elif kind == "keys":      # keys,K,L,warps[,BT]: prism_bwd_keys_kernel (KEYS_IMPL="fused")
+            K, L, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = keys(K, L, BT, warps); r = dict(kernel="keys_fused", K=K, L=L, BT=BT, warps=warps)
+        elif kind == "key":       # key,K,BV,warps,first[,BT]: prism_bwd_key_kernel (KEYS_IMPL="split")
+            K, BV, warps, first = a[:4]
+            BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
+            ck = key(K, BT, BV, warps, bool(first))
+            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first))
+        elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
+            K, warps, has_dr = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = keys_tail(K, BT, warps, bool(has_dr))
+            r = dict(kernel="keys_tail", K=K, BT=BT, warps=warps, has_dr=bool(has_dr))
+        elif kind == "wy":        # wy,K,warps[,BT]: prism_bwd_wy_kernel
+            K, warps = a[:2]
+            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
+            ck = wy(K, BT, warps); r = dict(kernel="wy", K=K, BT=BT, warps=warps)
+        elif kind in ("wye", "wyr"):   # wye|wyr,K,warps[,BT]: WY_IMPL="split" erase / read kernels
+            K, warps = a[:2]
+            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
+            ck = (wy_erase if kind == "wye" else wy_read)(K, BT, warps)
+            r = dict(kernel="wy_erase" if kind == "wye" else "wy_read", K=K, BT=BT, warps=warps)
         elif kind == "solve":
             K, BT, warps = a
             ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)

@@ -26,15 +26,26 @@ forward
 backward (prism_bwd.md, phases A, B, C)
     prism_fwd_prep     again (Sw skipped) plus dVloc = P_1^T dO
     prism_bwd_dh       reverse sequential: dH_{c+1} stored, dV1 = dVloc + (e K1) dH_{c+1}, dh0
-    prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY)
-    prism_bwd_keys     parallel over chunks: keys l >= 2 and the solver's chain rule; finishes dq, dk_l,
-                       dbeta_l, dg, dv, du, dp_l
+    prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY).
+                       (WY_IMPL="split", the default since version 3) prism_bwd_wy_erase_kernel (WY part; V1
+                       stored over dV1) then prism_bwd_wy_read_kernel (first key's read-out and state write);
+                       (WY_IMPL="fused", version 2) prism_bwd_wy_kernel
+    prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
+                       (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
+                       l = L-1 .. 1, grid (3, N, B*H): three programs per chunk (rows: dq, dk1, dbeta1, dg partials;
+                       columns: dk_l; values: dD_l, dbeta_l, dp_l, the running dr), each adding in place to fp32
+                       buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
+                       then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+                       (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
 by gamma); the solve, the state and all intermediate products are float32 (tf32 dots for 16-bit inputs,
 ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 16-bit inputs (K K^T, Q K^T)
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
+
+Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split" (H100-checked), KEYS_IMPL="split" and WY_IMPL="split"
+(interpreter-tested and compiled offline only when written: not yet run on a GPU).
 
 Status (version 2, NOTES.md): exact on an H100 for K = V = 64 and 128, L in {1, 3}, fwd and bwd (bf16 error
 <= 2.7e-3); K = V = 64, T = 2048: L=1 fwd 2.71 ms, L=3 fwd 3.92 ms, L=3 fwd+bwd 25.7 ms (fla chunk_gla
@@ -633,6 +644,97 @@ def prism_bwd_wy_kernel(
     tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy_erase_kernel(
+    k, beta, gc, hs, dv1, w, ub, tr, dbp, dgp, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split", first kernel: the WY (erase) part. Grid (N, B*H).
+
+    Reads W, Ub, Tr, dV1 and h of its chunk, then overwrites (its own rows only) Ub with dY = Tr^T dV1, W with
+    the erase side's partial dk1 = diag(b1 gamma) dZ + (dSA + dSA^T) K1 and dV1 with V1 = Ub - W h (for
+    prism_bwd_wy_read_kernel); writes dbeta1 dbp and dg dgp (its rho terms: Z . dZ and the dA . (G< . S) pair).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dv1 = tl.load(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dw = -tl.dot(b_dv1, tl.trans(b_h), input_precision=PREC)
+    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
+                     + tl.dot(b_dZ, tl.trans(b_w), input_precision=PREC), 0.)
+    tl.store(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), b_dY, boundary_check=(0, 1))
+    tl.store(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), b_ub - tl.dot(b_w, b_h, input_precision=PREC),
+             boundary_check=(0, 1))                                          # V1 = Ub - W h
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
+    b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
+    b_GS = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)   # G< . K1 K1^T
+    b_db1 = tl.sum(b_dA * b_GS, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
+    b_dA = b_dA * b_b1[:, None]
+    b_M = b_dA * b_GS
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_dSA = b_dA * _gmat(b_gc, m_s)
+    tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK),
+             b_dkz + tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC), boundary_check=(0, 1))
+    tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
+    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy_read_kernel(
+    q, k, gc, hs, dhs, do, v1, w, dqp, dgp, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split", second kernel (after prism_bwd_wy_erase_kernel): the first key's read-out and
+    state write, and the h terms. Grid (N, B*H). Reads V1 (v1, the dV1 buffer) and h, dH' of its chunk; writes the
+    partial dq dqp; adds dE^T Qs + diag(e) V1 dH'^T to the partial dk1 in w and its rho, s and gamma_C <h, dH'>
+    terms to dgp (read-modify-write of its own rows).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
+    b_rho = tl.sum(b_qs * b_dqs, axis=1)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
+    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
+    p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
+    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC)
+             + b_dKd * b_e[:, None], boundary_check=(0, 1))
+    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay)
+    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+             + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh, boundary_check=(0,))
+
+
 # ----------------------------------------------------------------------------------------- backward (C2)
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_bwd_keys_kernel(
@@ -740,6 +842,182 @@ def prism_bwd_keys_kernel(
     tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
+# ----------------------------------------------------------------------------------------- backward (C2, split)
+@triton.jit
+def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
+    """Key l's solver quantities, recomputed from v, u, p: r_l (l GELU steps from r_1 = v - u; a runtime loop),
+    p_l, z_l = p_l r_l and beta_l. sb = B*T*H (int64): stride of the L axis of beta (of p: sb * V)."""
+    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    for m in range(0, l):
+        b_pm = tl.load(_rows(p + m * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_r = b_r - _gelu(b_pm * b_r)
+    b_p = tl.load(_rows(p + l * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    return b_r, b_p, b_p * b_r, b_bl
+
+
+@triton.jit(do_not_specialize=["T", "H", "B", "l"])
+def prism_bwd_key_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
+    dk, dp, dbeta, scale, T,
+    B, H, l, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2 (KEYS_IMPL="split"). Grid (3, N, B*H).
+
+    Launched for l = L-1 .. 1 in that order. The key's work is split three ways by program_id(0), so that few
+    [BT, BT] / [BT, 64] tiles are live in any program (the one-program body took 255 registers and spilled
+    1.4 KB per thread on sm_90, NOTES.md); the three programs of a chunk tile are adjacent in launch order, so
+    they run together and their shared reads (q, k, v, u, p, dO, dY, dH') mostly hit L2:
+      0 (rows t): dE = G<= . (dO D^T), dF = -G< . (dX D^T); dq += dE K_l, dk1 += dF K_l (partials of
+        prism_bwd_wy, read-modify-write of dqp, dkp [B,T,H,K] fp32), dbeta1 += -rowsum((G< . K1 K_l^T) D_l . dY)
+        (dbp), dg += this key's reverse cumsum of rho and exclusive cumsum of s (dgp [B,T,H] fp32: dg is linear
+        in them);
+      1 (columns i): dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 (stored, input dtype);
+      2 (values): dD_l = (G<= . Qs K_l^T)^T dO + diag(e) K_l dH' - (G< . K1 K_l^T)^T dX; dbeta_l, the solver
+        step dz = (beta_l dD_l - dr) GELU'(z_l), dp_l = dz r_l and the running dr += dz p_l (drp [B,T,H,V] fp32;
+        FIRST = (l == L-1): written, not read).
+    Each program reads and writes its own chunk's rows only and the three write disjoint buffers: no atomics,
+    deterministic. dX = diag(beta1) dY, dY from dy [B,T,H,V] fp32. (dE, dF are recomputed in programs 0 and 1,
+    Qs K_l^T and K1 K_l^T in 0 and 2: 17 dots per key and chunk instead of 10.)
+    """
+    i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    ll = l.to(tl.int64)
+    sb = (B * T * H).to(tl.int64)      # stride of the L axis of beta; of k: sb * K, of p: sb * V
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    m_a = o_i[:, None] >= o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    if i_p == 0:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_kl = b_klr.to(tl.float32)
+        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+        # read-out
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+        b_Gs = _gmat(b_gc, m_s)
+        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
+        b_dF = -b_Gs * (b_P * b_b1[:, None])
+        b_M = b_dF * b_F
+        b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+                 + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+    elif i_p == 1:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_dkl = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC) * b_e[:, None]
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC) * scale
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC)
+        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+        tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
+                 boundary_check=(0, 1))
+    else:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_dD += tl.dot(b_klr.to(tl.float32) * b_e[:, None], b_dhn, input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+        tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
+                 tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
+        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
+        p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
+        if FIRST:
+            b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
+            tl.store(p_dr, b_dz * b_p, boundary_check=(0, 1))
+        else:
+            b_dr = tl.load(p_dr, boundary_check=(0, 1))
+            b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
+            tl.store(p_dr, b_dr + b_dz * b_p, boundary_check=(0, 1))
+        tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_keys_tail_kernel(
+    q, v, u, p, beta, dy, dqp, dkp, dbp, dgp, drp,
+    dq, dk, dv, du, dp, dbeta, dg, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    HAS_DR: tl.constexpr,
+):
+    """Tail of phase C2 (KEYS_IMPL="split"), after the per-key launches: the solver's first step (dDelta_1 =
+    dX = diag(beta1) dY) and X's Delta_1 term of dbeta1; finishes dq, dk[0], dbeta[0], dv, du, dp[0] (input
+    dtypes) and dg (fp32; may alias dgp). Grid (N, B*H). HAS_DR (L > 1): dr from drp [B,T,H,V] fp32 (the
+    per-key launches' running dr), else 0. Each output is finished and stored before the next is started
+    (a short live range per tile).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
+             (tl.load(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)) * scale)
+             .to(dq.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
+             tl.load(_rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(dk.dtype.element_ty),
+             boundary_check=(0, 1))
+    tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), tl.load(_vec(dgp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)),
+             boundary_check=(0,))
+    b_r1 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    b_p = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_z = b_p * b_r1
+    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_db1 = tl.load(_vec(dbp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)) + tl.sum(_gelu(b_z) * b_dY, axis=1)
+    tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
+    b_dz = b_dY * b_b1[:, None]
+    if HAS_DR:
+        b_dr = tl.load(_rows(drp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_dz = (b_dz - b_dr) * _gelu_grad(b_z)
+        b_dr += b_dz * b_p
+    else:
+        b_dz = b_dz * _gelu_grad(b_z)
+        b_dr = b_dz * b_p
+    tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r1).to(dp.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+
+
 # ----------------------------------------------------------------------------------------- launchers
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
@@ -774,11 +1052,31 @@ TR_SOLVER = "fla"
 #   "fused" (version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90, spills
 #           at L = 3: NOTES.md).
 PREP_IMPL = "split"
+# KEYS_IMPL: how prism_bwd_keys (backward phase C2: extra keys l >= 2 and the solver's chain rule) runs.
+#   "split" (default, version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, grid (3, N, B*H):
+#           per chunk a rows program (dq, dk1, dbeta1, dg partials), a columns program (dk_l) and a values program
+#           (dD_l, dbeta_l, dp_l, the solver's running dr), each adding in place to fp32 buffers (dr in the dead
+#           dV1 buffer: no extra memory); one program per buffer and chunk tile per launch, so no atomics and
+#           deterministic results; then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+#           Offline sm_90 (K = V = 64, bf16, 8 warps): 255 registers, 24 B spills; tail 121, none (NOTES.md).
+#           Interpreter-tested; not yet run on a GPU when written.
+#   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one program per chunk (L=3, 8 warps: 255
+#           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
+KEYS_IMPL = "split"
+# WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
+#   "split" (default, version 3): prism_bwd_wy_erase_kernel (dY, dZ, dA: dbeta1, the erase side's dk1, its dg
+#           terms; stores V1 = Ub - W h over the dead dV1) then prism_bwd_wy_read_kernel (the first key's read-out
+#           and state write: dq, dk1 += , dg += ; reads V1). Offline sm_90 (K = V = 64, bf16, 8 warps): 255 and 254
+#           registers, no spills (fused: 255, 1.1 KB). Interpreter-tested; not yet run on a GPU when written.
+#   "fused" (version 2): prism_bwd_wy_kernel, one program per chunk (H100: 2.64 ms at T=2048, L=1 and L=3).
+WY_IMPL = "split"
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy", "keys"; PREP_IMPL="split": "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only
-# (scripts/gpu/prism_triton_check.py sweeps them); empty = the defaults of `_warps`.
+# "dh", "wy" (the fused kernel, or WY_IMPL="split"'s erase kernel), "wy_read" (WY_IMPL="split"), "keys" (the fused
+# kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel); PREP_IMPL="split":
+# "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
+# them); empty = the defaults of `_warps`.
 WARPS: dict = {}
 
 
@@ -1057,9 +1355,21 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     return dhs, dh0
 
 
-def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
+def _wy_impl(wy_impl):
+    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split" or "fused"."""
+    s = WY_IMPL if wy_impl is None else wy_impl
+    if s not in ("fused", "split"):
+        raise ValueError(f"WY_IMPL / wy_impl must be 'fused' or 'split', got {s!r}")
+    return s
+
+
+def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None):
     """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
-    Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32)."""
+    Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
+
+    wy_impl (default WY_IMPL): "split" runs prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel and also
+    overwrites dv1 (with V1 = Ub - W h, the second kernel's input); "fused" (version 2) runs prism_bwd_wy_kernel
+    and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1067,17 +1377,44 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT):
     dqp = torch.empty(B, T, H, K, device=q.device, dtype=torch.float32)
     dbp = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
     dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
-    prism_bwd_wy_kernel[(NT, B * H)](
-        q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+    prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    if _wy_impl(wy_impl) == "fused":
+        prism_bwd_wy_kernel[(NT, B * H)](
+            q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+        )
+        return dqp, dbp, dg
+    prism_bwd_wy_erase_kernel[(NT, B * H)](
+        k, beta, gc, hs, dv1, w, ub, tr, dbp, dg, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+    )
+    prism_bwd_wy_read_kernel[(NT, B * H)](
+        q, k, gc, hs, dhs, do, dv1, w, dqp, dg, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        num_warps=WARPS.get("wy_read", _warps(BK, BV, BT)),
     )
     return dqp, dbp, dg
 
 
-def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT):
+def _keys_impl(keys_impl):
+    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split" or "fused"."""
+    s = KEYS_IMPL if keys_impl is None else keys_impl
+    if s not in ("fused", "split"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused' or 'split', got {s!r}")
+    return s
+
+
+def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
-    Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32."""
+    Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
+
+    keys_impl (default KEYS_IMPL): "split" runs prism_bwd_key_kernel once per extra key, l = L-1 .. 1, each
+    adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
+    buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
+    workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
+    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1088,10 +1425,31 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     du = torch.empty_like(u)
     dp = torch.empty_like(p)
     dbeta = torch.empty_like(beta)
-    prism_bwd_keys_kernel[(NT, B * H)](
-        q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
+    prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    if _keys_impl(keys_impl) == "fused":
+        prism_bwd_keys_kernel[(NT, B * H)](
+            q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
+            dq, dk, dv, du, dp, dbeta, dg, scale, T,
+            B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("keys", _warps(BK, BV, BT)),
+        )
+        return dq, dk, dv, du, dp, dbeta, dg
+    if L > 1:
+        if dr is None:
+            dr = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
+        assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
+        assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
+        for l in range(L - 1, 0, -1):
+            prism_bwd_key_kernel[(3, NT, B * H)](
+                q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
+                dk, dp, dbeta, scale, T, B, H, l,
+                K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                num_warps=WARPS.get("key", _warps(BK, BV, BT)),
+            )
+    prism_bwd_keys_tail_kernel[(NT, B * H)](
+        q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,
-        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, HAS_DR=L > 1,
         num_warps=WARPS.get("keys", _warps(BK, BV, BT)),
     )
     return dq, dk, dv, du, dp, dbeta, dg
@@ -1106,7 +1464,9 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
     dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
     # phase C2: extra keys and the solver's chain rule
-    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT)
+    # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)
+    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT,
+                                                   dr=dv1)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 
 

@@ -366,8 +366,8 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "split_solve",
-                                                    "prep_w", "prep_u", "prep_dvloc")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "wy_read", "keys", "key",
+                                                    "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
@@ -400,12 +400,22 @@ def run_phases(res, quick, save):
                 row["bwd_dh"] = bench(lambda: pc.prism_bwd_dh(q, k, w, gc, do, dv1c.copy_(dv1), None, BT, False,
                                                               scale))["ms"]
                 dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, BT, False, scale)
-                wc, ubc = w.clone(), ub.clone()
+                wc, ubc, dv1_keep = w.clone(), ub.clone(), dv1.clone()
+                # WY_IMPL="split" (default since version 3) also overwrites dv1 (with V1; the times do not depend
+                # on it); "fused" is version 2's kernel
                 row["bwd_wy"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
                                                               ubc.copy_(ub), tr, scale, BT))["ms"]
+                row["bwd_wy_fused"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
+                                                                    ubc.copy_(ub), tr, scale, BT,
+                                                                    wy_impl="fused"))["ms"]
+                dv1.copy_(dv1_keep)
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
                                                                   dgp.clone(), scale, BT))["ms"]
+                # KEYS_IMPL: "split" (default since version 3: per-key launches + tail) vs "fused" (version 2's kernel)
+                row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
+                                                                        dbp, dgp.clone(), scale, BT,
+                                                                        keys_impl="fused"))["ms"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
                 pc.TR_SOLVER = "fla"

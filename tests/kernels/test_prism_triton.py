@@ -362,3 +362,136 @@ def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
 
     monkeypatch.setattr(pc, "PREP_IMPL", "split")
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
+
+
+# ------------------------------------------------------------------ KEYS_IMPL (version 3: backward keys split)
+def test_keys_impl_default_is_split():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.KEYS_IMPL == "split"
+    with pytest.raises(ValueError, match="keys_impl"):
+        pc._keys_impl("magma")
+
+
+KEYS_CASES = [  # B, T, H, K, V, L, C, dtype, tol
+    pytest.param(1, 45, 1, 16, 24, 4, 32, torch.float32, TOL_FP32, id="T45-K16-V24-L4-C32-fp32"),
+    pytest.param(1, 37, 2, 16, 16, 3, 16, torch.bfloat16, TOL_BF16, id="T37-H2-K16-L3-C16-bf16"),
+]
+
+
+@pytest.mark.parametrize("impl", ["split", "fused"])
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", KEYS_CASES)
+def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
+    """KEYS_IMPL "split" (one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, then the tail) and "fused"
+    (version 2's one kernel): whole chunk_prism, output and every gradient vs the float64 token loop; the split
+    path launches the per-key kernel exactly L - 1 times per backward, in reverse key order, FIRST only on the
+    first launch."""
+    from prismbench.kernels.prism import chunk as pc
+
+    launches = []
+    real = pc.prism_bwd_key_kernel
+
+    class Counted:
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                launches.append((a[22], kw["FIRST"]))    # l, FIRST
+                return real[grid](*a, **kw)
+            return launch
+
+    monkeypatch.setattr(pc, "KEYS_IMPL", impl)
+    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Counted())
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 3), tol)
+    expect = [(l, l == L - 1) for l in range(L - 1, 0, -1)] if impl == "split" else []
+    assert launches == expect, launches
+
+
+@pytest.mark.parametrize("L", [1, 2, 4])
+def test_keys_split_matches_fused(L):
+    """prism_bwd_keys at the launcher: "split" (dr allocated NaN-poisoned, or a garbage workspace) equals "fused"
+    to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers it accumulates into are
+    the ones prism_bwd_wy returns."""
+    from prismbench.kernels.prism import chunk as pc
+
+    B, T, H, K, V, C = 2, 41, 2, 16, 24, 16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, C, False, scale)
+    dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, C)
+    outs = {}
+    for impl, dr in (("fused", None), ("split", None), ("split", torch.full_like(v, 7.0))):
+        bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
+        outs[impl, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
+                                                   bufs[3], scale, C, dr=dr, keys_impl=impl)
+    names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
+    for key in (("split", True), ("split", False)):
+        for name, a, b in zip(names, outs["fused", True], outs[key]):
+            assert b.shape == a.shape and b.dtype == a.dtype, name
+            assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
+def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
+    """KEYS_IMPL = "split" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
+    bit-identical gradients (no atomics)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "KEYS_IMPL", "split")
+    assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
+    x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), 1)
+    grads = []
+    for _ in range(2):
+        o, _ = chunk_prism(**x)
+        gs = torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES])
+        grads.append(gs)
+    for n, a, b in zip(NAMES, *grads):
+        assert torch.equal(a, b), n
+
+
+# ------------------------------------------------------------------ WY_IMPL (version 3: phase C1 split in two kernels)
+def test_wy_impl_default_is_split():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.WY_IMPL == "split"
+    with pytest.raises(ValueError, match="wy_impl"):
+        pc._wy_impl("magma")
+
+
+@pytest.mark.parametrize("impl", ["split", "fused"])
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", [
+    pytest.param(2, 41, 1, 20, 24, 1, 16, torch.float32, TOL_FP32, id="B2-T41-K20-V24-L1-C16-fp32"),
+    pytest.param(1, 70, 1, 16, 16, 3, 64, torch.bfloat16, TOL_BF16, id="T70-K16-L3-C64-bf16"),
+])
+def test_chunk_prism_wy_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
+    """WY_IMPL "split" (prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel) and "fused" (version 2's kernel),
+    with KEYS_IMPL "split": whole chunk_prism, output and every gradient vs the float64 token loop."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "WY_IMPL", impl)
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 4), tol)
+
+
+@pytest.mark.parametrize("C,T", [(16, 37), (64, 100)])
+def test_wy_split_matches_fused(C, T):
+    """prism_bwd_wy at the launcher: "split" equals "fused" to <= 1e-6 on the partial dq, dbeta1, dg and the
+    overwritten W (partial dk1) and Ub (dY) buffers; fp32, L = 2, K != V, partial last chunk."""
+    from prismbench.kernels.prism import chunk as pc
+
+    B, H, K, V, L = 2, 2, 16, 24, 2
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), C).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, torch.randn(B, H, K, V, device=DEVICE), C, False, scale)
+    outs = {}
+    for impl in ("fused", "split"):
+        wc, ubc, dv1c = w.clone(), ub.clone(), dv1.clone()
+        outs[impl] = (*pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1c, wc, ubc, tr, scale, C, wy_impl=impl),
+                      wc, ubc)
+    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)"), outs["fused"], outs["split"]):
+        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
