@@ -67,6 +67,10 @@ def ttt_linear_fla_chunk(q, k, v, eta, gamma, beta, W0, b0, eps: float = EPS_EXA
     from fla.modules.layernorm import group_norm
     from fla.ops.ttt.chunk import ChunkTTTLinearFunction
 
+    # fla's kernels take the LN weight/bias and the step sizes in q's dtype (its backward kernel carries the
+    # LN weight through a loop in that dtype: float32 parameters beside bf16 activations, as under autocast,
+    # fail to compile); a no-op when the inputs already share q's dtype
+    gamma, beta, eta = gamma.to(q.dtype), beta.to(q.dtype), eta.to(q.dtype)
     h0 = W0.float().unsqueeze(0).expand(B, H, D, D)
     hb0 = b0.float().view(1, H, 1, D).expand(B, H, 1, D)
     # ChunkTTTLinearFunction.apply(q, k, v, w, b, chunk_size, eta, scale, eps, h0, hb0,

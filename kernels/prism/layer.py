@@ -239,6 +239,9 @@ class PRISM(nn.Module):
         p = self.p_proj(u).view(B, T, L, H, V).permute(2, 0, 1, 3, 4).contiguous()
         beta = torch.sigmoid(self.b_proj(u)).view(B, T, L, H).permute(2, 0, 1, 3).contiguous()
 
+        # one dtype for the recurrence's inputs (g excepted: float32 at least): under autocast F.normalize and
+        # sigmoid return float32 while the projections return bf16, and the kernels take a single dtype
+        k, v, seed, p, beta = (t.to(q.dtype) for t in (k, v, seed, p, beta))
         o, h = kernel(q, k, v, seed, p, beta, g, initial_state=recurrent, output_final_state=output_final_state)
         o = self.o_norm(o.to(x.dtype))                                    # [B, T, H, V]
         if self.g_proj is not None:

@@ -160,3 +160,21 @@ def test_triton_backend_unavailable_is_a_clear_error(monkeypatch):
     layer = make_layer(dtype=torch.float32)
     with pytest.raises(RuntimeError, match="chunk_prism"):
         layer(rand_x(1, 4, 24, dtype=torch.float32), backend="triton")
+
+
+def test_triton_backend_takes_mixed_dtypes_as_under_cuda_autocast(monkeypatch):
+    """Under CUDA autocast, F.normalize and sigmoid return float32 beside bf16 projections; the layer must
+    hand the kernel one dtype (an H100 training run failed with `k.dtype=float32 must equal q.dtype=bfloat16`).
+    CPU autocast keeps bf16 there, so float32 outputs are forced here, and the result must equal the
+    torch backend's on the same mixed inputs."""
+    import torch.nn.functional as F
+
+    normalize, sigmoid = F.normalize, torch.sigmoid
+    monkeypatch.setattr(F, "normalize", lambda *a, **k: normalize(*a, **k).float())
+    monkeypatch.setattr(torch, "sigmoid", lambda x: sigmoid(x).float())
+    layer = make_layer(dtype=torch.bfloat16, head_k_dim=16, chunk_size=16)
+    x = rand_x(1, 21, 24, dtype=torch.bfloat16)
+    y_tri, _ = layer(x, backend="triton")
+    y_ref, _ = layer(x.double().to(torch.bfloat16), backend="torch")
+    assert y_tri.dtype == torch.bfloat16 and torch.isfinite(y_tri).all()
+    assert rel_err(y_ref.double(), y_tri.double()) < 2e-2
