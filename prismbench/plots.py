@@ -54,6 +54,10 @@ def _main_slice(points: list[dict]) -> tuple[list[dict], str]:
 def _subtitle(doc: dict, shape: str) -> str:
     env = doc.get("env") or {}
     dev = env.get("gpu_name") or f"CPU ({env.get('cpu', '?')})"
+    runs = env.get("merged_from")
+    if runs:   # `prismbench merge`: name every run's commit
+        commits = ", ".join(dict.fromkeys(str(r.get("git_commit") or "?")[:8] for r in runs))
+        return f"{dev} | {shape} | {len(runs)} runs merged, commits {commits}"
     return f"{dev} | {shape} | commit {str(env.get('git_commit') or '?')[:8]}"
 
 
@@ -74,9 +78,12 @@ def _lines_vs(ax, points: list[dict], x: str, y: str, scale: float = 1.0) -> boo
         v = results.as_float(p.get(y))
         if math.isfinite(v):
             series[_series_name(p, with_B)].append((p[x], v * scale))
-    for name in sorted(series):
+    # more than ten series: tab20 and two markers, so no two lines look alike
+    colors = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors
+    for i, name in enumerate(sorted(series)):
         xs, ys = zip(*sorted(series[name]))
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, marker="os"[i // len(colors) % 2] if len(series) <= 10 else "os"[i % 2],
+                color=colors[i % len(colors)], label=name)
     return bool(series)
 
 

@@ -47,9 +47,10 @@ transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC sectio
 Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split" (H100-checked), KEYS_IMPL="split" and WY_IMPL="split"
 (interpreter-tested and compiled offline only when written: not yet run on a GPU).
 
-Status (version 2, NOTES.md): exact on an H100 for K = V = 64 and 128, L in {1, 3}, fwd and bwd (bf16 error
-<= 2.7e-3); K = V = 64, T = 2048: L=1 fwd 2.71 ms, L=3 fwd 3.92 ms, L=3 fwd+bwd 25.7 ms (fla chunk_gla
-fwd+bwd 3.23 ms in the same process): still far from the issue-5 targets.
+Status (version 3, NOTES.md): exact on an H100 with the default switches (fla Tr, split prep, split backward
+keys and WY): K = V = 64 and 128, L in {1, 3}, T 64..16384, every gradient (bf16 error <= 2.8e-3); K = V = 64,
+T = 2048, 32768 tokens: L=1 fwd 1.72 ms, L=3 fwd 2.93 ms, L=1 fwd+bwd 5.62 ms, L=3 fwd+bwd 13.9 ms (fla chunk_gla
+fwd+bwd 3.13 ms): 0.23x GLA, still far from the issue-5 targets; the per-key backward kernel is the bottleneck.
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
