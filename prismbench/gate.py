@@ -296,6 +296,25 @@ def _ref_tps(idx: dict[tuple, dict], p: dict) -> tuple[float, str]:
     return (t, "") if math.isfinite(t) else (math.nan, "reference point has no throughput")
 
 
+def _reference_drift(bref: dict, cref: dict, reference: str, tolerance: float) -> list[str]:
+    """On one device, the reference's own absolute change per shape: a ratio moves with its reference, so a
+    reference that moved by more than the tolerance (an H100 run on a fresh machine measured GLA's forward at
+    T=2048 30% slower than two runs before it, every other point within 1.3%: results/gate/spread-h100.md) can
+    hide a real regression at that shape or show a spurious one. Returns one warning per such shape."""
+    out = []
+    for k in bref:
+        b, c = bref[k], cref.get(k)
+        if c is None or b["status"] != "ok" or c["status"] != "ok":
+            continue
+        change = _tps(c) / _tps(b) - 1
+        if math.isfinite(change) and abs(change) > tolerance:
+            mode, dtype, B, T, H, K, V, L = k
+            where = f"{mode} {dtype} B={B} T={T} H={H} K={K} V={V}" + (f" L={L}" if L is not None else "")
+            out.append(f"reference {reference} {where} moved {change:+.1%} in absolute tokens/s on the same "
+                       f"device: every ratio at that shape moves with it; rerun, or check it with --absolute")
+    return out
+
+
 def _check_schemas(base_doc: dict, cur_doc: dict, base_path: Path, cur_path: Path) -> None:
     for doc, path in ((base_doc, base_path), (cur_doc, cur_path)):
         if not isinstance(doc, dict) or "schema_version" not in doc:
@@ -400,6 +419,8 @@ def compare(base_doc: dict, cur_doc: dict, *, reference: Optional[str], toleranc
         bref, cref = _ref_index(bpts, reference), _ref_index(cpts, reference)
     for k in keys:
         rep.rows.append(_row(k, bidx.get(k), cidx.get(k), rep, bref, cref))
+    if not absolute and base_info["device"] == cur_info["device"]:
+        rep.warnings += _reference_drift(bref, cref, reference, tolerance)
     compared = [r for r in rep.rows if r.verdict not in ("skipped", "new", "reference")]
     if not compared:
         raise GateInputError(

@@ -281,3 +281,21 @@ def test_reference_with_L_serves_methods_without_L(smoke):
     r = _gate(smoke, slowed, "--reference", METHOD)
     assert r.exit_code == 1, r.output
     assert "slower" in r.output and "sdpa fwd" in r.output
+
+
+def test_reference_drift_on_one_device_is_warned(smoke):
+    """A reference that moved by more than the tolerance in absolute terms (same device) is named in the
+    report's warnings: the ratios at its shapes moved with it."""
+    def fast_ref(d):
+        p = next(p for p in d["points"] if p["method"] == REF and p["mode"] == "fwd")
+        _slow(p, 1.3)
+
+    rep = smoke["dir"] / "refdrift.json"
+    r = _gate(smoke, _variant(smoke, "refdrift", fast_ref), "--json", str(rep))
+    warnings = _report(rep)["warnings"]
+    assert any(f"reference {REF} fwd" in w and "+30.0%" in w for w in warnings), warnings
+    assert "moved +30.0%" in " ".join(r.output.split())
+    # identical files: no drift warning
+    rep2 = smoke["dir"] / "nodrift.json"
+    _gate(smoke, smoke["path"], "--json", str(rep2))
+    assert not any("moved" in w for w in _report(rep2)["warnings"])
