@@ -58,7 +58,7 @@ from prismbench.registry import Shape
 
 TOL_BF16 = 5e-3
 SOLVERS = ("own", "fla")
-# PREP_IMPL="split" settings (version 3 preparation, not yet run on a GPU): the split prep with our solve kernel
+# PREP_IMPL="split" settings (version 3; "psplit_fla" = the defaults' prep): the split prep with our solve kernel
 # ("psplit") or with fla's Tr ("psplit_fla")
 PSPLIT = ("psplit", "psplit_fla")
 SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_psplit_trfla"}
