@@ -858,6 +858,21 @@ def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: t
     return b_r, b_p, b_p * b_r, b_bl
 
 
+@triton.jit
+def _key_delta_cols(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr,
+                    BVS: tl.constexpr):
+    """`_key_delta` on the column block [i_v*BVS, i_v*BVS+BVS) of V (the solver steps act per element)."""
+    b_r = (tl.load(_cols(v, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_cols(u, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32))
+    for m in range(0, l):
+        b_pm = tl.load(_cols(p + m * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS),
+                       boundary_check=(0, 1)).to(tl.float32)
+        b_r = b_r - _gelu(b_pm * b_r)
+    b_p = tl.load(_cols(p + l * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
+    b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    return b_r, b_p, b_p * b_r, b_bl
+
+
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
@@ -975,6 +990,137 @@ def prism_bwd_key_kernel(
                  boundary_check=(0, 1))
 
 
+@triton.jit(do_not_specialize=["T", "H", "B", "l"])
+def prism_bwd_key2_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dgf, drp,
+    dk, dp, dbw, scale, T,
+    B, H, l, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BVS: tl.constexpr,
+    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """One extra key l >= 1 of phase C2 (KEYS_IMPL="split2"; version 4 preparation, not yet run on a GPU).
+    Grid (3 + NV, N, B*H), NV = cdiv(V, BVS). The same terms as prism_bwd_key_kernel (see there), in lighter
+    programs: its rows program is split in two (no program holds both dE and dF), and its values program into
+    NV column blocks of V (no product there reduces over V except dbeta_l's rowsum, which each block writes as
+    a partial):
+      0 (rows t, read-out side): dE = G<= . (dO D^T); dq += dE K_l (dqp), rho_E = rowsum(M) - colsum(M) with
+        M = G< . dE . (Qs K_l^T), s = e . rowsum(K_l . (D dH'^T)); dg += reverse cumsum of rho_E and exclusive
+        cumsum of s (dgp, read-modify-write);
+      1 (rows t, write side): P = dY D^T, F = K1 K_l^T, dF = -G< . (diag(beta1) P); dk1 += dF K_l (dkp),
+        dbeta1 += -rowsum(G< . F . P) (dbp), rho_F = rowsum(dF . F) - colsum(dF . F); its reverse cumsum goes to
+        dgf ([B,T,H] fp32, a separate buffer because program 0 writes dgp; FIRST: written, not read; the launcher
+        adds dgf to dgp once after the last key: dg is linear in rho);
+      2 (columns i): dk_l, as prism_bwd_key_kernel's program 1;
+      3 + i_v (values, columns [i_v*BVS, i_v*BVS+BVS) of V): dD_l, dz, dp_l and the running dr (drp) of those
+        columns, as prism_bwd_key_kernel's program 2; rowsum(GELU(z_l) . dD_l) over those columns to dbw[i_v]
+        (fp32 [NV, B, T, H]; the launcher stores dbeta_l = the sum over i_v).
+    Each buffer (and each column block of drp, dp, dbw) is written by one program per tile per launch: no
+    atomics, deterministic. No dot result is cast
+    to 16 bits; transposed dot operands (dE^T, dF^T, (G . E)^T, (G . F)^T) are fp32.
+    """
+    i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    ll = l.to(tl.int64)
+    sb = (B * T * H).to(tl.int64)      # stride of the L axis of beta; of k: sb * K, of p: sb * V
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    m_a = o_i[:, None] >= o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    if i_p == 0:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_kl = b_klr.to(tl.float32)
+        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+        # read-out
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
+                 + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+    elif i_p == 1:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+        b_Gs = _gmat(b_gc, m_s)
+        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
+        b_dF = -b_Gs * (b_P * b_b1[:, None])
+        b_M = b_dF * b_F
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_klr.to(tl.float32),
+                                                                       input_precision=PREC),
+                 boundary_check=(0, 1))
+        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        p_dgf = _vec(dgf, i_b, i_h, i_t, T, H, BT)
+        if FIRST:
+            tl.store(p_dgf, tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
+        else:
+            tl.store(p_dgf, tl.load(p_dgf, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True),
+                     boundary_check=(0,))
+    elif i_p == 2:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_D = _gelu(b_z) * b_bl[:, None]
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_dkl = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC) * b_e[:, None]
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC) * scale
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC)
+        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+        tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
+                 boundary_check=(0, 1))
+    else:
+        i_v = i_p - 3
+        b_rc, b_pc, b_zc, b_bl = _key_delta_cols(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, ll, sb, V, BT, BVS)
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+        b_doc = tl.load(_cols(do, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
+        b_dD = tl.dot(tl.trans(b_GE), b_doc, input_precision=PREC)
+        b_dhnc = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BVS, i_v), boundary_check=(0, 1))
+        b_dD += tl.dot(b_klr.to(tl.float32) * b_e[:, None], b_dhnc, input_precision=PREC)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_dXc = tl.load(_cols(dy, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)) * b_b1[:, None]
+        b_dD -= tl.dot(tl.trans(b_GF), b_dXc, input_precision=PREC)
+        # this column block's part of dbeta_l (fp32; the launcher sums the blocks)
+        tl.store(_vec(dbw + i_v * (B * T * H), i_b, i_h, i_t, T, H, BT), tl.sum(_gelu(b_zc) * b_dD, axis=1),
+                 boundary_check=(0,))
+        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
+        p_dr = _cols(drp, i_b, i_h, i_t, i_v, T, H, V, BT, BVS)
+        if FIRST:
+            b_dzc = b_dD * b_bl[:, None] * _gelu_grad(b_zc)
+            tl.store(p_dr, b_dzc * b_pc, boundary_check=(0, 1))
+        else:
+            b_drc = tl.load(p_dr, boundary_check=(0, 1))
+            b_dzc = (b_dD * b_bl[:, None] - b_drc) * _gelu_grad(b_zc)
+            tl.store(p_dr, b_drc + b_dzc * b_pc, boundary_check=(0, 1))
+        tl.store(_cols(dp + ll * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), (b_dzc * b_rc).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
+
+
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_keys_tail_kernel(
     q, v, u, p, beta, dy, dqp, dkp, dbp, dgp, drp,
@@ -1064,7 +1210,13 @@ PREP_IMPL = "split"
 #           "split" (~3.1 ms per extra key, predicted 0.9: NOTES.md).
 #   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one program per chunk (L=3, 8 warps: 255
 #           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
+#   "split2" (version 4 preparation, not yet run on a GPU): as "split", with prism_bwd_key2_kernel: four lighter
+#           kinds of program per chunk tile (rows read-out side, rows write side, columns, values in KEYS_BV-wide
+#           column blocks of V), grid (3 + cdiv(V, KEYS_BV), N, B*H). Extra memory: fp32 [B,T,H] and
+#           [L-1, NV, B,T,H]. Offline sm_90 figures in NOTES.md ("Version 4 preparation").
 KEYS_IMPL = "split"
+# column block of V in prism_bwd_key2_kernel's values programs (KEYS_IMPL="split2"); capped at the padded V
+KEYS_BV = 32
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split" (default, version 3): prism_bwd_wy_erase_kernel (dY, dZ, dA: dbeta1, the erase side's dk1, its dg
 #           terms; stores V1 = Ub - W h over the dead dV1) then prism_bwd_wy_read_kernel (the first key's read-out
@@ -1076,7 +1228,8 @@ WY_IMPL = "split"
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
 # "dh", "wy" (the fused kernel, or WY_IMPL="split"'s erase kernel), "wy_read" (WY_IMPL="split"), "keys" (the fused
-# kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel); PREP_IMPL="split":
+# kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel), "key2"
+# (KEYS_IMPL="split2": its per-key kernel); PREP_IMPL="split":
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}
@@ -1401,10 +1554,10 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
 
 
 def _keys_impl(keys_impl):
-    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split" or "fused"."""
+    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split", "split2" or "fused"."""
     s = KEYS_IMPL if keys_impl is None else keys_impl
-    if s not in ("fused", "split"):
-        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused' or 'split', got {s!r}")
+    if s not in ("fused", "split", "split2"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused', 'split' or 'split2', got {s!r}")
     return s
 
 
@@ -1416,7 +1569,11 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
     buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
-    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
+    dV1 buffer), allocated when None. "split2" is "split" with prism_bwd_key2_kernel (four programs per chunk
+    tile and extra key; KEYS_BV-column blocks of V in its values programs), with two extra fp32 buffers:
+    [B,T,H] (the write side's dg terms, added to dg before the tail) and [L-1, NV, B,T,H] (dbeta[1:] per
+    column block, summed over the blocks into dbeta[1:]). "fused" runs prism_bwd_keys_kernel (version 2: all
+    keys in one kernel)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1428,7 +1585,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     dp = torch.empty_like(p)
     dbeta = torch.empty_like(beta)
     prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
-    if _keys_impl(keys_impl) == "fused":
+    impl = _keys_impl(keys_impl)
+    if impl == "fused":
         prism_bwd_keys_kernel[(NT, B * H)](
             q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg,
             dq, dk, dv, du, dp, dbeta, dg, scale, T,
@@ -1441,13 +1599,29 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             dr = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
         assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
+        if impl == "split2":
+            BVS = min(KEYS_BV, BV)
+            NV = triton.cdiv(V, BVS)
+            dgf = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
+            dbw = torch.empty(L - 1, NV, B, T, H, device=q.device, dtype=torch.float32)
         for l in range(L - 1, 0, -1):
-            prism_bwd_key_kernel[(3, NT, B * H)](
-                q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
-                dk, dp, dbeta, scale, T, B, H, l,
-                K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
-                num_warps=WARPS.get("key", _warps(BK, BV, BT)),
-            )
+            if impl == "split2":
+                prism_bwd_key2_kernel[(3 + NV, NT, B * H)](
+                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dgf, dr,
+                    dk, dp, dbw[l - 1], scale, T, B, H, l,
+                    K=K, V=V, BT=BT, BK=BK, BV=BV, BVS=BVS, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                    num_warps=WARPS.get("key2", _warps(BK, BV, BT)),
+                )
+            else:
+                prism_bwd_key_kernel[(3, NT, B * H)](
+                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
+                    dk, dp, dbeta, scale, T, B, H, l,
+                    K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                    num_warps=WARPS.get("key", _warps(BK, BV, BT)),
+                )
+        if impl == "split2":
+            dg.add_(dgf)
+            dbeta[1:].copy_(dbw.sum(1))
     prism_bwd_keys_tail_kernel[(NT, B * H)](
         q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,

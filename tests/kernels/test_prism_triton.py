@@ -452,6 +452,105 @@ def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
         assert torch.equal(a, b), n
 
 
+# ------------------------------------------------------------------ KEYS_IMPL = "split2" (version 4 preparation)
+def test_keys_impl_split2_selectable():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc._keys_impl("split2") == "split2"
+    assert pc.KEYS_IMPL == "split" and pc.KEYS_BV == 32
+
+
+KEYS2_CASES = [  # B, T, H, K, V, L, C, dtype, tol, KEYS_BV (values programs' column block)
+    pytest.param(1, 45, 1, 16, 40, 2, 32, torch.float32, TOL_FP32, 32, id="T45-K16-V40-L2-C32-fp32-bv32"),
+    pytest.param(2, 41, 1, 16, 24, 3, 16, torch.float32, TOL_FP32, 32, id="B2-T41-K16-V24-L3-C16-fp32-bv32"),
+    pytest.param(1, 45, 1, 16, 24, 4, 32, torch.float32, TOL_FP32, 16, id="T45-K16-V24-L4-C32-fp32-bv16"),
+    pytest.param(1, 37, 2, 16, 16, 3, 16, torch.bfloat16, TOL_BF16, 32, id="T37-H2-K16-L3-C16-bf16-bv32"),
+    pytest.param(1, 37, 1, 16, 24, 2, 16, torch.bfloat16, TOL_BF16, 16, id="T37-K16-V24-L2-C16-bf16-bv16"),
+    pytest.param(1, 50, 1, 16, 16, 4, 32, torch.bfloat16, TOL_BF16, 16, id="T50-K16-L4-C32-bf16-bv16"),
+]
+
+
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol,bv", KEYS2_CASES)
+def test_chunk_prism_keys_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv):
+    """KEYS_IMPL "split2" (prism_bwd_key2_kernel once per extra key, l = L-1 .. 1, grid (3 + cdiv(V, KEYS_BV), N,
+    B*H), then the tail): whole chunk_prism, output, final state and every gradient vs the float64 token loop,
+    L = 2, 3, 4, partial last chunk, one or two (the last partial) column blocks of V; prism_bwd_key_kernel
+    ("split") is not launched."""
+    from prismbench.kernels.prism import chunk as pc
+
+    launches = []
+    real = pc.prism_bwd_key2_kernel
+
+    class Counted:
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                launches.append((grid[0], a[23], kw["FIRST"]))    # programs per tile, l, FIRST
+                return real[grid](*a, **kw)
+            return launch
+
+    class Forbidden:
+        def __getitem__(self, grid):
+            raise AssertionError("prism_bwd_key_kernel launched with KEYS_IMPL='split2'")
+
+    monkeypatch.setattr(pc, "KEYS_IMPL", "split2")
+    monkeypatch.setattr(pc, "KEYS_BV", bv)
+    monkeypatch.setattr(pc, "prism_bwd_key2_kernel", Counted())
+    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Forbidden())
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 5), tol)
+    nv = -(-V // min(bv, pc._block(V)))
+    assert launches == [(3 + nv, l, l == L - 1) for l in range(L - 1, 0, -1)], launches
+
+
+@pytest.mark.parametrize("bv", [32, 16])
+@pytest.mark.parametrize("L", [1, 2, 4])
+def test_keys_split2_matches_split(monkeypatch, L, bv):
+    """prism_bwd_keys at the launcher: "split2" equals "split" to <= 1e-6 on every output (fp32, partial last
+    chunk, K != V, one or two column blocks of V), from the same prism_bwd_wy partials, with dr allocated by the
+    launcher (NaN-poisoned: catches a read at FIRST) or a garbage workspace."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "KEYS_BV", bv)
+    B, T, H, K, V, C = 2, 41, 2, 16, 24, 16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, C, False, scale)
+    dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, C)
+    outs = {}
+    for impl, dr in (("split", None), ("split2", None), ("split2", torch.full_like(v, 7.0))):
+        bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
+        outs[impl, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
+                                                   bufs[3], scale, C, dr=dr, keys_impl=impl)
+    names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
+    for key in (("split2", True), ("split2", False)):
+        for name, a, b in zip(names, outs["split", True], outs[key]):
+            assert b.shape == a.shape and b.dtype == a.dtype, name
+            assert torch.isfinite(b).all(), (key, name)
+            assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
+def test_chunk_prism_gpu_bf16_keys_split2(monkeypatch, T, L, K):
+    """KEYS_IMPL = "split2" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
+    bit-identical gradients (no atomics)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "KEYS_IMPL", "split2")
+    assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
+    x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), L)
+    grads = []
+    for _ in range(2):
+        o, _ = chunk_prism(**x)
+        gs = torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES])
+        grads.append(gs)
+    for n, a, b in zip(NAMES, *grads):
+        assert torch.equal(a, b), n
+
+
 # ------------------------------------------------------------------ WY_IMPL (version 3: phase C1 split in two kernels)
 def test_wy_impl_default_is_split():
     from prismbench.kernels.prism import chunk as pc
