@@ -15,6 +15,8 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
    (fwd, fwd+bwd), chunk_gated_delta_rule (fwd) and chunk_gated_delta_product n=3 (fwd), all in this
    process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
 3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
+--release also checks KEYS_IMPL="split2" (version 4 preparation; setting "keys2", not the default) at L=3, T=1000,
+K=64 and 128, and the phases time it (bwd_keys_split2, bwd_total_keys2).
 
 Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), K=64
 PREP_IMPL="split" correctness (T=1000, L 1/3, both Tr sources), PRISM
@@ -66,15 +68,20 @@ SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_pspli
 
 DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
 SUFFIX["default"] = "_default"
+KEYS_DEFAULT = pc.KEYS_IMPL   # "split" (version 3); "keys2" setting: "split2"
+SUFFIX["keys2"] = "_keys2"
 
 
 def apply_setting(setting):
     """Set chunk's switches for a setting: "own" (version 2: TR_SOLVER="own", PREP_IMPL="fused") | "fla"
     (TR_SOLVER="fla", fused prep) | "split" (SPLIT_SOLVE) | "psplit" | "psplit_fla" (PREP_IMPL="split", Tr from
-    our solve kernel / from fla) | "default" or None (the module's defaults, captured at import)."""
-    if setting in (None, "default"):
+    our solve kernel / from fla) | "default" or None (the module's defaults, captured at import) | "keys2" (the
+    defaults with KEYS_IMPL="split2", version 4 preparation)."""
+    if setting in (None, "default", "keys2"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
+        pc.KEYS_IMPL = "split2" if setting == "keys2" else KEYS_DEFAULT
         return
+    pc.KEYS_IMPL = KEYS_DEFAULT
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
     pc.SPLIT_SOLVE = s == "split"
@@ -367,7 +374,7 @@ def run_phases(res, quick, save):
             pc.WARPS.clear()
             if warps is not None:
                 pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "wy_read", "keys", "key",
-                                                    "split_solve", "prep_w", "prep_u", "prep_dvloc")})
+                                                    "key2", "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
@@ -416,6 +423,10 @@ def run_phases(res, quick, save):
                 row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
                                                                         dbp, dgp.clone(), scale, BT,
                                                                         keys_impl="fused"))["ms"]
+                # KEYS_IMPL="split2" (version 4 preparation: prism_bwd_key2_kernel, not the default)
+                row["bwd_keys_split2"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
+                                                                         dbp, dgp.clone(), scale, BT,
+                                                                         keys_impl="split2"))["ms"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
                 pc.TR_SOLVER = "fla"
@@ -429,6 +440,9 @@ def run_phases(res, quick, save):
                                                                             BT))["ms"]
                 row["bwd_total_default"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                             None, BT))["ms"]
+                apply_setting("keys2")
+                row["bwd_total_keys2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                          None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
@@ -543,6 +557,11 @@ def main():
                             min_left=25)
             run_correctness(res, k128, save, solvers=("default",), seeds=(0, 1), min_left=20)
             res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
+            # KEYS_IMPL="split2" (not the default; its rows are not in correctness_ok): L=3 at K=64 and 128
+            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 3, 1000, 16), (128, 3, 1000, 16)], save,
+                            solvers=("keys2",), min_left=20)
+            res["correctness_keys2_ok"] = all(r["ok"] is not False for r in res["correctness"]
+                                              if r["tr_solver"] == "keys2")
         if perf:
             run_phases(res, True, save)
         res["total_sec"] = time.time() - t0
