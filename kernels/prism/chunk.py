@@ -1212,8 +1212,10 @@ PREP_IMPL = "split"
 #           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
 #   "split2" (version 4 preparation, not yet run on a GPU): as "split", with prism_bwd_key2_kernel: four lighter
 #           kinds of program per chunk tile (rows read-out side, rows write side, columns, values in KEYS_BV-wide
-#           column blocks of V), grid (3 + cdiv(V, KEYS_BV), N, B*H). Extra memory: fp32 [B,T,H] and
-#           [L-1, NV, B,T,H]. Offline sm_90 figures in NOTES.md ("Version 4 preparation").
+#           column blocks of V), grid (3 + cdiv(V, KEYS_BV), N, B*H); 4 warps at K, V <= 64 (offline sm_90, bf16,
+#           K = V = 64: 255 registers, no spills, i.e. 2 CTAs/SM; 8 warps: 238, none; "split": 255 and 24 B at 8
+#           warps, 656 B at 4), else 8. Extra memory: fp32 [B,T,H] and [L-1, NV, B,T,H]. NOTES.md, "Version 4
+#           preparation".
 KEYS_IMPL = "split"
 # column block of V in prism_bwd_key2_kernel's values programs (KEYS_IMPL="split2"); capped at the padded V
 KEYS_BV = 32
@@ -1610,7 +1612,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dgf, dr,
                     dk, dp, dbw[l - 1], scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, BVS=BVS, FIRST=l == L - 1, PREC=prec, RAW=raw,
-                    num_warps=WARPS.get("key2", _warps(BK, BV, BT)),
+                    num_warps=WARPS.get("key2", 4 if max(BK, BV) <= 64 else _warps(BK, BV, BT)),
                 )
             else:
                 prism_bwd_key_kernel[(3, NT, B * H)](

@@ -427,6 +427,12 @@ def run_phases(res, quick, save):
                 row["bwd_keys_split2"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
                                                                          dbp, dgp.clone(), scale, BT,
                                                                          keys_impl="split2"))["ms"]
+                if warps is None:   # split2's default is 4 warps at K = 64: time its 8-warp build beside it
+                    pc.WARPS["key2"] = 8
+                    row["bwd_keys_split2_w8"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub,
+                                                                                dqp, w, dbp, dgp.clone(), scale, BT,
+                                                                                keys_impl="split2"))["ms"]
+                    del pc.WARPS["key2"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
                 pc.TR_SOLVER = "fla"
