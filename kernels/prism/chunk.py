@@ -36,6 +36,9 @@ backward (prism_bwd.md, phases A, B, C)
                        columns: dk_l; values: dD_l, dbeta_l, dp_l, the running dr), each adding in place to fp32
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+                       (KEYS_IMPL="split2", version 4 preparation, not yet run on a GPU) the same with
+                       prism_bwd_key2_kernel: 3 + cdiv(V, KEYS_BV) lighter programs per chunk (rows split into
+                       read-out and write sides, values in column blocks of V), two small extra fp32 buffers.
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
@@ -1128,7 +1131,7 @@ def prism_bwd_keys_tail_kernel(
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_DR: tl.constexpr,
 ):
-    """Tail of phase C2 (KEYS_IMPL="split"), after the per-key launches: the solver's first step (dDelta_1 =
+    """Tail of phase C2 (KEYS_IMPL="split" or "split2"), after the per-key launches: the solver's first step (dDelta_1 =
     dX = diag(beta1) dY) and X's Delta_1 term of dbeta1; finishes dq, dk[0], dbeta[0], dv, du, dp[0] (input
     dtypes) and dg (fp32; may alias dgp). Grid (N, B*H). HAS_DR (L > 1): dr from drp [B,T,H,V] fp32 (the
     per-key launches' running dr), else 0. Each output is finished and stored before the next is started
@@ -1571,8 +1574,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
     buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
-    dV1 buffer), allocated when None. "split2" is "split" with prism_bwd_key2_kernel (four programs per chunk
-    tile and extra key; KEYS_BV-column blocks of V in its values programs), with two extra fp32 buffers:
+    dV1 buffer), allocated when None. "split2" is "split" with prism_bwd_key2_kernel (four kinds of program per
+    chunk tile and extra key; KEYS_BV-column blocks of V in its values programs), with two extra fp32 buffers:
     [B,T,H] (the write side's dg terms, added to dg before the tail) and [L-1, NV, B,T,H] (dbeta[1:] per
     column block, summed over the blocks into dbeta[1:]). "fused" runs prism_bwd_keys_kernel (version 2: all
     keys in one kernel)."""
