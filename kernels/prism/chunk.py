@@ -786,34 +786,38 @@ def prism_bwd_wy2_erase_kernel(
     m_s = o_i[:, None] > o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dA = -tl.where(m_s, tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC), 0.)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
-    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)
-    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_k1 = b_k1r.to(tl.float32)
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
+    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
     b_dk1 = b_dKd * b_e[:, None]
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
     b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
     b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
+    b_db1 = b_gam * tl.sum(b_k1 * b_dZ, axis=1)
     b_dk1 += b_dkz
-    b_GS = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)   # G< . K1 K1^T
-    b_db1 = tl.sum(b_dA * b_GS, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
+    # dA = -(dY V1^T), used only through G< (strictly lower), so no mask of its own
+    b_dA = -tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_G = _gmat(b_gc, m_s)
+    b_GS = b_G * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)      # G< . K1 K1^T
+    b_db1 += tl.sum(b_dA * b_GS, axis=1)
     b_dA = b_dA * b_b1[:, None]
     b_M = b_dA * b_GS
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    b_dSA = b_dA * _gmat(b_gc, m_s)
+    b_dSA = b_dA * b_G
     b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
     tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1, boundary_check=(0, 1))
     tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
-    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form; the read-out's rho is added by
-    # prism_bwd_wy2_read_kernel)
-    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT),
-             tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh, boundary_check=(0,))
+    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay; the
+    # read-out's rho is added by prism_bwd_wy2_read_kernel)
+    b_dg = tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh
+    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
 
 
 @triton.jit(do_not_specialize=["T", "H"])
