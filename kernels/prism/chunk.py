@@ -29,6 +29,10 @@ backward (prism_bwd.md, phases A, B, C)
     prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY).
                        (WY_IMPL="split", the default since version 3) prism_bwd_wy_erase_kernel (WY part; V1
                        stored over dV1) then prism_bwd_wy_read_kernel (first key's read-out and state write);
+                       (WY_IMPL="split2", version 4 preparation, not yet run on a GPU) three lighter kernels:
+                       prism_bwd_wy2_cols_kernel (dY over Ub and V1 over dV1, per column block of V),
+                       prism_bwd_wy2_erase_kernel (WY part from dY, V1, h; state write; dk1 over W) and
+                       prism_bwd_wy2_read_kernel (read-out: dq, dk1 +=, dg +=); 4 warps at K, V <= 64;
                        (WY_IMPL="fused", version 2) prism_bwd_wy_kernel
     prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
                        (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
