@@ -8,11 +8,12 @@ Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,
 merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
 PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
 wy,K,warps[,BT] | wye,K,warps[,BT] | wyr,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel, "split" erase and read
-kernels) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | key2,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
+kernels) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT] (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | key2,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" and "split2" per-key kernels and tail). K = V. One JSON line per job.
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
     python scripts/kernel_resources.py "wy,64,8;wye,64,8;wyr,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"  # version 3
+    python scripts/kernel_resources.py "wy2c,64,32,4;wy2e,64,4;wy2r,64,4;wy2c,128,32,4;wy2e,128,8;wy2r,128,8"  # v4 WY
 
 Pointer arguments are compiled 16-byte aligned, as launched (KR_ALIGN=0: unaligned, the method of the tables
 written before the keys split; see ALIGN below).
