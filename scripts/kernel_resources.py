@@ -8,11 +8,12 @@ Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,
 merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
 PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
 wy,K,warps[,BT] | wye,K,warps[,BT] | wyr,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel, "split" erase and read
-kernels) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | key2,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
+kernels) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT] (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | key2,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" and "split2" per-key kernels and tail). K = V. One JSON line per job.
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
     python scripts/kernel_resources.py "wy,64,8;wye,64,8;wyr,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"  # version 3
+    python scripts/kernel_resources.py "wy2c,64,32,4;wy2e,64,4;wy2r,64,4;wy2c,128,32,4;wy2e,128,8;wy2r,128,8"  # v4 WY
 
 Pointer arguments are compiled 16-byte aligned, as launched (KR_ALIGN=0: unaligned, the method of the tables
 written before the keys split; see ALIGN below).
@@ -201,6 +202,32 @@ def wy_read(K, BT, warps):
     return _compile(pc.prism_bwd_wy_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
 
 
+def wy2_cols(K, BT, BV, warps):
+    """prism_bwd_wy2_cols_kernel (WY_IMPL="split2", first kernel; BV = its column block of V)."""
+    f32 = "*fp32"
+    sig = dict(tr=f32, hs=f32, w=f32, ub=f32, dv1=f32, T="i32", H="i32", K="constexpr", V="constexpr",
+               BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr")
+    return _compile(pc.prism_bwd_wy2_cols_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32"), warps)
+
+
+def wy2_erase(K, BT, warps):
+    """prism_bwd_wy2_erase_kernel (WY_IMPL="split2", second kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(k=dt, beta=dt, gc=f32, hs=f32, dhs=f32, dy=f32, v1=f32, w=f32, dbp=f32, dgp=f32, T="i32", H="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr")
+    return _compile(pc.prism_bwd_wy2_erase_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
+
+
+def wy2_read(K, BT, warps):
+    """prism_bwd_wy2_read_kernel (WY_IMPL="split2", third kernel)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, gc=f32, hs=f32, do=dt, v1=f32, w=f32, dqp=f32, dgp=f32, scale="fp32", T="i32",
+               H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               PREC="constexpr", RAW="constexpr")
+    return _compile(pc.prism_bwd_wy2_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
+
+
 def inner(f):
     while not isinstance(f, triton.runtime.jit.JITFunction):
         f = f.fn
@@ -284,6 +311,15 @@ for spec in jobs.split(";"):
             BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
             ck = (wy_erase if kind == "wye" else wy_read)(K, BT, warps)
             r = dict(kernel="wy_erase" if kind == "wye" else "wy_read", K=K, BT=BT, warps=warps)
+        elif kind == "wy2c":      # wy2c,K,BV,warps[,BT]: WY_IMPL="split2" column kernel
+            K, BV, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = wy2_cols(K, BT, BV, warps); r = dict(kernel="wy2_cols", K=K, BT=BT, BV=BV, warps=warps)
+        elif kind in ("wy2e", "wy2r"):   # wy2e|wy2r,K,warps[,BT]: WY_IMPL="split2" erase / read kernels
+            K, warps = a[:2]
+            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
+            ck = (wy2_erase if kind == "wy2e" else wy2_read)(K, BT, warps)
+            r = dict(kernel="wy2_erase" if kind == "wy2e" else "wy2_read", K=K, BT=BT, warps=warps)
         elif kind == "solve":
             K, BT, warps = a
             ck = solve(K, BT, warps); r = dict(kernel="own_solve", K=K, BT=BT, warps=warps)

@@ -29,6 +29,10 @@ backward (prism_bwd.md, phases A, B, C)
     prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY).
                        (WY_IMPL="split", the default since version 3) prism_bwd_wy_erase_kernel (WY part; V1
                        stored over dV1) then prism_bwd_wy_read_kernel (first key's read-out and state write);
+                       (WY_IMPL="split2", version 4 preparation, not yet run on a GPU) three lighter kernels:
+                       prism_bwd_wy2_cols_kernel (dY over Ub and V1 over dV1, per column block of V),
+                       prism_bwd_wy2_erase_kernel (WY part from dY, V1, h; state write; dk1 over W) and
+                       prism_bwd_wy2_read_kernel (read-out: dq, dk1 +=, dg +=); 4 warps at K, V <= 64;
                        (WY_IMPL="fused", version 2) prism_bwd_wy_kernel
     prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
                        (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
@@ -739,6 +743,123 @@ def prism_bwd_wy_read_kernel(
              + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh, boundary_check=(0,))
 
 
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy2_cols_kernel(
+    tr, hs, w, ub, dv1, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split2", first kernel: the per-column part. Grid (cdiv(V, BV), N, B*H), BV = WY_BV.
+
+    For columns [BV i_v, BV i_v + BV) of V (no product here reduces over V) and its chunk's rows: dY = Tr^T dV1
+    stored over Ub and V1 = Ub - W h stored over dV1 (each program reads, then overwrites, only its own block).
+    W is read, not written. After this, the WY part needs only dY, V1 and h (prism_bwd_wy2_erase_kernel).
+    """
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    p_ub = _cols(ub, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
+    p_dv = _cols(dv1, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
+    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
+    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_ub = tl.load(p_ub, boundary_check=(0, 1))
+    tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
+    tl.store(p_ub, b_dY, boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy2_erase_kernel(
+    k, beta, gc, hs, dhs, dy, v1, w, dbp, dgp, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split2", second kernel (after prism_bwd_wy2_cols_kernel): the WY (erase) part and the
+    first key's state write. Grid (N, B*H). Reads dY (dy, the Ub buffer), V1 (v1, the dV1 buffer), h, dH', k1;
+    uses dZ = Tr^T dW = -dY h^T and dY Ub^T + dZ W^T = dY V1^T, so neither W, Ub nor Tr is read. Overwrites W
+    (dead since the first kernel) with the partial dk1 = diag(b1 gamma) dZ + (dSA + dSA^T) K1 + diag(e) V1 dH'^T;
+    writes dbeta1 dbp and dg dgp (rho terms Z . dZ and the dA . (G< . S) pair, the state write's s, and
+    gamma_C <h, dH'>).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
+    b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
+    b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+    b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
+    b_dk1 = b_dKd * b_e[:, None]
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
+    b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
+    b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
+    b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
+    b_db1 = b_gam * tl.sum(b_k1 * b_dZ, axis=1)
+    b_dk1 += b_dkz
+    # dA = -(dY V1^T), used only through G< (strictly lower), so no mask of its own
+    b_dA = -tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_G = _gmat(b_gc, m_s)
+    b_GS = b_G * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)      # G< . K1 K1^T
+    b_db1 += tl.sum(b_dA * b_GS, axis=1)
+    b_dA = b_dA * b_b1[:, None]
+    b_M = b_dA * b_GS
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    b_dSA = b_dA * b_G
+    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
+    tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1, boundary_check=(0, 1))
+    tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
+    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay; the
+    # read-out's rho is added by prism_bwd_wy2_read_kernel)
+    b_dg = tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh
+    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), b_dg, boundary_check=(0,))
+
+
+@triton.jit(do_not_specialize=["T", "H"])
+def prism_bwd_wy2_read_kernel(
+    q, k, gc, hs, do, v1, w, dqp, dgp, scale, T,
+    H, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+):
+    """Phase C1, WY_IMPL="split2", third kernel (after prism_bwd_wy2_erase_kernel): the first key's read-out.
+    Grid (N, B*H). Reads V1 (v1, the dV1 buffer), h, dO, q, k1 of its chunk; writes the partial dq dqp; adds
+    dE^T Qs to the partial dk1 in w and the read-out's rho to dgp (read-modify-write of its own rows).
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
+    b_rho = tl.sum(b_qs * b_dqs, axis=1)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1 = b_k1r.to(tl.float32)
+    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
+    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+    p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
+    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),
+             boundary_check=(0, 1))
+    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
+
+
 # ----------------------------------------------------------------------------------------- backward (C2)
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_bwd_keys_kernel(
@@ -1228,13 +1349,22 @@ KEYS_BV = 32
 #           and state write: dq, dk1 += , dg += ; reads V1). Offline sm_90 (K = V = 64, bf16, 8 warps): 255 and 254
 #           registers, no spills (fused: 255, 1.1 KB). H100: 1.95 ms vs fused 2.64 at T=2048, L=1 (predicted 1.1).
 #   "fused" (version 2): prism_bwd_wy_kernel, one program per chunk (H100: 2.64 ms at T=2048, L=1 and L=3).
+#   "split2" (version 4 preparation, not yet run on a GPU): three lighter kernels. prism_bwd_wy2_cols_kernel,
+#           grid (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over
+#           dV1); prism_bwd_wy2_erase_kernel: the WY part from dY, V1, h alone (dZ = -dY h^T, dA from dY V1^T) plus
+#           the state write's terms (V1 dH'^T), dk1 over W; prism_bwd_wy2_read_kernel: the read-out (dq, dk1 +=,
+#           dg +=). 12 dots of 64^3 per chunk instead of 14; 4 warps at K, V <= 64 (one warpgroup: no doubled
+#           wgmma), else 8. No extra memory. Offline sm_90 numbers and predictions: NOTES.md, "Version 4
+#           preparation, part 2".
 WY_IMPL = "split"
+# column block of V in prism_bwd_wy2_cols_kernel (WY_IMPL="split2"); capped at the padded V
+WY_BV = 32
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
 # "dh", "wy" (the fused kernel, or WY_IMPL="split"'s erase kernel), "wy_read" (WY_IMPL="split"), "keys" (the fused
 # kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel), "key2"
-# (KEYS_IMPL="split2": its per-key kernel); PREP_IMPL="split":
+# (KEYS_IMPL="split2": its per-key kernel), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}
@@ -1516,10 +1646,10 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
 
 
 def _wy_impl(wy_impl):
-    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split" or "fused"."""
+    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split", "split2" or "fused"."""
     s = WY_IMPL if wy_impl is None else wy_impl
-    if s not in ("fused", "split"):
-        raise ValueError(f"WY_IMPL / wy_impl must be 'fused' or 'split', got {s!r}")
+    if s not in ("fused", "split", "split2"):
+        raise ValueError(f"WY_IMPL / wy_impl must be 'fused', 'split' or 'split2', got {s!r}")
     return s
 
 
@@ -1528,7 +1658,9 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
 
     wy_impl (default WY_IMPL): "split" runs prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel and also
-    overwrites dv1 (with V1 = Ub - W h, the second kernel's input); "fused" (version 2) runs prism_bwd_wy_kernel
+    overwrites dv1 (with V1 = Ub - W h, the second kernel's input); "split2" (version 4 preparation) runs
+    prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V), prism_bwd_wy2_erase_kernel and
+    prism_bwd_wy2_read_kernel and overwrites dv1 with V1 as well; "fused" (version 2) runs prism_bwd_wy_kernel
     and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
@@ -1543,6 +1675,24 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
             q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
             H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
             num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+        )
+        return dqp, dbp, dg
+    if _wy_impl(wy_impl) == "split2":
+        BVc = min(BV, WY_BV)
+        prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
+            tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
+            num_warps=WARPS.get("wy2_cols", 4),
+        )
+        w2 = 4 if max(BK, BV, BT) <= 64 else 8
+        prism_bwd_wy2_erase_kernel[(NT, B * H)](
+            k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("wy2_erase", w2),
+        )
+        prism_bwd_wy2_read_kernel[(NT, B * H)](
+            q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+            num_warps=WARPS.get("wy2_read", w2),
         )
         return dqp, dbp, dg
     prism_bwd_wy_erase_kernel[(NT, B * H)](

@@ -16,7 +16,9 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
    process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
 3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
 --release also checks KEYS_IMPL="split2" (version 4 preparation; setting "keys2", not the default) at L=3, T=1000,
-K=64 and 128, and the phases time it (bwd_keys_split2, bwd_total_keys2).
+K=64 and 128, and the phases time it (bwd_keys_split2, bwd_total_keys2); likewise WY_IMPL="split2" (version 4
+preparation, part 2; setting "wy2") at L=1 and 3, T=1000, K=64, and L=3, K=128 (`correctness_wy2_ok`, also kept out
+of `correctness_ok`), timed as bwd_wy_split2 (its default warps), bwd_wy_split2_w8 and bwd_total_wy2.
 
 Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), K=64
 PREP_IMPL="split" correctness (T=1000, L 1/3, both Tr sources), PRISM
@@ -70,18 +72,23 @@ DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's default
 SUFFIX["default"] = "_default"
 KEYS_DEFAULT = pc.KEYS_IMPL   # "split" (version 3); "keys2" setting: "split2"
 SUFFIX["keys2"] = "_keys2"
+WY_DEFAULT = pc.WY_IMPL       # "split" (version 3); "wy2" setting: "split2"
+SUFFIX["wy2"] = "_wy2"
+WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")
 
 
 def apply_setting(setting):
     """Set chunk's switches for a setting: "own" (version 2: TR_SOLVER="own", PREP_IMPL="fused") | "fla"
     (TR_SOLVER="fla", fused prep) | "split" (SPLIT_SOLVE) | "psplit" | "psplit_fla" (PREP_IMPL="split", Tr from
     our solve kernel / from fla) | "default" or None (the module's defaults, captured at import) | "keys2" (the
-    defaults with KEYS_IMPL="split2", version 4 preparation)."""
-    if setting in (None, "default", "keys2"):
+    defaults with KEYS_IMPL="split2", version 4 preparation) | "wy2" (the defaults with WY_IMPL="split2")."""
+    if setting in (None, "default", "keys2", "wy2"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
         pc.KEYS_IMPL = "split2" if setting == "keys2" else KEYS_DEFAULT
+        pc.WY_IMPL = "split2" if setting == "wy2" else WY_DEFAULT
         return
     pc.KEYS_IMPL = KEYS_DEFAULT
+    pc.WY_IMPL = WY_DEFAULT
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
     pc.SPLIT_SOLVE = s == "split"
@@ -374,7 +381,7 @@ def run_phases(res, quick, save):
             pc.WARPS.clear()
             if warps is not None:
                 pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "wy_read", "keys", "key",
-                                                    "key2", "split_solve", "prep_w", "prep_u", "prep_dvloc")})
+                                                    "key2", *WY2_WARPS, "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
@@ -415,6 +422,17 @@ def run_phases(res, quick, save):
                 row["bwd_wy_fused"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
                                                                     ubc.copy_(ub), tr, scale, BT,
                                                                     wy_impl="fused"))["ms"]
+                # WY_IMPL="split2" (version 4 preparation, part 2: three lighter kernels, not the default)
+                row["bwd_wy_split2"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
+                                                                     ubc.copy_(ub), tr, scale, BT,
+                                                                     wy_impl="split2"))["ms"]
+                if warps is None:   # split2's default is 4 warps at K = 64: time its 8-warp build beside it
+                    pc.WARPS.update({n: 8 for n in WY2_WARPS})
+                    row["bwd_wy_split2_w8"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1,
+                                                                            wc.copy_(w), ubc.copy_(ub), tr, scale, BT,
+                                                                            wy_impl="split2"))["ms"]
+                    for n in WY2_WARPS:
+                        del pc.WARPS[n]
                 dv1.copy_(dv1_keep)
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
@@ -449,6 +467,9 @@ def run_phases(res, quick, save):
                 apply_setting("keys2")
                 row["bwd_total_keys2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                           None, BT))["ms"]
+                apply_setting("wy2")
+                row["bwd_total_wy2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                        None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
@@ -568,6 +589,12 @@ def main():
                             solvers=("keys2",), min_left=20)
             res["correctness_keys2_ok"] = all(r["ok"] is not False for r in res["correctness"]
                                               if r["tr_solver"] == "keys2")
+            # WY_IMPL="split2" (not the default; its rows are not in correctness_ok): L=1 and 3 at K=64, L=3 at 128
+            run_correctness(res, [(16, L, 37, 2) for L in (1, 3)] if DRY else
+                            [(64, 1, 1000, 16), (64, 3, 1000, 16), (128, 3, 1000, 16)], save,
+                            solvers=("wy2",), min_left=20)
+            res["correctness_wy2_ok"] = all(r["ok"] is not False for r in res["correctness"]
+                                            if r["tr_solver"] == "wy2")
         if perf:
             run_phases(res, True, save)
         res["total_sec"] = time.time() - t0

@@ -594,3 +594,76 @@ def test_wy_split_matches_fused(C, T):
                       wc, ubc)
     for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)"), outs["fused"], outs["split"]):
         assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
+
+
+# ------------------------------------------------------------------ WY_IMPL = "split2" (version 4 preparation)
+def test_wy_impl_split2_selectable():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc._wy_impl("split2") == "split2"
+    assert pc.WY_IMPL == "split" and pc.WY_BV == 32
+
+
+WY2_CASES = [  # B, T, H, K, V, L, C, dtype, tol, WY_BV (the column kernel's block of V)
+    pytest.param(2, 41, 1, 20, 24, 1, 16, torch.float32, TOL_FP32, 16, id="B2-T41-K20-V24-L1-C16-fp32-bv16"),
+    pytest.param(1, 45, 1, 16, 40, 2, 32, torch.float32, TOL_FP32, 32, id="T45-K16-V40-L2-C32-fp32-bv32"),
+    pytest.param(1, 45, 2, 24, 16, 3, 32, torch.float32, TOL_FP32, 32, id="T45-H2-K24-V16-L3-C32-fp32-bv32"),
+    pytest.param(1, 70, 1, 16, 16, 1, 64, torch.bfloat16, TOL_BF16, 16, id="T70-K16-L1-C64-bf16-bv16"),
+    pytest.param(1, 37, 1, 16, 24, 2, 16, torch.bfloat16, TOL_BF16, 16, id="T37-K16-V24-L2-C16-bf16-bv16"),
+    pytest.param(1, 50, 2, 16, 16, 3, 32, torch.bfloat16, TOL_BF16, 32, id="T50-H2-K16-L3-C32-bf16-bv32"),
+]
+
+
+@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol,bv", WY2_CASES)
+def test_chunk_prism_wy_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv):
+    """WY_IMPL "split2" (prism_bwd_wy2_cols_kernel over cdiv(V, WY_BV) column blocks, then the erase and read
+    kernels): whole chunk_prism, output, final state and every gradient vs the float64 token loop, L = 1, 2, 3,
+    partial last chunk, K != V, one or two (the last partial) column blocks; the "split" kernels are not launched."""
+    from prismbench.kernels.prism import chunk as pc
+
+    launches = []
+    real = pc.prism_bwd_wy2_cols_kernel
+
+    class Counted:
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                launches.append(grid[0])
+                return real[grid](*a, **kw)
+            return launch
+
+    class Forbidden:
+        def __getitem__(self, grid):
+            raise AssertionError("a WY_IMPL='split' kernel launched with WY_IMPL='split2'")
+
+    monkeypatch.setattr(pc, "WY_IMPL", "split2")
+    monkeypatch.setattr(pc, "WY_BV", bv)
+    monkeypatch.setattr(pc, "prism_bwd_wy2_cols_kernel", Counted())
+    monkeypatch.setattr(pc, "prism_bwd_wy_erase_kernel", Forbidden())
+    monkeypatch.setattr(pc, "prism_bwd_wy_read_kernel", Forbidden())
+    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 6), tol)
+    assert launches == [-(-V // min(bv, pc._block(V)))], launches
+
+
+@pytest.mark.parametrize("bv", [32, 16])
+@pytest.mark.parametrize("C,T", [(16, 37), (64, 100)])
+def test_wy_split2_matches_split(monkeypatch, C, T, bv):
+    """prism_bwd_wy at the launcher: "split2" equals "split" to <= 1e-6 on the partial dq, dbeta1, dg and the
+    overwritten W (partial dk1), Ub (dY) and dV1 (V1) buffers; fp32, L = 2, K != V, partial last chunk, final-state
+    gradient on, one or two column blocks of V."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "WY_BV", bv)
+    B, H, K, V, L = 2, 2, 16, 24, 2
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), C).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, torch.randn(B, H, K, V, device=DEVICE), C, False, scale)
+    outs = {}
+    for impl in ("split", "split2"):
+        wc, ubc, dv1c = w.clone(), ub.clone(), dv1.clone()
+        outs[impl] = (*pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1c, wc, ubc, tr, scale, C, wy_impl=impl),
+                      wc, ubc, dv1c)
+    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)", "V1 (dv1)"), outs["split"], outs["split2"]):
+        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
