@@ -405,11 +405,10 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     assert launches == expect, launches
 
 
-@pytest.mark.parametrize("L", [1, 2, 4])
-def test_keys_split_matches_fused(L):
-    """prism_bwd_keys at the launcher: "split" (dr allocated NaN-poisoned, or a garbage workspace) equals "fused"
-    to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers it accumulates into are
-    the ones prism_bwd_wy returns."""
+def _keys_launcher_outputs(L, ref, impl):
+    """prism_bwd_keys's seven outputs for keys_impl `ref` (dr allocated by the launcher) and `impl` (dr allocated,
+    and a garbage workspace), from the same prism_bwd_wy partials: fp32, B=2, T=41 (partial last chunk), H=2,
+    K=16 != V=24, chunk 16. Returns {(impl, dr allocated): outputs}."""
     from prismbench.kernels.prism import chunk as pc
 
     B, T, H, K, V, C = 2, 41, 2, 16, 24, 16
@@ -421,10 +420,19 @@ def test_keys_split_matches_fused(L):
     dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, C, False, scale)
     dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, C)
     outs = {}
-    for impl, dr in (("fused", None), ("split", None), ("split", torch.full_like(v, 7.0))):
+    for name, dr in ((ref, None), (impl, None), (impl, torch.full_like(v, 7.0))):
         bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
-        outs[impl, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
-                                                   bufs[3], scale, C, dr=dr, keys_impl=impl)
+        outs[name, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
+                                                   bufs[3], scale, C, dr=dr, keys_impl=name)
+    return outs
+
+
+@pytest.mark.parametrize("L", [1, 2, 4])
+def test_keys_split_matches_fused(L):
+    """prism_bwd_keys at the launcher: "split" (dr allocated NaN-poisoned, or a garbage workspace) equals "fused"
+    to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers it accumulates into are
+    the ones prism_bwd_wy returns."""
+    outs = _keys_launcher_outputs(L, ref="fused", impl="split")
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
     for key in (("split", True), ("split", False)):
         for name, a, b in zip(names, outs["fused", True], outs[key]):
@@ -510,19 +518,7 @@ def test_keys_split2_matches_split(monkeypatch, L, bv):
     from prismbench.kernels.prism import chunk as pc
 
     monkeypatch.setattr(pc, "KEYS_BV", bv)
-    B, T, H, K, V, C = 2, 41, 2, 16, 24, 16
-    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
-    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
-    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
-    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
-    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
-    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, C, False, scale)
-    dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, C)
-    outs = {}
-    for impl, dr in (("split", None), ("split2", None), ("split2", torch.full_like(v, 7.0))):
-        bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
-        outs[impl, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
-                                                   bufs[3], scale, C, dr=dr, keys_impl=impl)
+    outs = _keys_launcher_outputs(L, ref="split", impl="split2")
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
     for key in (("split2", True), ("split2", False)):
         for name, a, b in zip(names, outs["split", True], outs[key]):
