@@ -16,7 +16,8 @@ PAPER_16K_METHODS=${PAPER_16K_METHODS:-prism-fla-dplr,ttt-triton,ttt-fla-chunk,g
 pack() { (cd ~/.triton/cache 2>/dev/null && find . -name '*.autotune.json' | tar czf "$W/autotune-cache.tgz" -T -); tar czf "$OUTDIR/bundle.tgz" -C "$W" . ; }
 log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUTDIR/summary.log"; }
 
-log "stage 1: PRISM release check"
+stage_check() {
+log "stage: PRISM release check"
 PRISM_BUDGET_S=${CHECK_BUDGET:-150} timeout -k 10 "${CHECK_LIMIT:-200}" \
   python3 scripts/gpu/prism_triton_check.py --release --out "$W" > "$W/release-check.log" 2>&1
 log "check rc=$?"; grep -E "^\[(release|phase)\]|FAIL|Error" "$W/release-check.log" | tail -8 | tee -a "$OUTDIR/summary.log"; pack
@@ -24,8 +25,10 @@ log "check rc=$?"; grep -E "^\[(release|phase)\]|FAIL|Error" "$W/release-check.l
 if ! python3 -c "import json,sys; sys.exit(0 if json.load(open('$W/prism_triton_check.json')).get('correctness_ok') is True else 1)"; then
   log "STOP: the release check did not pass (correctness_ok is not true); no gate or paper timings"; exit 1
 fi
+}
 
-log "stage 2: gate preset twice"
+stage_gate() {
+log "stage: gate preset twice"
 for i in 1 2; do
   timeout --signal=INT -k 20 "${GATE_LIMIT:-110}" prismbench run --preset gate --device cuda -o "out/gate-run$i" \
     --no-plot --no-check > "$W/gate-run$i.log" 2>&1
@@ -36,15 +39,37 @@ cp "out/gate-run1/$g" "$W/gate-run1.json"; cp "out/gate-run2/$g" "$W/gate-run2.j
 prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
 prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
 rm -rf out/gate-run1 out/gate-run2; pack
+}
 
-log "stage 3: paper preset, prism-triton at every T"
+stage_bench() {
+log "stage: pytest-benchmark suite (tests/bench)"
+python3 -c "import pytest_benchmark" 2>/dev/null || python3 -m pip install -q --no-deps --no-index .carry/test/*.whl
+timeout --signal=INT -k 20 "${BENCH_LIMIT:-150}" python3 -m pytest tests/bench -q -p no:cacheprovider \
+  --benchmark-autosave --benchmark-storage="file://$W/benchmarks" --benchmark-columns=min,median,max,rounds \
+  > "$W/bench.log" 2>&1
+log "bench rc=$?"; tail -3 "$W/bench.log" | tee -a "$OUTDIR/summary.log"; pack
+}
+
+stage_paper() {
+log "stage: paper preset, prism-triton at every T"
 timeout --signal=INT -k 20 "${PAPER_PRISM_LIMIT:-120}" prismbench run --preset paper --device cuda -o out/paper-prism \
   --no-plot -m prism-triton > "$W/paper-prism.log" 2>&1
 log "paper prism-triton rc=$?"; tail -2 "$W/paper-prism.log" | tee -a "$OUTDIR/summary.log"
 mv out/paper-prism/paper-*.json "$W/paper-prism-triton.json" 2>/dev/null; pack
-log "stage 4: paper preset, other methods at T=16384"
+}
+
+stage_paper16k() {
+log "stage: paper preset, other methods at T=16384"
 timeout --signal=INT -k 20 "${PAPER_16K_LIMIT:-110}" prismbench run --preset paper --device cuda -o out/paper-16k \
   --no-plot -m "$PAPER_16K_METHODS" --set T=16384 > "$W/paper-16k.log" 2>&1
 log "paper T=16384 rc=$?"; tail -2 "$W/paper-16k.log" | tee -a "$OUTDIR/summary.log"
 mv out/paper-16k/paper-*.json "$W/paper-16k.json" 2>/dev/null; pack
+}
+
+for st in ${STAGES:-check gate paper paper16k}; do
+  case "$st" in
+    check|gate|bench|paper|paper16k) "stage_$st" ;;
+    *) log "unknown stage $st (known: check gate bench paper paper16k)"; exit 2 ;;
+  esac
+done
 log "done"
