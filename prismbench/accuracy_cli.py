@@ -17,6 +17,7 @@ Example::
     prismbench accuracy --preset ci
     prismbench accuracy --preset paper-caption --tasks mqar,parity --methods prism,transformer --seeds 0,1,2
     prismbench accuracy --preset paper-caption --width 16,32,64 --resume --time-budget 540
+    prismbench accuracy --preset paper-caption --device cuda --lockstep 27 --jobs 12   # GPU: graphs + streams
 """
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ def accuracy(
     out: Path = typer.Option(Path("results/accuracy"), "--out", "-o", help="Directory for results and figures."),
     resume: bool = typer.Option(False, "--resume", help="Keep the ok records of an existing results file and skip them."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget",
-                                                help="Start no new run after this many seconds (then --resume later)."),
+                                                help="Start no new run after this many seconds (then --resume later); "
+                                                     "with --lockstep, no group that would end past it, judging "
+                                                     "by the longest group so far."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write the figures."),
     backend: Optional[str] = typer.Option(None, "--backend",
                                           help="Mixer backends, e.g. prism=triton,ttt-linear=loop,gdn=naive "
@@ -80,6 +83,13 @@ def accuracy(
                                   "leave a GPU mostly idle, so 8-16 on a GPU machine's cores)."),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="CPU intra-op threads (default 1 on the CPU: the models are tiny)."),
+    lockstep: int = typer.Option(0, "--lockstep",
+                                 help="Train up to N runs at once in this process (grouped by method): on CUDA each "
+                                      "run gets its own stream and replays a captured CUDA graph of its training "
+                                      "step; --jobs then sets the processes that generate training data ahead. "
+                                      "0: one run at a time per process."),
+    graphs: bool = typer.Option(True, "--graphs/--no-graphs",
+                                help="With --lockstep on CUDA: capture each run's training step as a CUDA graph."),
 ):
     """Train each method's tiny model on each synthetic task and report test accuracy (paper Table 4)."""
     import torch
@@ -127,6 +137,8 @@ def accuracy(
         _fail(f"--jobs={jobs}: must be >= 1")
     if threads is not None and threads < 1:
         _fail(f"--threads={threads}: must be >= 1")
+    if lockstep < 0:
+        _fail(f"--lockstep={lockstep}: must be >= 0")
     if threads is not None or dev.type == "cpu":
         torch.set_num_threads(threads or 1)
 
@@ -146,7 +158,11 @@ def accuracy(
     done = {(r["task"], r["method"], r["width"], r["seed"], r["steps"]) for r in doc["records"]}
 
     runs = []
-    for t, m, w, s in product(task_list, method_list, width_list, seed_list):
+    if lockstep:  # method-major, so a lockstep group holds one method
+        order = ((t, m, w, s) for m, t, w, s in product(method_list, task_list, width_list, seed_list))
+    else:
+        order = product(task_list, method_list, width_list, seed_list)
+    for t, m, w, s in order:
         wid = p.tasks[t].width if w is None else w
         if (t, m, wid, s, n_steps) not in done:
             runs.append((t, m, wid, s))
@@ -154,7 +170,9 @@ def accuracy(
               + (f" ({len(done)} already done)" if done else ""), highlight=False)
 
     t_start = time.perf_counter()
-    over_budget = lambda: time_budget is not None and time.perf_counter() - t_start > time_budget  # noqa: E731
+    def over_budget(ahead: float = 0.0) -> bool:
+        return time_budget is not None and time.perf_counter() - t_start + ahead > time_budget
+
     stopped = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as prog:
@@ -168,7 +186,9 @@ def accuracy(
                                + (f"  [yellow]{rec['reason']}[/]" if rec["reason"] else ""), highlight=False)
             prog.advance(overall)
 
-        if jobs == 1:
+        if lockstep:
+            _run_lockstep(p, runs, n_steps, dev, lockstep, jobs, graphs, over_budget, prog, record)
+        elif jobs == 1:
             for t, m, w, s in runs:
                 if over_budget():
                     break
@@ -228,6 +248,63 @@ def accuracy(
                     code = 1
     if code:
         raise typer.Exit(code)
+
+
+def _run_lockstep(p, runs, n_steps, dev, lockstep, jobs, graphs, over_budget, prog, record) -> None:
+    """Groups of up to `lockstep` runs of one method, trained together (`train.run_group`); the training data
+    of each (task, seed) is generated once, by `jobs` worker processes ahead of the groups that need it."""
+    import multiprocessing as mp
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from prismbench.accuracy.train import run_group, train_data
+
+    groups, cur = [], []
+    for r in runs:
+        if cur and (len(cur) == lockstep or cur[-1][1] != r[1]):
+            groups.append(cur)
+            cur = []
+        cur.append(r)
+    if cur:
+        groups.append(cur)
+    keys = list(dict.fromkeys((t, s) for t, _, _, s in runs))
+    pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                               initargs=(1,)) if jobs > 1 else None
+    futures: dict = {}
+
+    def want(key) -> Future:
+        if key not in futures:
+            if pool is not None:
+                futures[key] = pool.submit(train_data, p, key[0], key[1], n_steps)
+            else:
+                f = Future()
+                f.set_result(train_data(p, key[0], key[1], n_steps))
+                futures[key] = f
+        return futures[key]
+
+    try:
+        if pool is not None:
+            for k in keys:
+                want(k)
+        longest = 0.0
+        for g in groups:
+            if over_budget(longest):  # a group would not finish in the budget, judging by the longest so far
+                break
+            t0 = time.perf_counter()
+            bar = prog.add_task(f"{len(g)} x {g[0][1]} (lockstep)", total=n_steps)
+            recs = run_group(p, g, steps=n_steps, device=str(dev), graphs=graphs,
+                             data=lambda t, s, n: want((t, s)).result(),
+                             on_step=lambda k, b=bar: prog.update(b, completed=k))
+            prog.remove_task(bar)
+            longest = max(longest, time.perf_counter() - t0)
+            for rec in recs:
+                record(rec)
+            if dev.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _worker_init(threads: int) -> None:

@@ -19,3 +19,20 @@ def test_every_mixer_trains_on_cuda(method):
     if rec["status"] == "ok":
         assert 0.0 <= rec["accuracy"] <= 1.0 and not rec["diverged"], rec
         assert torch.cuda.get_device_name() in rec["device"]
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_lockstep_graph_replay_matches_eager(method):
+    """A run trained by replaying its captured CUDA graph (run_group) trains like the eager run_one."""
+    from prismbench.accuracy.train import run_group
+
+    p = get_preset("ci")
+    eager = run_one(p, "mux", method, seed=0, steps=GPU_STEPS, device="cuda")
+    if eager["status"] == "unavailable":
+        pytest.skip(eager["reason"])
+    assert eager["status"] == "ok", eager["reason"]
+    [rec] = run_group(p, [("mux", method, None, 0)], steps=GPU_STEPS, device="cuda", graphs=True)
+    assert rec["status"] == "ok", rec["reason"]
+    assert rec["cuda_graph"] is True, rec.get("cuda_graph_error")
+    torch.testing.assert_close(torch.tensor(rec["loss_curve"]), torch.tensor(eager["loss_curve"]), rtol=1e-3, atol=1e-4)
+    assert abs(rec["accuracy"] - eager["accuracy"]) <= 0.02

@@ -155,3 +155,73 @@ def test_parallel_jobs(app, tmp_path):
     recs = report.read(tmp_path / "accuracy-ci.json")["records"]
     assert sorted(r["method"] for r in recs) == ["linear-attn", "transformer"]
     assert all(r["status"] == "ok" for r in recs)
+
+
+def test_train_data_equals_the_stream_batch_by_batch():
+    from prismbench.accuracy.tasks import TaskStream, Vocab
+    from prismbench.accuracy.train import CHUNK_STEPS, train_data
+
+    p = get_preset("ci")
+    steps = CHUNK_STEPS + 7  # crosses a chunk boundary
+    x, y = train_data(p, "mux", 2, steps)
+    assert x.shape == y.shape == (steps, p.batch_size, 32) and x.dtype == torch.uint8 and y.dtype == torch.int16
+    s = TaskStream("mux", seq_len=32, vocab=Vocab(p.vocab_size, p.n_noise), seed=2, split="train")
+    xs, ys = zip(*(s.take(p.batch_size) for _ in range(steps)))
+    assert torch.equal(x.long(), torch.stack(xs)) and torch.equal(y.long(), torch.stack(ys))
+
+
+def test_run_group_matches_run_one_on_cpu():
+    """Lockstep training (one device counter per run picks its batch) is the same training as run_one."""
+    from prismbench.accuracy.train import run_group
+
+    p = get_preset("ci")
+    runs = [("mux", "transformer", None, 0), ("local_xor", "linear-attn", 16, 1), ("mux", "linear-attn", 8, 2)]
+    recs = run_group(p, runs, steps=QUICK_STEPS, device="cpu")
+    for (t, m, w, s), r in zip(runs, recs):
+        one = run_one(p, t, m, w, s, steps=QUICK_STEPS, device="cpu")
+        assert r["status"] == one["status"] == "ok", (r["reason"], one["reason"])
+        assert (r["task"], r["method"], r["width"], r["seed"]) == (one["task"], one["method"], one["width"], one["seed"])
+        assert r["loss_curve"] == one["loss_curve"] and r["accuracy"] == one["accuracy"]
+        assert r["group_size"] == 3 and r["cuda_graph"] is False
+
+
+def test_run_group_keeps_going_when_a_run_fails(monkeypatch):
+    import prismbench.accuracy.mixers as mx
+    from prismbench.accuracy.train import _Trainer, run_group
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(mx.MIXERS, "prism", mx.MixerEntry("prism", broken, "test"))
+    real_step = _Trainer.step
+
+    def step(self):  # the second run fails at its 5th step
+        if self.rec["seed"] == 1 and int(self.step_idx) == 4:
+            raise RuntimeError("step failed")
+        real_step(self)
+
+    monkeypatch.setattr(_Trainer, "step", step)
+    recs = run_group(get_preset("ci"), [("mux", "prism", None, 0), ("mux", "transformer", None, 1),
+                                        ("mux", "transformer", None, 2)], steps=QUICK_STEPS, device="cpu")
+    assert [r["status"] for r in recs] == ["error", "error", "ok"]
+    assert "boom" in recs[0]["reason"] and "step failed" in recs[1]["reason"]
+    assert recs[0]["accuracy"] is None and recs[1]["accuracy"] is None and 0 <= recs[2]["accuracy"] <= 1
+
+
+def test_lockstep_cli_with_data_workers(app, tmp_path, monkeypatch):
+    import prismbench.accuracy.presets as pr
+
+    monkeypatch.setitem(pr.PRESETS, "ci", pr.PRESETS["ci"].model_copy(update={"steps": 5, "expect": {}}))
+    args = ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path), "--seeds", "0,1",
+            "--lockstep", "3", "--jobs", "2", "--no-plot"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    recs = report.read(tmp_path / "accuracy-ci.json")["records"]
+    assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
+    # method-major groups of at most 3: transformer 3 + 1, linear-attn 3 + 1
+    assert sorted(r["group_size"] for r in recs) == [1, 1, 3, 3, 3, 3, 3, 3]
+    one = run_one(get_preset("ci"), "local_xor", "linear-attn", None, 1, steps=5, device="cpu")
+    got = next(r for r in recs if (r["task"], r["method"], r["seed"]) == ("local_xor", "linear-attn", 1))
+    assert got["loss_curve"] == one["loss_curve"] and got["accuracy"] == one["accuracy"]
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--lockstep", "-1", "--device", "cpu"])
+    assert res.exit_code == 2 and "--lockstep" in res.output
