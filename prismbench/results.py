@@ -165,7 +165,9 @@ MERGE_KEYS = ("gpu_name", "device", "driver", "torch", "triton", "fla_core")
 def merge(docs: list[dict], names: list[str]) -> dict:
     """One document from several runs on the same machine type and software (`prismbench merge`).
 
-    Points are unioned by `point_key`; where two runs measured the same point, the later document's wins.
+    Points are unioned by `point_key`; where two runs measured the same point, the later document's wins,
+    except that a point that did not measure (status other than "ok": an error, a timeout, out of memory)
+    never replaces one that did (a later run cut short at a point must not erase an earlier measurement).
     Each point gets `run`, its run's index in `env.merged_from` (file, git commit, timestamp, preset), so a
     figure or a citation can say which run measured what. The env block is the last run's, plus
     `merged_from`; config is `{"merged": [each run's config]}`. Raises ResultsError when the runs differ in
@@ -184,7 +186,10 @@ def merge(docs: list[dict], names: list[str]) -> dict:
     by_key: dict[tuple, dict] = {}
     for i, doc in enumerate(docs):
         for p in doc["points"]:
-            by_key[point_key(p)] = {**p, "run": i}
+            k = point_key(p)
+            if k in by_key and by_key[k].get("status") == "ok" and p.get("status") != "ok":
+                continue
+            by_key[k] = {**p, "run": i}
     runs = [{"file": n, "git_commit": d["env"].get("git_commit"), "git_dirty": d["env"].get("git_dirty"),
              "timestamp": d["env"].get("timestamp"), "preset": (d.get("config") or {}).get("preset")}
             for d, n in zip(docs, names)]

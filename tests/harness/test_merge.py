@@ -55,3 +55,15 @@ def test_merge_needs_two_files(tmp_path):
     a = _write(tmp_path, "a.json", ENV, [_point("sdpa", 2048, 0.5)])
     r = CliRunner().invoke(app, ["merge", str(a), "-o", str(tmp_path / "m.json")])
     assert r.exit_code == 2 and "at least two" in r.output
+
+
+def test_merge_a_failed_point_never_replaces_a_measured_one(tmp_path):
+    a = _write(tmp_path, "a.json", ENV, [_point("sdpa", 2048, 1.0), _point("sdpa", 4096, 1.1, "error")])
+    b = _write(tmp_path, "b.json", {**ENV, "timestamp": "t1"},
+               [_point("sdpa", 2048, 0.0, "error"), _point("sdpa", 4096, 0.0, "error")])
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    by = {p["T"]: p for p in results.read(out)["points"]}
+    assert by[2048]["status"] == "ok" and by[2048]["median_ms"] == 1.0 and by[2048]["run"] == 0
+    assert by[4096]["status"] == "error" and by[4096]["run"] == 1  # neither measured: the later one stands
