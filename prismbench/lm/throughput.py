@@ -182,6 +182,42 @@ def _deadline(seconds: Optional[float], what: str):
         signal.signal(signal.SIGALRM, old)
 
 
+def _timeout_in_chain(e: BaseException) -> Optional["PointTimeout"]:
+    """The PointTimeout behind `e`, if any: the alarm can fire inside a library (e.g. Triton's compiler),
+    which re-raises it wrapped as its own error (a `CompilationError`)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, PointTimeout):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _record_timeout(rec, timeout, raised, state, n_warm, n_timed, B, T) -> None:
+    i = state["step"]
+    phase = "building the model" if i < 0 else (
+        f"warm-up step {i + 1}/{n_warm}" if i < n_warm else f"timed step {i - n_warm + 1}/{n_timed}")
+    ran = None if state["t_step"] is None else time.perf_counter() - state["t_step"]
+    rec["error"] = f"{timeout} (during {phase}" + (f", which had run {ran:.1f} s)" if ran is not None else ")")
+    if raised is not timeout:
+        rec["error"] += f"; surfaced as {type(raised).__name__} from the library it interrupted"
+    if ran is not None and (i >= 1 or (i == 0 and rec["serial"])):
+        rec["tokens_per_s_upper_bound"] = B * T / ran
+
+
+def _record_failure(rec, e, device) -> None:
+    if isinstance(e, (Unsupported, _mixer_unavailable())):
+        rec["status"], rec["error"] = "unsupported", f"unsupported: {e}"
+    elif isinstance(e, torch.OutOfMemoryError):
+        rec["error"] = f"out of memory: {str(e).splitlines()[0][:300]}"
+        if device.type == "cuda":
+            rec["peak_mem_bytes"], rec["peak_mem_kind"] = int(torch.cuda.max_memory_allocated(device)), \
+                "cuda_max_allocated"
+    else:
+        rec["error"] = f"{type(e).__name__}: {str(e)[:500]}"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -288,23 +324,12 @@ def train_point(name: str, settings: TrainSettings, T: int, device: torch.device
         rec["p20_ms"], rec["p80_ms"] = _quantile(st, 0.2), _quantile(st, 0.8)
         rec["tokens_per_s"] = B * T / (rec["median_ms"] / 1e3)
         rec["status"] = "ok"
-    except PointTimeout as e:
-        i = state["step"]
-        phase = "building the model" if i < 0 else (
-            f"warm-up step {i + 1}/{n_warm}" if i < n_warm else f"timed step {i - n_warm + 1}/{n_timed}")
-        ran = None if state["t_step"] is None else time.perf_counter() - state["t_step"]
-        rec["error"] = f"{e} (during {phase}" + (f", which had run {ran:.1f} s)" if ran is not None else ")")
-        if ran is not None and (i >= 1 or (i == 0 and rec["serial"])):
-            rec["tokens_per_s_upper_bound"] = B * T / ran
-    except (Unsupported, _mixer_unavailable()) as e:
-        rec["status"], rec["error"] = "unsupported", f"unsupported: {e}"
-    except torch.OutOfMemoryError as e:
-        rec["error"] = f"out of memory: {str(e).splitlines()[0][:300]}"
-        if device.type == "cuda":
-            rec["peak_mem_bytes"], rec["peak_mem_kind"] = int(torch.cuda.max_memory_allocated(device)), \
-                "cuda_max_allocated"
     except Exception as e:  # noqa: BLE001 - any failure of a model is recorded, the run goes on
-        rec["error"] = f"{type(e).__name__}: {str(e)[:500]}"
+        timeout = _timeout_in_chain(e)
+        if timeout is None:
+            _record_failure(rec, e, device)
+        else:
+            _record_timeout(rec, timeout, e, state, n_warm, n_timed, B, T)
     finally:
         del model, opt, ids
         try:

@@ -171,3 +171,22 @@ def test_cli_train_throughput(tmp_path):
     assert r.exit_code == 2 and "seq_lens[0]=48" in r.output
     r = runner.invoke(app, ["train-throughput", "--config", "tiny", "--models", "transformer", "--dry-run"])
     assert r.exit_code == 0 and "transformer" in r.output
+
+
+def test_a_timeout_wrapped_by_a_library_is_recorded_as_a_timeout():
+    """The point's alarm can fire inside Triton's compiler, which re-raises it as its own error."""
+    from prismbench.lm.throughput import PointTimeout, _timeout_in_chain
+
+    class CompilationError(Exception):
+        pass
+
+    t = PointTimeout("timeout: lm-gdn T=2048 ran past its budget of 110 s")
+    try:
+        try:
+            raise t
+        except PointTimeout as inner:
+            raise CompilationError("at 28:10: ...") from inner
+    except CompilationError as e:
+        wrapped = e
+    assert _timeout_in_chain(wrapped) is t and _timeout_in_chain(t) is t
+    assert _timeout_in_chain(CompilationError("real compile error")) is None
