@@ -155,6 +155,11 @@ def accuracy(
         if old["preset"] != doc["preset"]:
             _fail(f"--resume: {path} was written with a different preset definition; use another --out")
         doc["records"] = [r for r in old["records"] if r["status"] == "ok"]
+        # provenance of resumed files: every earlier invocation's commit, time and arguments
+        prev = old.get("previous_invocations", []) + [
+            {"git_commit": old["env"].get("git_commit"), "timestamp": old["env"].get("timestamp"),
+             "gpu_name": old["env"].get("gpu_name"), "argv": (old.get("run") or {}).get("argv")}]
+        doc["previous_invocations"] = prev
     done = {(r["task"], r["method"], r["width"], r["seed"], r["steps"]) for r in doc["records"]}
 
     runs = []
@@ -179,6 +184,7 @@ def accuracy(
         overall = prog.add_task("runs", total=len(runs))
 
         def record(rec):
+            rec.setdefault("git_commit", doc["env"].get("git_commit"))  # a resumed file mixes invocations
             doc["records"].append(rec)
             report.write(doc, path)
             acc = f"{rec['accuracy']:.3f}" if rec["accuracy"] is not None else rec["status"]

@@ -223,5 +223,11 @@ def test_lockstep_cli_with_data_workers(app, tmp_path, monkeypatch):
     one = run_one(get_preset("ci"), "local_xor", "linear-attn", None, 1, steps=5, device="cpu")
     got = next(r for r in recs if (r["task"], r["method"], r["seed"]) == ("local_xor", "linear-attn", 1))
     assert got["loss_curve"] == one["loss_curve"] and got["accuracy"] == one["accuracy"]
+    # resuming with one more seed runs only its 4 runs, and keeps each invocation's provenance
+    res = CliRunner().invoke(app, args[:8] + ["0,1,2"] + args[9:] + ["--resume"])
+    assert res.exit_code == 0, res.output
+    doc = report.read(tmp_path / "accuracy-ci.json")
+    assert len(doc["records"]) == 12 and len(doc["previous_invocations"]) == 1
+    assert "argv" in doc["previous_invocations"][0] and all("git_commit" in r for r in doc["records"])
     res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--lockstep", "-1", "--device", "cpu"])
     assert res.exit_code == 2 and "--lockstep" in res.output
