@@ -4,17 +4,19 @@ The accuracy suite's GPU test hit `CUDA error: misaligned address` in the gla mi
 B=32, one head of 16 channels, float32, eager). A CUDA error poisons the process, so each case runs in
 its own subprocess with CUDA_LAUNCH_BLOCKING=1 (the traceback then names the failing launch).
     python3 scripts/gpu/gla_small_head_diag.py            # all cases, a line each
+Set TRITON_CACHE_AUTOTUNING=1 (scripts/gpu/setup.sh does) so a case's autotuning is kept for the next.
 """
 import os
 import subprocess
 import sys
 
-CASES = {
-    "chunk_fwdbwd_T128_K16_fp32": "chunk", "chunk_fwdbwd_T32_K16_fp32": "chunk32",
-    "chunk_fwdbwd_T128_K16_bf16": "chunkbf16", "chunk_fwdbwd_T128_K32_fp32": "chunkK32",
+CASES = {  # cheapest first: fla autotunes chunk_gla's kernels per new shape, which took > 60 s at K=16 (2026-11-25)
     "fused_recurrent_fwd_T32_K16_fp32": "fr32", "fused_recurrent_fwd_T128_K16_fp32": "fr128",
-    "layer_train_eval_T128_D16": "layer128", "layer_train_eval_T32_D16": "layer32",
+    "chunk_fwdbwd_T128_K16_fp32": "chunk", "chunk_fwdbwd_T32_K16_fp32": "chunk32",
+    "layer_train_eval_T32_D16": "layer32", "layer_train_eval_T128_D16": "layer128",
+    "chunk_fwdbwd_T128_K16_bf16": "chunkbf16", "chunk_fwdbwd_T128_K32_fp32": "chunkK32",
 }
+CASE_TIMEOUT = float(os.environ.get("GLA_DIAG_CASE_TIMEOUT", "240"))
 
 
 def case(name: str) -> None:
@@ -56,7 +58,7 @@ if __name__ == "__main__":
     env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1")
     for label, arg in CASES.items():
         try:
-            r = subprocess.run([sys.executable, __file__, arg], env=env, capture_output=True, text=True, timeout=60)
+            r = subprocess.run([sys.executable, __file__, arg], env=env, capture_output=True, text=True, timeout=CASE_TIMEOUT)
             tail = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()][-6:] if r.returncode else []
             print(f"[gla-diag] {label}: {'ok' if r.returncode == 0 else 'FAIL rc=%d' % r.returncode}", flush=True)
             for ln in tail:
