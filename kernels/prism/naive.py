@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from prismbench.kernels.prism.solver import prism_solver
 
-__all__ = ["check_prism_inputs", "prism_write_term", "naive_recurrent_prism", "chunk_prism_torch"]
+__all__ = ["check_prism_inputs", "prism_write_term", "naive_recurrent_prism", "chunk_prism_torch",
+           "chunk_gated_delta_rule_torch"]
 
 
 def _shape(t: torch.Tensor) -> tuple:
@@ -285,14 +286,55 @@ def chunk_prism_torch(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got chunk_size={chunk_size!r}")
     cd = _compute_dtype(q, k, v, u, p, beta, g, initial_state, at_least=torch.float32)
+    delta = prism_solver(v.to(cd), u.to(cd), p.to(cd))                    # [L, B, T, H, V]
+    d = beta.to(cd)[..., None] * delta                                      # D_l rows, [L, B, T, H, V]
+    return _chunk_from_writes(q, k, d, beta, g, _check_scale(scale, K), initial_state, output_final_state,
+                              chunk_size, cd)
+
+
+def chunk_gated_delta_rule_torch(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: Optional[float] = None,
+    initial_state: Optional[torch.Tensor] = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The gated delta rule (Gated DeltaNet), chunked in PyTorch: PRISM at L = 1 with its delta given.
+
+        h_t = exp(g_t) (I - beta_t k_t k_t^T) h_{t-1} + beta_t k_t v_t^T,   o_t = h_t^T (scale q_t)
+
+    Same arguments and layout as fla's `chunk_gated_delta_rule` (`q, k [B, T, H, K]`, `v [B, T, H, V]`,
+    `g, beta [B, T, H]`, k L2-normalised by the caller); the intra-chunk inverse is one triangular solve, so
+    it launches far fewer kernels than fla's PyTorch reference (a row loop per chunk). Exact against fla's
+    token loop (tests/kernels/test_prism_reference.py). Autograd through it; float32 compute at least.
+    """
+    for name, t, dims in (("q", q, 4), ("k", k, 4), ("v", v, 4), ("g", g, 3), ("beta", beta, 3)):
+        if not isinstance(t, torch.Tensor) or t.dim() != dims:
+            raise ValueError(f"{name} must be a {dims}-d tensor, got {name}.shape={_shape(t)}")
+    B, T, H, K = q.shape
+    if k.shape != q.shape or v.shape[:3] != (B, T, H) or g.shape != (B, T, H) or beta.shape != (B, T, H):
+        raise ValueError(f"expected q, k [B, T, H, K], v [B, T, H, V], g, beta [B, T, H]; got q {_shape(q)}, "
+                         f"k {_shape(k)}, v {_shape(v)}, g {_shape(g)}, beta {_shape(beta)}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1, got chunk_size={chunk_size!r}")
+    cd = _compute_dtype(q, k, v, g, beta, initial_state, at_least=torch.float32)
+    d = (beta.to(cd)[..., None] * v.to(cd))[None]                          # [1, B, T, H, V]
+    return _chunk_from_writes(q, k[None], d, beta[None], g, _check_scale(scale, K), initial_state,
+                              output_final_state, chunk_size, cd)
+
+
+def _chunk_from_writes(q, k, d, beta, g, scale, initial_state, output_final_state, chunk_size, cd):
+    """The chunked recurrence of `chunk_prism_torch` given the write rows `d = beta * delta` `[L, B, T, H, V]`."""
+    L, B, T, H, V = d.shape
+    K = q.shape[-1]
     out_dtype = q.dtype
-    scale = _check_scale(scale, K)
     C = chunk_size
     N = -(-T // C)
     pad = N * C - T
-
-    delta = prism_solver(v.to(cd), u.to(cd), p.to(cd))                    # [L, B, T, H, V]
-    d = beta.to(cd)[..., None] * delta                                      # D_l rows, [L, B, T, H, V]
 
     def chunks(x: torch.Tensor, lead: int) -> torch.Tensor:
         # [*lead, B, T, H, *rest] -> [*lead, B, H, N, C, *rest], zero-padded in T

@@ -8,7 +8,7 @@ which code computes it (results record it, so a substituted path is always label
 |--------------------|--------------------------------------------------------|--------------------------------------|
 | `transformer`      | causal softmax attention with RoPE                     | here (torch SDPA)                    |
 | `linear-attn`      | plain (undecayed) linear attention, elu+1 features     | here, on fla `naive_chunk_linear_attn`|
-| `gdn`              | Gated DeltaNet (gated delta rule, rank-1 write)         | here, on fla gated delta rule ops    |
+| `gdn`              | Gated DeltaNet (gated delta rule, rank-1 write)         | here, on fla's op or PRISM's L=1 form |
 | `prism`            | PRISM, solver depth L=2                                | `prismbench.kernels.prism.layer`     |
 | `gla`              | Gated Linear Attention                                 | `prismbench.baselines.fla_ops.gla`   |
 | `ttt-linear`       | TTT-Linear, per-token (mini-batch 1) explicit solver   | `prismbench.baselines.ttt.layer`     |
@@ -167,17 +167,28 @@ class LinearAttention(nn.Module):
 
 
 def _gdn_op(device: torch.device, requested: str) -> tuple[Callable, str]:
-    """The gated delta rule op for `device`: fla's Triton chunk kernel where its backward runs,
-    else fla's pure-PyTorch chunk reference."""
+    """The gated delta rule op for `device`: fla's Triton chunk kernel where its backward runs, else PRISM's
+    chunked PyTorch form at L = 1 with the delta given (`prism-torch`: one triangular solve per chunk, the same
+    math, exact against fla's token loop); `naive` picks fla's own PyTorch chunk reference instead (a row loop
+    per chunk: several times more kernel launches)."""
     from fla.ops.gated_delta_rule.naive import naive_chunk_gated_delta_rule
+
+    from prismbench.kernels.prism.naive import chunk_gated_delta_rule_torch
 
     def naive(q, k, v, g, beta):
         return naive_chunk_gated_delta_rule(q, k, v, g, beta, chunk_size=32)[0].to(v.dtype)
 
-    if requested == "naive" or device.type != "cuda":
+    def prism_torch(q, k, v, g, beta):
+        return chunk_gated_delta_rule_torch(q, k, v, g, beta, chunk_size=64)[0].to(v.dtype)
+
+    if requested == "naive":
+        return naive, "fla-naive-chunk-gated-delta-rule"
+    if requested == "prism-torch":
+        return prism_torch, "prism-torch (L=1, delta given) as gated delta rule"
+    if device.type != "cuda":
         if requested == "fla-chunk":
             raise MixerUnavailable(f"gdn: backend='fla-chunk' needs CUDA, device is {device}")
-        return naive, "fla-naive-chunk-gated-delta-rule"
+        return prism_torch, "prism-torch (L=1, delta given) as gated delta rule"
     from fla.ops.gated_delta_rule import chunk_gated_delta_rule
 
     def chunk(q, k, v, g, beta):
@@ -188,10 +199,10 @@ def _gdn_op(device: torch.device, requested: str) -> tuple[Callable, str]:
         gl = F.logsigmoid(torch.randn(1, 64, 1, device=device)).requires_grad_()
         b = torch.rand(1, 64, 1, device=device).requires_grad_()
         chunk(t[0], F.normalize(t[1], dim=-1), t[2], gl, b).sum().backward()
-    except Exception as e:  # noqa: BLE001 - any refusal means: use the reference path
+    except Exception as e:  # noqa: BLE001 - any refusal means: use the PyTorch path
         if requested == "fla-chunk":
             raise MixerUnavailable(f"gdn: fla chunk_gated_delta_rule backward fails here: {e}") from e
-        return naive, f"fla-naive-chunk-gated-delta-rule (fla chunk refused: {type(e).__name__})"
+        return prism_torch, f"prism-torch (L=1, delta given) as gated delta rule (fla chunk refused: {type(e).__name__})"
     return chunk, "fla-chunk-gated-delta-rule"
 
 
@@ -200,14 +211,14 @@ class GatedDeltaNet(nn.Module):
     q, k L2-normalised, a_t = sigmoid decay per head, b_t = sigmoid step per head, output RMS-normed
     and SiLU-gated. `[B, T, D] -> [B, T, D]`.
 
-    backend: "auto" (fla's Triton chunk op on CUDA when its backward runs, else fla's PyTorch chunk
-    reference), "naive" or "fla-chunk".
+    backend: "auto" (fla's Triton chunk op on CUDA when its backward runs, else PRISM's chunked PyTorch form
+    at L = 1), "prism-torch", "naive" (fla's PyTorch chunk reference) or "fla-chunk".
     """
 
     def __init__(self, width: int, heads: int, device: torch.device, conv: int = 4, backend: str = "auto"):
         super().__init__()
-        if backend not in ("auto", "naive", "fla-chunk"):
-            raise ValueError(f"gdn: backend={backend!r} must be 'auto', 'naive' or 'fla-chunk'")
+        if backend not in ("auto", "prism-torch", "naive", "fla-chunk"):
+            raise ValueError(f"gdn: backend={backend!r} must be 'auto', 'prism-torch', 'naive' or 'fla-chunk'")
         self.heads = heads
         self.front = _Front(width, heads, {"q": width, "k": width, "v": width, "gate": width, "a": heads, "b": heads}, conv)
         self.norm = nn.RMSNorm(width // heads, eps=1e-5)

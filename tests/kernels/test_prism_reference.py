@@ -388,3 +388,46 @@ def test_triton_method_unsupported_without_kernel(monkeypatch):
     with pytest.raises(Unsupported, match="chunk"):
         m.fn(m.make_inputs(shape, 0), shape)
     assert not hasattr(pkg, "chunk_prism")  # the package still imports; the name is just absent
+
+
+@pytest.mark.parametrize("T,C,with_state", [(29, 8, True), (64, 16, False), (7, 64, True)])
+def test_chunk_gated_delta_rule_torch_equals_fla_token_loop(T, C, with_state):
+    """PRISM's chunked form with the delta given == fla's gated delta rule token loop, output, final state and
+    every input gradient (partial last chunk, with and without an initial state; ours in float64, fla float32)."""
+    from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+
+    from prismbench.kernels.prism.naive import chunk_gated_delta_rule_torch
+
+    B, H, K, V = 2, 3, 8, 6
+    gen = torch.Generator().manual_seed(100 + T)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=F64)  # noqa: E731
+    q, v = r(B, T, H, K), r(B, T, H, V)
+    k = F.normalize(r(B, T, H, K), dim=-1)
+    g = F.logsigmoid(r(B, T, H) + 2)
+    beta = torch.sigmoid(r(B, T, H))
+    h0 = r(B, H, K, V) if with_state else None
+    leaves = [t.requires_grad_() for t in (q, k, v, g, beta) + ((h0,) if with_state else ())]
+    do, dh = r(B, T, H, V), r(B, H, K, V)
+
+    def grads(fn):
+        o, h = fn()
+        gs = torch.autograd.grad((o * do).sum() + (h * dh).sum(), leaves)
+        return [o, h, *gs]
+
+    ours = grads(lambda: chunk_gated_delta_rule_torch(q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                                                      chunk_size=C))
+    ref = grads(lambda: naive_recurrent_gated_delta_rule(q, k, v, beta, g, scale=K ** -0.5, initial_state=h0,
+                                                         output_final_state=True))
+    names = ["o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dh0"]
+    for n, a, b in zip(names, ours, ref):
+        assert_close(f"{n} vs fla token loop", b, a, TOL_FLA_F32)  # fla computes in float32 inside
+
+
+def test_chunk_gated_delta_rule_torch_rejects_bad_shapes():
+    from prismbench.kernels.prism.naive import chunk_gated_delta_rule_torch
+
+    q = torch.randn(1, 5, 2, 4)
+    with pytest.raises(ValueError, match="beta"):
+        chunk_gated_delta_rule_torch(q, q, q, torch.randn(1, 5, 2), torch.randn(1, 5, 3))
+    with pytest.raises(ValueError, match="g must be a 3-d"):
+        chunk_gated_delta_rule_torch(q, q, q, torch.randn(1, 5), torch.randn(1, 5, 2))
