@@ -1462,8 +1462,42 @@ def _tr_fla(k1, beta1, g, BT):
     """
     cumsum, kkt, solve, rcp_ln2 = _fla_tr_ops()
     g2 = cumsum(g, chunk_size=BT, scale=rcp_ln2, output_dtype=torch.float32)
+    impl = _tr_fla_impl()
+    if impl == "fused" and BT == 64 and not INTERPRET:
+        return _fla_fused_kkt_solve(k1, g2, beta1, BT)
     A = kkt(k=k1, g=g2, beta=beta1, chunk_size=BT, output_dtype=torch.float32)
     return solve(A, output_dtype=torch.float32)
+
+
+# TR_FLA_IMPL: which of fla's kernels build Tr when TR_SOLVER="fla".
+#   "unfused" (default, H100-checked): chunk_scaled_dot_kkt_fwd (A, fp32, written to HBM) then solve_tril. H100,
+#             T=2048, 32768 tokens, H=16: 0.62-0.64 ms (tr_fla phase), more than fla's whole GDN forward (0.57 ms).
+#   "fused" (version 4 preparation, NOT yet run on a GPU): fla's chunk_gated_delta_rule_fwd_kkt_solve_kernel (the
+#             kernel fla's own GDN forward uses at chunk 64): A = beta K K^T (gated) and its inverse in one pass,
+#             A never leaves registers; we hand it an fp32 output buffer (the kernel casts its fp32 result to the
+#             buffer's dtype), so Tr keeps the precision of "unfused". Chunk 64 only (else "unfused"). Under the
+#             interpreter the torch stand-ins run either way, so only a GPU check tests it.
+TR_FLA_IMPL = "unfused"
+
+
+def _tr_fla_impl() -> str:
+    if TR_FLA_IMPL not in ("unfused", "fused"):
+        raise ValueError(f"TR_FLA_IMPL must be 'unfused' or 'fused', got {TR_FLA_IMPL!r}")
+    return TR_FLA_IMPL
+
+
+def _fla_fused_kkt_solve(k1, g2, beta1, BT):
+    """Tr [B, T, H, BT] fp32 from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2 is the chunk-local
+    cumsum of g in log2 units, as for the unfused path."""
+    from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_kkt_solve_kernel
+
+    B, T, H, K = k1.shape
+    tr = torch.zeros(B, T, H, BT, device=k1.device, dtype=torch.float32)  # the kernel writes the lower blocks only
+    chunk_gated_delta_rule_fwd_kkt_solve_kernel[(triton.cdiv(T, BT), B * H)](
+        k=k1, g=g2, beta=beta1, A=tr, cu_seqlens=None, chunk_indices=None,
+        T=T, H=H, HV=H, K=K, BT=BT, BC=16,
+    )
+    return tr
 
 
 def _tr_solver(tr_solver, dtype):

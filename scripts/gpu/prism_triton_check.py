@@ -18,7 +18,9 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
 --release also checks KEYS_IMPL="split2" (version 4 preparation; setting "keys2", not the default) at L=3, T=1000,
 K=64 and 128, and the phases time it (bwd_keys_split2, bwd_total_keys2); likewise WY_IMPL="split2" (version 4
 preparation, part 2; setting "wy2") at L=1 and 3, T=1000, K=64, and L=3, K=128 (`correctness_wy2_ok`, also kept out
-of `correctness_ok`), timed as bwd_wy_split2 (its default warps), bwd_wy_split2_w8 and bwd_total_wy2.
+of `correctness_ok`), timed as bwd_wy_split2 (its default warps), bwd_wy_split2_w8 and bwd_total_wy2. Likewise
+TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel for Tr; setting "trfused": tr_fla_fused, fwd/bwd_total_trfused)
+and all three candidates at once (setting "v4": fwd/bwd_total_v4), each checked at a few shapes first.
 
 Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), K=64
 PREP_IMPL="split" correctness (T=1000, L 1/3, both Tr sources), PRISM
@@ -75,20 +77,26 @@ SUFFIX["keys2"] = "_keys2"
 WY_DEFAULT = pc.WY_IMPL       # "split" (version 3); "wy2" setting: "split2"
 SUFFIX["wy2"] = "_wy2"
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")
+TRF_DEFAULT = pc.TR_FLA_IMPL  # "unfused" (version 3); "trfused" setting: "fused"
+SUFFIX["trfused"] = "_trfused"
+SUFFIX["v4"] = "_v4"          # all three version-4 candidates at once: keys split2, WY split2, fused Tr
 
 
 def apply_setting(setting):
     """Set chunk's switches for a setting: "own" (version 2: TR_SOLVER="own", PREP_IMPL="fused") | "fla"
     (TR_SOLVER="fla", fused prep) | "split" (SPLIT_SOLVE) | "psplit" | "psplit_fla" (PREP_IMPL="split", Tr from
     our solve kernel / from fla) | "default" or None (the module's defaults, captured at import) | "keys2" (the
-    defaults with KEYS_IMPL="split2", version 4 preparation) | "wy2" (the defaults with WY_IMPL="split2")."""
-    if setting in (None, "default", "keys2", "wy2"):
+    defaults with KEYS_IMPL="split2", version 4 preparation) | "wy2" (the defaults with WY_IMPL="split2") |
+    "trfused" (the defaults with TR_FLA_IMPL="fused") | "v4" (all three)."""
+    if setting in (None, "default", "keys2", "wy2", "trfused", "v4"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
-        pc.KEYS_IMPL = "split2" if setting == "keys2" else KEYS_DEFAULT
-        pc.WY_IMPL = "split2" if setting == "wy2" else WY_DEFAULT
+        pc.KEYS_IMPL = "split2" if setting in ("keys2", "v4") else KEYS_DEFAULT
+        pc.WY_IMPL = "split2" if setting in ("wy2", "v4") else WY_DEFAULT
+        pc.TR_FLA_IMPL = "fused" if setting in ("trfused", "v4") else TRF_DEFAULT
         return
     pc.KEYS_IMPL = KEYS_DEFAULT
     pc.WY_IMPL = WY_DEFAULT
+    pc.TR_FLA_IMPL = TRF_DEFAULT
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
     pc.SPLIT_SOLVE = s == "split"
@@ -395,6 +403,9 @@ def run_phases(res, quick, save):
                     num_warps=pc.WARPS.get("solve", 4)))["ms"]
                 # TR_SOLVER="fla": fla's cumsum + kkt + solve_tril alone, and with the prep kernel reading Tr
                 row["tr_fla"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
+                pc.TR_FLA_IMPL = "fused"   # fla's fused kkt + solve kernel (version 4 candidate)
+                row["tr_fla_fused"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
+                pc.TR_FLA_IMPL = TRF_DEFAULT
                 row["fwd_prep_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, tr_solver="fla"))["ms"]
                 # PREP_IMPL="split": solve kernel + prep_w + prep_u (+ prep_dvloc in the backward), and with fla's Tr
                 row["fwd_prep_psplit"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, prep_impl="split"))["ms"]
@@ -470,6 +481,16 @@ def run_phases(res, quick, save):
                 apply_setting("wy2")
                 row["bwd_total_wy2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                         None, BT))["ms"]
+                apply_setting("trfused")
+                row["fwd_total_trfused"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
+                                                                            BT))["ms"]
+                row["bwd_total_trfused"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                            None, BT))["ms"]
+                apply_setting("v4")
+                row["fwd_total_v4"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
+                                                                       BT))["ms"]
+                row["bwd_total_v4"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
+                                                                       None, BT))["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
@@ -599,6 +620,15 @@ def main():
                             solvers=("wy2",), min_left=20)
             res["correctness_wy2_ok"] = all(r["ok"] is not False for r in res["correctness"]
                                             if r["tr_solver"] == "wy2")
+            # TR_FLA_IMPL="fused" alone, then all three candidates together ("v4"); kept out of correctness_ok
+            run_correctness(res, [(16, 1, 37, 2)] if DRY else [(64, 1, 1000, 16), (64, 3, 4096, 16), (128, 3, 1000, 16)],
+                            save, solvers=("trfused",), min_left=20)
+            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 1, 1000, 16), (64, 3, 1000, 16), (128, 3, 1000, 16),
+                                                                (64, 3, 16384, 16)],
+                            save, solvers=("v4",), min_left=25)
+            for st in ("trfused", "v4"):
+                res[f"correctness_{st}_ok"] = all(r["ok"] is not False for r in res["correctness"]
+                                                  if r["tr_solver"] == st)
         if perf:
             run_phases(res, True, save)
         res["total_sec"] = time.time() - t0

@@ -268,6 +268,44 @@ def test_tr_fla_vs_own_gpu(dtype, K, BT):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("K", [64, 128])
+@pytest.mark.parametrize("T", [1000, 64])
+def test_tr_fla_fused_gpu(monkeypatch, K, T):
+    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) == the unfused path, both vs float64."""
+    from prismbench.kernels.prism import chunk as pc
+
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 4, K, K, 1, torch.bfloat16, DEVICE), K + T).items()}
+    ref = tr_ref64(x["k"][0], x["beta"][0], x["g"], 64)
+    monkeypatch.setattr(pc, "TR_FLA_IMPL", "fused")
+    fused = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], 64)
+    monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
+    unfused = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], 64)
+    assert fused.dtype == torch.float32 and fused.shape == unfused.shape
+    assert rel_err(fused, ref) <= TOL_FP32 and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
+                                                                                 rel_err(unfused, ref))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L", [(1000, 1), (1000, 3)])
+def test_chunk_prism_gpu_bf16_tr_fla_fused(monkeypatch, T, L):
+    """TR_FLA_IMPL="fused" on a GPU, bf16: output and every gradient vs float64."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "TR_FLA_IMPL", "fused")
+    assert_errs(run_case(1, T, 4, 64, 64, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
+
+
+def test_tr_fla_impl_is_validated(monkeypatch):
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "TR_FLA_IMPL", "magma")
+    with pytest.raises(ValueError, match="TR_FLA_IMPL"):
+        pc._tr_fla_impl()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 3, 128)])
 def test_chunk_prism_gpu_bf16_tr_fla(monkeypatch, T, L, K):
     """TR_SOLVER = "fla" on a GPU (fla's kernels), bf16: output and every gradient vs float64."""
