@@ -12,6 +12,7 @@ import sys
 
 CASES = {  # cheapest first: fla autotunes chunk_gla's kernels per new shape, which took > 60 s at K=16 (2026-11-25)
     "fused_recurrent_fwd_T32_K16_fp32": "fr32", "fused_recurrent_fwd_T128_K16_fp32": "fr128",
+    "fused_recurrent_fwdbwd_T128_K16_fp32": "frbwd128", "accuracy_mixer_auto_T128_D16": "mixer128",
     "chunk_fwdbwd_T128_K16_fp32": "chunk", "chunk_fwdbwd_T32_K16_fp32": "chunk32",
     "layer_train_eval_T32_D16": "layer32", "layer_train_eval_T128_D16": "layer128",
     "chunk_fwdbwd_T128_K16_bf16": "chunkbf16", "chunk_fwdbwd_T128_K32_fp32": "chunkK32",
@@ -26,6 +27,18 @@ def case(name: str) -> None:
 
     torch.manual_seed(0)
     T = 32 if name in ("chunk32", "fr32", "layer32") else 128
+    if name == "mixer128":  # the accuracy suite's gla mixer as built now (backend "auto": fused_recurrent at D=16)
+        from prismbench.accuracy.model import TinyLM
+        m = TinyLM(64, 16, "gla", device="cuda").cuda()
+        print("backend:", m.backend)
+        x = torch.randint(0, 64, (32, T), device="cuda")
+        for _ in range(3):
+            m(x).sum().backward()
+        m.eval()
+        with torch.no_grad():
+            m(x)
+        torch.cuda.synchronize()
+        return
     K = 32 if name == "chunkK32" else 16
     dt = torch.bfloat16 if name == "chunkbf16" else torch.float32
     B, H = 32, 1
@@ -45,6 +58,8 @@ def case(name: str) -> None:
     gk = F.logsigmoid(torch.randn(B, T, H, K, device="cuda")).div(16).to(dt).requires_grad_()
     if name.startswith("fr"):
         o, _ = fused_recurrent_gla(q, k, v, gk)
+        if name.startswith("frbwd"):
+            o.sum().backward()
     else:
         o, _ = chunk_gla(q, k, v, gk)
         o.sum().backward()
@@ -59,7 +74,8 @@ if __name__ == "__main__":
     for label, arg in CASES.items():
         try:
             r = subprocess.run([sys.executable, __file__, arg], env=env, capture_output=True, text=True, timeout=CASE_TIMEOUT)
-            tail = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()][-6:] if r.returncode else []
+            lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+            tail = lines[-6:] if r.returncode else [ln for ln in lines if ln.startswith("backend:")]
             print(f"[gla-diag] {label}: {'ok' if r.returncode == 0 else 'FAIL rc=%d' % r.returncode}", flush=True)
             for ln in tail:
                 print(f"    {ln[:300]}", flush=True)

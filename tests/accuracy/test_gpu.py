@@ -36,3 +36,15 @@ def test_lockstep_graph_replay_matches_eager(method):
     assert rec["cuda_graph"] is True, rec.get("cuda_graph_error")
     torch.testing.assert_close(torch.tensor(rec["loss_curve"]), torch.tensor(eager["loss_curve"]), rtol=1e-3, atol=1e-4)
     assert abs(rec["accuracy"] - eager["accuracy"]) <= 0.02
+
+
+@pytest.mark.parametrize("width,backend", [(16, "fla-fused-recurrent-gla"), (64, "fla-chunk-gla")])
+def test_gla_auto_backend_on_cuda(width, backend):
+    """width 16 (one 16-wide head): fused_recurrent_gla, forward and backward; width 64: chunk_gla for training."""
+    from prismbench.accuracy.mixers import build_mixer
+
+    m = build_mixer("gla", width, 1, device="cuda")
+    assert m.backend.startswith(backend)
+    x = torch.randn(4, 128, width, device="cuda", requires_grad=True)
+    m(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all()

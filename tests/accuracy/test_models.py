@@ -92,3 +92,13 @@ def test_gdn_backends_agree():
     (gb,) = torch.autograd.grad(yb.square().sum(), x)
     torch.testing.assert_close(ya, yb, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
+
+
+def test_gla_backend_choice():
+    from prismbench.accuracy.mixers import MixerUnavailable, build_mixer
+
+    assert build_mixer("gla", 16, 1, device="cpu").backend == "fla-naive-recurrent-gla"
+    with pytest.raises(MixerUnavailable, match="needs CUDA"):
+        build_mixer("gla", 16, 1, device="cpu", backend="chunk")
+    with pytest.raises(ValueError, match="backend='x'"):
+        build_mixer("gla", 16, 1, device="cpu", backend="x")
