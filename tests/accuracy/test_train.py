@@ -231,3 +231,23 @@ def test_lockstep_cli_with_data_workers(app, tmp_path, monkeypatch):
     assert "argv" in doc["previous_invocations"][0] and all("git_commit" in r for r in doc["records"])
     res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--lockstep", "-1", "--device", "cpu"])
     assert res.exit_code == 2 and "--lockstep" in res.output
+
+
+def test_lockstep_time_budget_stops_before_a_group_that_would_not_finish(app, tmp_path, monkeypatch):
+    """With --lockstep, --time-budget starts no group that would end past it, judging by the longest so far."""
+    import time as _time
+
+    import prismbench.accuracy.train as tr
+
+    def fake_group(p, runs, *, steps, device, graphs, data, on_step):
+        _time.sleep(0.4)
+        return [dict(tr._record(p, t, m, w, s, steps, torch.device("cpu")), accuracy=1.0, group_size=len(runs))
+                for t, m, w, s in runs]
+
+    monkeypatch.setattr(tr, "run_group", fake_group)
+    res = CliRunner().invoke(app, ["accuracy", "--preset", "ci", "--device", "cpu", "--out", str(tmp_path),
+                                   "--seeds", "0,1", "--lockstep", "2", "--time-budget", "0.6", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    recs = report.read(tmp_path / "accuracy-ci.json")["records"]
+    # group 1 (2 runs) took 0.4 s; a second would end at ~0.8 s > 0.6 s: not started
+    assert len(recs) == 2 and "6 run(s) not started" in res.output, res.output
