@@ -79,8 +79,9 @@ def accuracy(
                                           help="Mixer backends, e.g. prism=triton,ttt-linear=loop,gdn=naive "
                                                "(recorded in the results' preset block)."),
     jobs: int = typer.Option(1, "--jobs", "-j",
-                             help="Runs trained at once in worker processes (they share the device; tiny models "
-                                  "leave a GPU mostly idle, so 8-16 on a GPU machine's cores)."),
+                             help="Runs trained at once in worker processes (on the CPU, up to one per core); with "
+                                  "--lockstep, the processes that generate training data. On a GPU prefer "
+                                  "--lockstep: separate processes time-share the GPU instead of overlapping."),
     threads: Optional[int] = typer.Option(None, "--threads",
                                           help="CPU intra-op threads (default 1 on the CPU: the models are tiny)."),
     lockstep: int = typer.Option(0, "--lockstep",
