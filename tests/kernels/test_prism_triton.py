@@ -478,17 +478,14 @@ def test_keys_split_matches_fused(L):
             assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
-def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
-    """KEYS_IMPL = "split" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
+def _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed):
+    """KEYS_IMPL = impl on a GPU, bf16: output and every gradient vs float64, and two backward passes give
     bit-identical gradients (no atomics)."""
     from prismbench.kernels.prism import chunk as pc
 
-    monkeypatch.setattr(pc, "KEYS_IMPL", "split")
+    monkeypatch.setattr(pc, "KEYS_IMPL", impl)
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
-    x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), 1)
+    x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), input_seed)
     grads = []
     for _ in range(2):
         o, _ = chunk_prism(**x)
@@ -496,6 +493,15 @@ def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
         grads.append(gs)
     for n, a, b in zip(NAMES, *grads):
         assert torch.equal(a, b), n
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
+def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
+    """KEYS_IMPL = "split" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
+    bit-identical gradients (no atomics)."""
+    _check_keys_impl_gpu(monkeypatch, "split", T, L, K, input_seed=1)
 
 
 # ------------------------------------------------------------------ KEYS_IMPL = "split2" (version 4 preparation)
@@ -571,18 +577,7 @@ def test_keys_split2_matches_split(monkeypatch, L, bv):
 def test_chunk_prism_gpu_bf16_keys_split2(monkeypatch, T, L, K):
     """KEYS_IMPL = "split2" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
     bit-identical gradients (no atomics)."""
-    from prismbench.kernels.prism import chunk as pc
-
-    monkeypatch.setattr(pc, "KEYS_IMPL", "split2")
-    assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
-    x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), L)
-    grads = []
-    for _ in range(2):
-        o, _ = chunk_prism(**x)
-        gs = torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES])
-        grads.append(gs)
-    for n, a, b in zip(NAMES, *grads):
-        assert torch.equal(a, b), n
+    _check_keys_impl_gpu(monkeypatch, "split2", T, L, K, input_seed=L)
 
 
 # ------------------------------------------------------------------ WY_IMPL (version 3: phase C1 split in two kernels)
