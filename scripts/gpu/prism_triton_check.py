@@ -470,27 +470,15 @@ def run_phases(res, quick, save):
                 apply_setting("psplit")
                 row["bwd_total_psplit"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                            None, BT))["ms"]
-                apply_setting("default")
-                row["fwd_total_default"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
-                                                                            BT))["ms"]
-                row["bwd_total_default"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
-                                                                            None, BT))["ms"]
-                apply_setting("keys2")
-                row["bwd_total_keys2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
-                                                                          None, BT))["ms"]
-                apply_setting("wy2")
-                row["bwd_total_wy2"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
-                                                                        None, BT))["ms"]
-                apply_setting("trfused")
-                row["fwd_total_trfused"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
-                                                                            BT))["ms"]
-                row["bwd_total_trfused"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
-                                                                            None, BT))["ms"]
-                apply_setting("v4")
-                row["fwd_total_v4"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False,
-                                                                       BT))["ms"]
-                row["bwd_total_v4"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
-                                                                       None, BT))["ms"]
+                fwd_total = lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, BT)  # noqa: E731
+                bwd_total = lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do, None, BT)  # noqa: E731
+                # the defaults, then each version-4 candidate (keys2 / wy2 change only the backward)
+                for st, fwd_too in (("default", True), ("keys2", False), ("wy2", False), ("trfused", True),
+                                    ("v4", True)):
+                    apply_setting(st)
+                    if fwd_too:
+                        row[f"fwd_total_{st}"] = bench(fwd_total)["ms"]
+                    row[f"bwd_total_{st}"] = bench(bwd_total)["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
