@@ -215,40 +215,17 @@ def run_one(preset: Preset, task: str, method: str, width: Optional[int] = None,
     Returns a dict with `task, method, width, seed, steps, accuracy, preset, status`, plus the
     mixer backend, sizes, final loss, a coarse loss curve and timings.
     """
-    dev = resolve_device(device)
-    rec = _record(preset, task, method, width, seed, steps, dev)
-    try:
-        tr = _Trainer(preset, rec, dev)
-        tr.load(*train_data(preset, task, seed, rec["steps"]))
-        tr.model.train()
-        t0 = time.perf_counter()
-        for k in range(rec["steps"]):
-            if sync_check and dev.type == "cuda" and k >= 1 and torch.cuda.get_sync_debug_mode() == 0:
-                torch.cuda.set_sync_debug_mode("error")  # every step but the very first
-            tr.step()
-            if on_step is not None and (k + 1) % 10 == 0:
-                on_step(k + 1)
-        if sync_check and dev.type == "cuda":
-            torch.cuda.set_sync_debug_mode("default")
-        if on_step is not None:
-            on_step(rec["steps"])
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        rec["train_seconds"] = time.perf_counter() - t0
-        tr.evaluate()
-        rec["cuda_graph"] = False
-    except Exception as e:  # noqa: BLE001 - one failing run must not stop a sweep
-        _fail(rec, e)
-    finally:
-        if sync_check and dev.type == "cuda":
-            torch.cuda.set_sync_debug_mode("default")
+    [rec] = run_group(preset, [(task, method, width, seed)], steps=steps, device=device, graphs=False,
+                      on_step=on_step, progress_every=10, sync_check=sync_check)
+    del rec["group_size"]  # a run trained alone
     return rec
 
 
 def run_group(preset: Preset, runs: Sequence[tuple[str, str, Optional[int], int]], *, steps: Optional[int] = None,
               device: str = "auto", graphs: bool = True, warmup: int = 3,
               data: Optional[Callable[[str, int, int], tuple[torch.Tensor, torch.Tensor]]] = None,
-              on_step: Optional[Callable[[int], None]] = None) -> list[dict]:
+              on_step: Optional[Callable[[int], None]] = None, progress_every: int = 100,
+              sync_check: bool = False) -> list[dict]:
     """Train the runs `(task, method, width, seed)` at once, in lockstep, and return their records.
 
     Args:
@@ -256,13 +233,15 @@ def run_group(preset: Preset, runs: Sequence[tuple[str, str, Optional[int], int]
             (ignored on the CPU, where every step is eager).
         data: `(task, seed, steps) -> (x, y)` as `train_data` returns them (e.g. from worker processes);
             default: `train_data` here.
-        on_step: called with the number of lockstep steps done, every 100 steps.
+        on_step: called with the number of lockstep steps done, every `progress_every` steps and at the end.
+        sync_check: on CUDA, run every eager training step after the first under
+            `torch.cuda.set_sync_debug_mode("error")`, so a host sync fails the run (a test hook).
 
     A run that fails to build, load or step gets an `error` (or `unavailable`) record and leaves the
     group; the others go on. A run whose capture fails trains eagerly (`cuda_graph` says why).
     """
     dev = resolve_device(device)
-    recs = [_record(preset, t, m, w, s, steps, dev) for t, m, w, s in runs]
+    recs = [dict(_record(preset, t, m, w, s, steps, dev), group_size=len(runs)) for t, m, w, s in runs]
     if len({r["steps"] for r in recs}) > 1:
         raise ValueError("run_group: every run must have the same number of steps")
     cuda = dev.type == "cuda"
@@ -275,7 +254,6 @@ def run_group(preset: Preset, runs: Sequence[tuple[str, str, Optional[int], int]
             with torch.cuda.stream(tr.stream) if cuda else contextlib.nullcontext():
                 tr.load(x, y)
                 tr.model.train()
-            rec["group_size"] = len(runs)
             live.append(tr)
         except Exception as e:  # noqa: BLE001
             _fail(rec, e)
@@ -317,10 +295,17 @@ def run_group(preset: Preset, runs: Sequence[tuple[str, str, Optional[int], int]
     else:
         for tr in live:
             tr.rec["cuda_graph"] = False
-    for k in range(n_warm, n_steps):
-        each(_Trainer.step)
-        if on_step is not None and (k + 1) % 100 == 0:
-            on_step(k + 1)
+    check_syncs = sync_check and cuda
+    try:
+        for k in range(n_warm, n_steps):
+            if check_syncs and k == n_warm + 1:
+                torch.cuda.set_sync_debug_mode("error")  # every step but the first
+            each(_Trainer.step)
+            if on_step is not None and (k + 1) % progress_every == 0:
+                on_step(k + 1)
+    finally:
+        if check_syncs:
+            torch.cuda.set_sync_debug_mode("default")
     if cuda:
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
