@@ -260,8 +260,9 @@ def accuracy(
 def _run_lockstep(p, runs, n_steps, dev, lockstep, jobs, graphs, over_budget, prog, record) -> None:
     """Groups of up to `lockstep` runs of one method, trained together (`train.run_group`); the training data
     of each (task, seed) is generated once, by `jobs` worker processes ahead of the groups that need it."""
+    import functools
     import multiprocessing as mp
-    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
 
     from prismbench.accuracy.train import run_group, train_data
 
@@ -273,33 +274,23 @@ def _run_lockstep(p, runs, n_steps, dev, lockstep, jobs, graphs, over_budget, pr
         cur.append(r)
     if cur:
         groups.append(cur)
-    keys = list(dict.fromkeys((t, s) for t, _, _, s in runs))
-    pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                               initargs=(1,)) if jobs > 1 else None
-    futures: dict = {}
-
-    def want(key) -> Future:
-        if key not in futures:
-            if pool is not None:
-                futures[key] = pool.submit(train_data, p, key[0], key[1], n_steps)
-            else:
-                f = Future()
-                f.set_result(train_data(p, key[0], key[1], n_steps))
-                futures[key] = f
-        return futures[key]
+    pool = None
+    if jobs > 1:  # every (task, seed)'s data submitted at once, in the order the groups need it
+        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(1,))
+        futures = {key: pool.submit(train_data, p, key[0], key[1], n_steps)
+                   for key in dict.fromkeys((t, s) for t, _, _, s in runs)}
+        data = lambda t, s, n: futures[(t, s)].result()  # noqa: E731
+    else:  # generated here, once per (task, seed): every method trains on the same batches
+        data = functools.lru_cache(maxsize=None)(lambda t, s, n: train_data(p, t, s, n))
 
     try:
-        if pool is not None:
-            for k in keys:
-                want(k)
         longest = 0.0
         for g in groups:
             if over_budget(longest):  # a group would not finish in the budget, judging by the longest so far
                 break
             t0 = time.perf_counter()
             bar = prog.add_task(f"{len(g)} x {g[0][1]} (lockstep)", total=n_steps)
-            recs = run_group(p, g, steps=n_steps, device=str(dev), graphs=graphs,
-                             data=lambda t, s, n: want((t, s)).result(),
+            recs = run_group(p, g, steps=n_steps, device=str(dev), graphs=graphs, data=data,
                              on_step=lambda k, b=bar: prog.update(b, completed=k))
             prog.remove_task(bar)
             longest = max(longest, time.perf_counter() - t0)
