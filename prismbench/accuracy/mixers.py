@@ -30,6 +30,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -189,37 +190,33 @@ def _gdn_op(device: torch.device, requested: str) -> tuple[Callable, str]:
         if requested == "fla-chunk":
             raise MixerUnavailable(f"gdn: backend='fla-chunk' needs CUDA, device is {device}")
         return prism_torch, "prism-torch (L=1, delta given) as gated delta rule"
-    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-
-    def chunk(q, k, v, g, beta):
-        return chunk_gated_delta_rule(q, k, v, g=g, beta=beta)[0]
-
-    refusal = _fla_gdn_refusal(device, chunk)
+    refusal = fla_gdn_refusal(str(device))
     if refusal is not None:
         if requested == "fla-chunk":
-            raise MixerUnavailable(f"gdn: fla chunk_gated_delta_rule backward fails here: {refusal}")
-        return prism_torch, f"prism-torch (L=1, delta given) as gated delta rule (fla chunk refused: {refusal[:60]})"
-    return chunk, "fla-chunk-gated-delta-rule"
+            raise MixerUnavailable(f"gdn: fla chunk_gated_delta_rule backward fails here: {refusal[1]}")
+        return prism_torch, f"prism-torch (L=1, delta given) as gated delta rule (fla chunk refused: {refusal[0]})"
+    return _fla_gdn_chunk, "fla-chunk-gated-delta-rule"
 
 
-_FLA_GDN_PROBED: dict[str, Optional[str]] = {}
+def _fla_gdn_chunk(q, k, v, g, beta):
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+    return chunk_gated_delta_rule(q, k, v, g=g, beta=beta)[0]
 
 
-def _fla_gdn_refusal(device: torch.device, chunk: Callable) -> Optional[str]:
-    """None if fla's chunk gated delta rule runs forward and backward on `device`, else why not (probed once per
-    device and process: fla 0.6.0 refuses the backward on Hopper with Triton >= 3.4, < 3.7.1, and the probe's
-    first call compiles and autotunes fla's kernels)."""
-    key = str(device)
-    if key not in _FLA_GDN_PROBED:
-        try:
-            t = [torch.randn(1, 64, 1, 16, device=device, requires_grad=True) for _ in range(3)]
-            gl = F.logsigmoid(torch.randn(1, 64, 1, device=device)).requires_grad_()
-            b = torch.rand(1, 64, 1, device=device).requires_grad_()
-            chunk(t[0], F.normalize(t[1], dim=-1), t[2], gl, b).sum().backward()
-            _FLA_GDN_PROBED[key] = None
-        except Exception as e:  # noqa: BLE001 - any refusal means: use the PyTorch path
-            _FLA_GDN_PROBED[key] = f"{type(e).__name__}: {e}"
-    return _FLA_GDN_PROBED[key]
+@functools.lru_cache(maxsize=None)
+def fla_gdn_refusal(device: str) -> Optional[tuple[str, str]]:
+    """None if fla's chunk gated delta rule runs forward and backward on `device`, else (error type, message).
+    Probed once per device and process (fla 0.6.0 refuses the backward on Hopper with Triton >= 3.4, < 3.7.1,
+    and the probe's first call compiles and autotunes fla's kernels); the LM stack asks the same question."""
+    try:
+        t = [torch.randn(1, 64, 1, 16, device=device, requires_grad=True) for _ in range(3)]
+        gl = F.logsigmoid(torch.randn(1, 64, 1, device=device)).requires_grad_()
+        b = torch.rand(1, 64, 1, device=device).requires_grad_()
+        _fla_gdn_chunk(t[0], F.normalize(t[1], dim=-1), t[2], gl, b).sum().backward()
+    except Exception as e:  # noqa: BLE001 - any refusal means: use the PyTorch path
+        return type(e).__name__, str(e)
+    return None
 
 
 class GatedDeltaNet(nn.Module):

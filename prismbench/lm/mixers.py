@@ -28,7 +28,6 @@ Example::
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -132,23 +131,19 @@ def _gla_state(cfg: LMConfig, T: int, L: int) -> int:
 # Gated DeltaNet
 
 
-@functools.lru_cache(maxsize=None)
-def _fla_gdn_refusal(device_str: str, width: int, heads: int, conv: int) -> Optional[str]:
-    """None when fla's chunk_gated_delta_rule runs forward and backward on `device_str`, else why not
-    (probed once per process by building the fla-backed mixer, whose constructor runs a tiny fwd+bwd)."""
-    from prismbench.accuracy.mixers import GatedDeltaNet, MixerUnavailable
+def _fla_gdn_refusal(device_str: str) -> Optional[str]:
+    """None when fla's chunk_gated_delta_rule runs forward and backward on `device_str`, else why not (the
+    accuracy mixers' probe, run once per device and process)."""
+    from prismbench.accuracy.mixers import fla_gdn_refusal
 
-    try:
-        GatedDeltaNet(width, heads, torch.device(device_str), conv, backend="fla-chunk")
-    except MixerUnavailable as e:
-        return str(e)
-    return None
+    why = fla_gdn_refusal(device_str)
+    return None if why is None else f"gdn: fla chunk_gated_delta_rule backward fails here: {why[1]}"
 
 
 def _build_gdn(cfg, device, L, max_T):
     if device.type != "cuda":
         return (lambda i: _prism_layer(cfg, 1, "torch")), "prism-torch (L=1) as GDN stand-in (CPU)"
-    why = _fla_gdn_refusal(str(device), cfg.hidden_size, cfg.num_heads, cfg.conv_size)
+    why = _fla_gdn_refusal(str(device))
     if why is None:
         from prismbench.accuracy.mixers import GatedDeltaNet
 
