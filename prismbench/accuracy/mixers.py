@@ -305,14 +305,15 @@ def _build_prism(width, heads, device, L: int = 2, conv: int = 4, backend: str =
 
 @register_mixer("gla", "Gated Linear Attention (prismbench.baselines.fla_ops.gla.GLALayer)")
 def _build_gla(width, heads, device, conv: int = 4, backend: str = "auto"):
-    """backend: "auto" (on CUDA fla's `chunk_gla` for training when the head is >= 32 wide, else fla's
-    `fused_recurrent_gla`, forward and backward; fla's naive token loop off CUDA), "chunk" or "fused_recurrent".
+    """backend: "auto" (on CUDA fla's `fused_recurrent_gla`, forward and backward, at every width; fla's naive token
+    loop off CUDA), "chunk" (fla's `chunk_gla` for training) or "fused_recurrent".
 
-    Why "auto" avoids `chunk_gla` for narrow heads: at width 16 (one 16-wide head, float32) the first GPU run
-    (H100, Triton 3.6.0, fla-core 0.6.0) failed with `CUDA error: misaligned address`; reading fla's code, every
-    `tl.dot` kernel on chunk_gla's path autotunes only tiles wider than the head (BK, BV >= 32), which fla itself
-    guards against elsewhere for Hopper miscompiles, while `fused_recurrent_gla` tiles by 16 and has no `tl.dot`
-    (results/accuracy/README.md). Same math either way; the record's backend says which ran."""
+    Why "auto" does not use `chunk_gla`: at width 16 (one 16-wide head, float32) its first GPU run (H100, Triton
+    3.6.0, fla-core 0.6.0) failed with `CUDA error: misaligned address` (every `tl.dot` kernel on its path autotunes
+    only tiles wider than the head, BK, BV >= 32, while `fused_recurrent_gla` tiles by 16 and has no `tl.dot`); at
+    width 64 its first call autotuned for more than 90 s (2026-12-06), per new head width. The probing tasks are
+    128 tokens long, where the chunked form saves nothing, and one kernel at every width keeps the width sweep
+    comparable. Same math either way; the record's backend says which ran (results/accuracy/README.md)."""
     if backend not in ("auto", "chunk", "fused_recurrent"):
         raise ValueError(f"gla: backend={backend!r} must be 'auto', 'chunk' or 'fused_recurrent'")
     mod = _import("prismbench.baselines.fla_ops.gla", "gla")
@@ -321,7 +322,7 @@ def _build_gla(width, heads, device, conv: int = 4, backend: str = "auto"):
             raise MixerUnavailable(f"gla: backend={backend!r} needs CUDA, device is {device}")
         return _TupleOut(mod.GLALayer(hidden_size=width, num_heads=heads, conv_size=conv), "fla-naive-recurrent-gla")
     if backend == "auto":
-        backend = "chunk" if width // heads >= 32 else "fused_recurrent"
+        backend = "fused_recurrent"
     if backend == "chunk":
         # the layer picks chunk_gla while training, fused_recurrent_gla for evaluation at T <= 64 (as fla's layers do)
         layer = mod.GLALayer(hidden_size=width, num_heads=heads, conv_size=conv)
