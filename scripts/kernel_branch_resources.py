@@ -1,9 +1,9 @@
-"""Offline sm_90 resources of ONE program kind of a program_id(0)-branched PRISM kernel (prism_bwd_key_kernel,
-prism_bwd_key2_kernel): the kernel's source is copied with `i_p` made a constexpr, so the other branches are
-dropped at compile time, and compiled through scripts/kernel_resources.py's key / key2 jobs (K = V = 64, chunk
-64, bf16, 16-byte aligned pointers). Used for kernels/prism/NOTES.md, "Version 4 preparation".
+"""Offline sm_90 resources of ONE program kind of the program_id(0)-branched PRISM kernel prism_bwd_key_kernel:
+the kernel's source is copied with `i_p` made a constexpr, so the other branches are dropped at compile time,
+and compiled through scripts/kernel_resources.py's key job (K = V = 64, chunk 64, bf16, 16-byte aligned
+pointers). Used for kernels/prism/NOTES.md, "Version 4 preparation" (version 4 deleted the other such kernel,
+prism_bwd_key2_kernel).
 
-    python scripts/kernel_branch_resources.py prism_bwd_key2_kernel 0,1,2,3 8,4   # BVS=32 (env) for key2's values
     BVS=64 python scripts/kernel_branch_resources.py prism_bwd_key_kernel 0,1,2 8,4
 """
 import contextlib, importlib.util, inspect, io, json, os, sys, tempfile
@@ -16,7 +16,7 @@ sys.argv = _argv
 from prismbench.kernels.prism import chunk as pc
 
 HEAD = ("import triton\nimport triton.language as tl\nfrom prismbench.kernels.prism.chunk import *\n"
-        "from prismbench.kernels.prism.chunk import _decays, _key_delta, _key_delta_cols, _cols, _rows, _vec, "
+        "from prismbench.kernels.prism.chunk import _decays, _key_delta, _key_dk_cols, _cols, _rows, _vec, "
         "_state, _raw, _gmat, _gelu, _gelu_grad\n")
 
 name, parts, warps = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], [int(x) for x in sys.argv[3].split(",")]
@@ -34,8 +34,7 @@ for P in parts:
     setattr(pc, name, getattr(m, name))
     try:
         for w in warps:
-            f = kr.key2 if name == "prism_bwd_key2_kernel" else kr.key
-            ck = f(64, 64, int(os.environ.get("BVS", 64)), w, False)
+            ck = kr.key(64, 64, int(os.environ.get("BVS", 64)), w, False)
             print(json.dumps(dict(kernel=name, part=P, warps=w, **kr.usage(ck))), flush=True)
     finally:
         setattr(pc, name, orig)

@@ -7,12 +7,13 @@ Used for kernels/prism/NOTES.md (version 3 preparation).
 Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,K,BT,BK,warps,stages |
 merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
 PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
-wy,K,warps[,BT] | wye,K,warps[,BT] | wyr,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel, "split" erase and read
-kernels) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT] (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | key2,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
-(phase C2: KEYS_IMPL="fused" kernel, "split" and "split2" per-key kernels and tail). K = V. One JSON line per job.
+wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
+(WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
+(phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail). K = V. One JSON line per job. (Version 4
+deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
-    python scripts/kernel_resources.py "wy,64,8;wye,64,8;wyr,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"  # version 3
+    python scripts/kernel_resources.py "wy,64,8;keys,64,3,8;key,64,64,8,0;tail,64,8,1"
     python scripts/kernel_resources.py "wy2c,64,32,4;wy2e,64,4;wy2r,64,4;wy2c,128,32,4;wy2e,128,8;wy2r,128,8"  # v4 WY
 
 Pointer arguments are compiled 16-byte aligned, as launched (KR_ALIGN=0: unaligned, the method of the tables
@@ -148,19 +149,6 @@ def key(K, BT, BV, warps, first):
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
 
-def key2(K, BT, BV, warps, first):
-    """prism_bwd_key2_kernel (KEYS_IMPL="split2": one extra key per launch; BV here is its values programs'
-    column block BVS, K = V = BK full)."""
-    f32, dt = "*fp32", "*bf16"
-    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
-               dgp=f32, dgf=f32, drp=f32, dk=dt, dp=dt, dbw=f32, scale="fp32", T="i32", B="i32", H="i32", l="i32",
-               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", BVS="constexpr",
-               FIRST="constexpr", PREC="constexpr", RAW="constexpr")
-    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, BVS=BV, FIRST=first, PREC="tf32", RAW=True)
-    sig = {n: sig[n] for n in pc.prism_bwd_key2_kernel.arg_names}
-    return _compile(pc.prism_bwd_key2_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
-
-
 def keys_tail(K, BT, warps, has_dr):
     """prism_bwd_keys_tail_kernel (KEYS_IMPL="split"; has_dr: L > 1)."""
     f32, dt = "*fp32", "*bf16"
@@ -182,24 +170,6 @@ def wy(K, BT, warps):
                BV="constexpr", PREC="constexpr", RAW="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
     return _compile(pc.prism_bwd_wy_kernel, sig, cst, warps)
-
-
-def wy_erase(K, BT, warps):
-    """prism_bwd_wy_erase_kernel (WY_IMPL="split", first kernel)."""
-    f32, dt = "*fp32", "*bf16"
-    sig = dict(k=dt, beta=dt, gc=f32, hs=f32, dv1=f32, w=f32, ub=f32, tr=f32, dbp=f32, dgp=f32, T="i32", H="i32",
-               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
-               RAW="constexpr")
-    return _compile(pc.prism_bwd_wy_erase_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
-
-
-def wy_read(K, BT, warps):
-    """prism_bwd_wy_read_kernel (WY_IMPL="split", second kernel)."""
-    f32, dt = "*fp32", "*bf16"
-    sig = dict(q=dt, k=dt, gc=f32, hs=f32, dhs=f32, do=dt, v1=f32, w=f32, dqp=f32, dgp=f32, scale="fp32", T="i32",
-               H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
-               PREC="constexpr", RAW="constexpr")
-    return _compile(pc.prism_bwd_wy_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
 
 
 def wy2_cols(K, BT, BV, warps):
@@ -292,11 +262,6 @@ for spec in jobs.split(";"):
             BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
             ck = key(K, BT, BV, warps, bool(first))
             r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first))
-        elif kind == "key2":      # key2,K,BV,warps,first[,BT]: prism_bwd_key2_kernel (KEYS_IMPL="split2")
-            K, BV, warps, first = a[:4]
-            BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
-            ck = key2(K, BT, BV, warps, bool(first))
-            r = dict(kernel="key2", K=K, BT=BT, BV=BV, warps=warps, first=bool(first))
         elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
             K, warps, has_dr = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
@@ -306,11 +271,6 @@ for spec in jobs.split(";"):
             K, warps = a[:2]
             BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
             ck = wy(K, BT, warps); r = dict(kernel="wy", K=K, BT=BT, warps=warps)
-        elif kind in ("wye", "wyr"):   # wye|wyr,K,warps[,BT]: WY_IMPL="split" erase / read kernels
-            K, warps = a[:2]
-            BT = a[2] if len(a) > 2 else (64 if K <= 64 else 32)
-            ck = (wy_erase if kind == "wye" else wy_read)(K, BT, warps)
-            r = dict(kernel="wy_erase" if kind == "wye" else "wy_read", K=K, BT=BT, warps=warps)
         elif kind == "wy2c":      # wy2c,K,BV,warps[,BT]: WY_IMPL="split2" column kernel
             K, BV, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)

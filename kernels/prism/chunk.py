@@ -15,8 +15,9 @@ forward
                        merged with dots; the Tr buffer is its workspace), W = Tr diag(b1 gamma) K1,
                        Ub = Tr diag(b1) (Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l), Sw = sum_{l>=2} (e K_l)^T D_l
     prism_fwd_solve    (SPLIT_SOLVE only, off by default) the solve as its own kernel before prep
-    (TR_SOLVER="fla", the default) Tr from fla's chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril
-                       instead (the prep reads it: SOLVED=True)
+    (TR_SOLVER="fla", the default) Tr from fla's kernels instead (the prep reads it: SOLVED=True): since
+                       version 4 fla's fused kkt + solve kernel at chunk 64 (TR_FLA_IMPL="fused"), else
+                       chunk_local_cumsum / chunk_scaled_dot_kkt_fwd / solve_tril
     (PREP_IMPL="split", the default) prep as small kernels: Tr (fla's, or prism_fwd_solve), prism_prep_w (gc, W),
                        prism_prep_u (Ub, Sw; BV-wide column blocks of V), prism_prep_dvloc (backward only:
                        dVloc); used by the forward and the backward prep alike
@@ -27,9 +28,7 @@ backward (prism_bwd.md, phases A, B, C)
     prism_fwd_prep     again (Sw skipped) plus dVloc = P_1^T dO
     prism_bwd_dh       reverse sequential: dH_{c+1} stored, dV1 = dVloc + (e K1) dH_{c+1}, dh0
     prism_bwd_wy       parallel over chunks: the WY part and the first key (partial dq, dk1, dbeta1, dg; dY).
-                       (WY_IMPL="split", the default since version 3) prism_bwd_wy_erase_kernel (WY part; V1
-                       stored over dV1) then prism_bwd_wy_read_kernel (first key's read-out and state write);
-                       (WY_IMPL="split2", version 4 preparation, not yet run on a GPU) three lighter kernels:
+                       (WY_IMPL="split2", the default since version 4) three kernels:
                        prism_bwd_wy2_cols_kernel (dY over Ub and V1 over dV1, per column block of V),
                        prism_bwd_wy2_erase_kernel (WY part from dY, V1, h; state write; dk1 over W) and
                        prism_bwd_wy2_read_kernel (read-out: dq, dk1 +=, dg +=); 4 warps at K, V <= 64;
@@ -40,9 +39,6 @@ backward (prism_bwd.md, phases A, B, C)
                        columns: dk_l; values: dD_l, dbeta_l, dp_l, the running dr), each adding in place to fp32
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
-                       (KEYS_IMPL="split2", version 4 preparation, not yet run on a GPU) the same with
-                       prism_bwd_key2_kernel: 3 + cdiv(V, KEYS_BV) lighter programs per chunk (rows split into
-                       read-out and write sides, values in column blocks of V), two small extra fp32 buffers.
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
@@ -51,13 +47,13 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 3 (NOTES.md): TR_SOLVER="fla", PREP_IMPL="split", KEYS_IMPL="split" and WY_IMPL="split", all
-checked on an H100 (results/kernels/prism-triton-v3-release-check-h100.json).
-
-Status (version 3, NOTES.md): exact on an H100 with the default switches (fla Tr, split prep, split backward
-keys and WY): K = V = 64 and 128, L in {1, 3}, T 64..16384, every gradient (bf16 error <= 2.8e-3); K = V = 64,
-T = 2048, 32768 tokens: L=1 fwd 1.72 ms, L=3 fwd 2.93 ms, L=1 fwd+bwd 5.62 ms, L=3 fwd+bwd 13.9 ms (fla chunk_gla
-fwd+bwd 3.13 ms): 0.23x GLA, still far from the issue-5 targets; the per-key backward kernel is the bottleneck.
+Version 4 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="split" and
+WY_IMPL="split2". The three version-4 candidates were checked and timed on an H100
+(results/kernels/prism-triton-v4-variants-h100.json): the fused Tr (0.62 -> 0.37 ms) and the WY split in three
+kernels (1.95 -> 1.36 ms) won and are the defaults; the per-key kernel in lighter programs (KEYS_IMPL="split2")
+lost (L=3: 6.6 -> 8.8 ms) and was deleted, as was version 3's two-kernel WY split. Status: every gradient within
+5e-3 on an H100 (bf16); K = V = 64, T = 2048, 32768 tokens: L=1 fwd 1.47 ms, L=3 fwd 2.62 ms, L=3 bwd ~10 ms,
+still far from the issue-5 targets (NOTES.md); the per-key backward kernel is the bottleneck.
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -653,97 +649,6 @@ def prism_bwd_wy_kernel(
 
 
 @triton.jit(do_not_specialize=["T", "H"])
-def prism_bwd_wy_erase_kernel(
-    k, beta, gc, hs, dv1, w, ub, tr, dbp, dgp, T,
-    H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-):
-    """Phase C1, WY_IMPL="split", first kernel: the WY (erase) part. Grid (N, B*H).
-
-    Reads W, Ub, Tr, dV1 and h of its chunk, then overwrites (its own rows only) Ub with dY = Tr^T dV1, W with
-    the erase side's partial dk1 = diag(b1 gamma) dZ + (dSA + dSA^T) K1 and dV1 with V1 = Ub - W h (for
-    prism_bwd_wy_read_kernel); writes dbeta1 dbp and dg dgp (its rho terms: Z . dZ and the dA . (G< . S) pair).
-    """
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = (T + BT - 1) // BT
-    o_i = tl.arange(0, BT)
-    m_s = o_i[:, None] > o_i[None, :]
-    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
-    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dv1 = tl.load(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dw = -tl.dot(b_dv1, tl.trans(b_h), input_precision=PREC)
-    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
-    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
-    b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
-    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
-    b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
-                     + tl.dot(b_dZ, tl.trans(b_w), input_precision=PREC), 0.)
-    tl.store(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), b_dY, boundary_check=(0, 1))
-    tl.store(_rows(dv1, i_b, i_h, i_t, T, H, V, BT, BV), b_ub - tl.dot(b_w, b_h, input_precision=PREC),
-             boundary_check=(0, 1))                                          # V1 = Ub - W h
-    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_k1 = b_k1r.to(tl.float32)
-    b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
-    b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
-    b_GS = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)   # G< . K1 K1^T
-    b_db1 = tl.sum(b_dA * b_GS, axis=1) + b_gam * tl.sum(b_k1 * b_dZ, axis=1)
-    b_dA = b_dA * b_b1[:, None]
-    b_M = b_dA * b_GS
-    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    b_dSA = b_dA * _gmat(b_gc, m_s)
-    tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK),
-             b_dkz + tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC), boundary_check=(0, 1))
-    tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
-    tl.store(_vec(dgp, i_b, i_h, i_t, T, H, BT), tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
-
-
-@triton.jit(do_not_specialize=["T", "H"])
-def prism_bwd_wy_read_kernel(
-    q, k, gc, hs, dhs, do, v1, w, dqp, dgp, scale, T,
-    H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-):
-    """Phase C1, WY_IMPL="split", second kernel (after prism_bwd_wy_erase_kernel): the first key's read-out and
-    state write, and the h terms. Grid (N, B*H). Reads V1 (v1, the dV1 buffer) and h, dH' of its chunk; writes the
-    partial dq dqp; adds dE^T Qs + diag(e) V1 dH'^T to the partial dk1 in w and its rho, s and gamma_C <h, dH'>
-    terms to dgp (read-modify-write of its own rows).
-    """
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = (T + BT - 1) // BT
-    o_i = tl.arange(0, BT)
-    m_s = o_i[:, None] > o_i[None, :]
-    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
-    b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)
-    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
-    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
-    b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
-    b_rho = tl.sum(b_qs * b_dqs, axis=1)
-    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_k1 = b_k1r.to(tl.float32)
-    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
-    tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
-    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
-    b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-    b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
-    p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
-    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC)
-             + b_dKd * b_e[:, None], boundary_check=(0, 1))
-    # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay)
-    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
-    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
-             + (tl.cumsum(b_s, axis=0) - b_s) + b_dbh, boundary_check=(0,))
-
-
-@triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_wy2_cols_kernel(
     tr, hs, w, ub, dv1, T,
     H, K: tl.constexpr, V: tl.constexpr,
@@ -983,25 +888,10 @@ def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: t
 
 
 @triton.jit
-def _key_delta_cols(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr,
-                    BVS: tl.constexpr):
-    """`_key_delta` on the column block [i_v*BVS, i_v*BVS+BVS) of V (the solver steps act per element)."""
-    b_r = (tl.load(_cols(v, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
-           - tl.load(_cols(u, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32))
-    for m in range(0, l):
-        b_pm = tl.load(_cols(p + m * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS),
-                       boundary_check=(0, 1)).to(tl.float32)
-        b_r = b_r - _gelu(b_pm * b_r)
-    b_p = tl.load(_cols(p + l * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
-    b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    return b_r, b_p, b_p * b_r, b_bl
-
-
-@triton.jit
 def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                  sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr):
-    """The columns program of the per-key kernels (prism_bwd_key_kernel's 1, prism_bwd_key2_kernel's 2): stores
+    """The columns program of the per-key kernel (prism_bwd_key_kernel's program 1): stores
     dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l)."""
     b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
@@ -1123,124 +1013,6 @@ def prism_bwd_key_kernel(
                  boundary_check=(0, 1))
 
 
-@triton.jit(do_not_specialize=["T", "H", "B", "l"])
-def prism_bwd_key2_kernel(
-    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dgf, drp,
-    dk, dp, dbw, scale, T,
-    B, H, l, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BVS: tl.constexpr,
-    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-):
-    """One extra key l >= 1 of phase C2 (KEYS_IMPL="split2"; version 4 preparation, not yet run on a GPU).
-    Grid (3 + NV, N, B*H), NV = cdiv(V, BVS). The same terms as prism_bwd_key_kernel (see there), in lighter
-    programs: its rows program is split in two (no program holds both dE and dF), and its values program into
-    NV column blocks of V (no product there reduces over V except dbeta_l's rowsum, which each block writes as
-    a partial):
-      0 (rows t, read-out side): dE = G<= . (dO D^T); dq += dE K_l (dqp), rho_E = rowsum(M) - colsum(M) with
-        M = G< . dE . (Qs K_l^T), s = e . rowsum(K_l . (D dH'^T)); dg += reverse cumsum of rho_E and exclusive
-        cumsum of s (dgp, read-modify-write);
-      1 (rows t, write side): P = dY D^T, F = K1 K_l^T, dF = -G< . (diag(beta1) P); dk1 += dF K_l (dkp),
-        dbeta1 += -rowsum(G< . F . P) (dbp), rho_F = rowsum(dF . F) - colsum(dF . F); its reverse cumsum goes to
-        dgf ([B,T,H] fp32, a separate buffer because program 0 writes dgp; FIRST: written, not read; the launcher
-        adds dgf to dgp once after the last key: dg is linear in rho);
-      2 (columns i): dk_l, as prism_bwd_key_kernel's program 1;
-      3 + i_v (values, columns [i_v*BVS, i_v*BVS+BVS) of V): dD_l, dz, dp_l and the running dr (drp) of those
-        columns, as prism_bwd_key_kernel's program 2; rowsum(GELU(z_l) . dD_l) over those columns to dbw[i_v]
-        (fp32 [NV, B, T, H]; the launcher stores dbeta_l = the sum over i_v).
-    Each buffer (and each column block of drp, dp, dbw) is written by one program per tile per launch: no
-    atomics, deterministic. No dot result is cast
-    to 16 bits; transposed dot operands (dE^T, dF^T, (G . E)^T, (G . F)^T) are fp32.
-    """
-    i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_b, i_h = i_bh // H, i_bh % H
-    NT = (T + BT - 1) // BT
-    ll = l.to(tl.int64)
-    sb = (B * T * H).to(tl.int64)      # stride of the L axis of beta; of k: sb * K, of p: sb * V
-    o_i = tl.arange(0, BT)
-    m_s = o_i[:, None] > o_i[None, :]
-    m_a = o_i[:, None] >= o_i[None, :]
-    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
-    if i_p == 0:
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_D = _gelu(b_z) * b_bl[:, None]
-        b_kl = b_klr.to(tl.float32)
-        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
-        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
-        # read-out
-        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
-        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
-        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
-                 boundary_check=(0, 1))
-        p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
-        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
-                 + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
-    elif i_p == 1:
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        b_D = _gelu(b_z) * b_bl[:, None]
-        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
-        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
-        b_Gs = _gmat(b_gc, m_s)
-        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
-        b_dF = -b_Gs * (b_P * b_b1[:, None])
-        b_M = b_dF * b_F
-        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_klr.to(tl.float32),
-                                                                       input_precision=PREC),
-                 boundary_check=(0, 1))
-        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
-        p_dgf = _vec(dgf, i_b, i_h, i_t, T, H, BT)
-        if FIRST:
-            tl.store(p_dgf, tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
-        else:
-            tl.store(p_dgf, tl.load(p_dgf, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True),
-                     boundary_check=(0,))
-    elif i_p == 2:
-        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
-                     sb, K, V, BT, BK, BV, PREC, RAW)
-    else:
-        i_v = i_p - 3
-        b_rc, b_pc, b_zc, b_bl = _key_delta_cols(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, ll, sb, V, BT, BVS)
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
-        b_doc = tl.load(_cols(do, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)).to(tl.float32)
-        b_dD = tl.dot(tl.trans(b_GE), b_doc, input_precision=PREC)
-        b_dhnc = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BVS, i_v), boundary_check=(0, 1))
-        b_dD += tl.dot(b_klr.to(tl.float32) * b_e[:, None], b_dhnc, input_precision=PREC)
-        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-        b_dXc = tl.load(_cols(dy, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), boundary_check=(0, 1)) * b_b1[:, None]
-        b_dD -= tl.dot(tl.trans(b_GF), b_dXc, input_precision=PREC)
-        # this column block's part of dbeta_l (fp32; the launcher sums the blocks)
-        tl.store(_vec(dbw + i_v * (B * T * H), i_b, i_h, i_t, T, H, BT), tl.sum(_gelu(b_zc) * b_dD, axis=1),
-                 boundary_check=(0,))
-        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
-        p_dr = _cols(drp, i_b, i_h, i_t, i_v, T, H, V, BT, BVS)
-        if FIRST:
-            b_dzc = b_dD * b_bl[:, None] * _gelu_grad(b_zc)
-            tl.store(p_dr, b_dzc * b_pc, boundary_check=(0, 1))
-        else:
-            b_drc = tl.load(p_dr, boundary_check=(0, 1))
-            b_dzc = (b_dD * b_bl[:, None] - b_drc) * _gelu_grad(b_zc)
-            tl.store(p_dr, b_drc + b_dzc * b_pc, boundary_check=(0, 1))
-        tl.store(_cols(dp + ll * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BVS), (b_dzc * b_rc).to(dp.dtype.element_ty),
-                 boundary_check=(0, 1))
-
-
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_keys_tail_kernel(
     q, v, u, p, beta, dy, dqp, dkp, dbp, dgp, drp,
@@ -1248,7 +1020,7 @@ def prism_bwd_keys_tail_kernel(
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_DR: tl.constexpr,
 ):
-    """Tail of phase C2 (KEYS_IMPL="split" or "split2"), after the per-key launches: the solver's first step (dDelta_1 =
+    """Tail of phase C2 (KEYS_IMPL="split"), after the per-key launches: the solver's first step (dDelta_1 =
     dX = diag(beta1) dY) and X's Delta_1 term of dbeta1; finishes dq, dk[0], dbeta[0], dv, du, dp[0] (input
     dtypes) and dg (fp32; may alias dgp). Grid (N, B*H). HAS_DR (L > 1): dr from drp [B,T,H,V] fp32 (the
     per-key launches' running dr), else 0. Each output is finished and stored before the next is started
@@ -1330,37 +1102,25 @@ PREP_IMPL = "split"
 #           "split" (~3.1 ms per extra key, predicted 0.9: NOTES.md).
 #   "fused" (version 2): prism_bwd_keys_kernel, all keys unrolled in one program per chunk (L=3, 8 warps: 255
 #           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
-#   "split2" (version 4 preparation, not yet run on a GPU): as "split", with prism_bwd_key2_kernel: four lighter
-#           kinds of program per chunk tile (rows read-out side, rows write side, columns, values in KEYS_BV-wide
-#           column blocks of V), grid (3 + cdiv(V, KEYS_BV), N, B*H); 4 warps at K, V <= 64 (offline sm_90, bf16,
-#           K = V = 64: 255 registers, no spills, i.e. 2 CTAs/SM; 8 warps: 238, none; "split": 255 and 24 B at 8
-#           warps, 656 B at 4), else 8. Extra memory: fp32 [B,T,H] and [L-1, NV, B,T,H]. NOTES.md, "Version 4
-#           preparation".
+#   ("split2", version 4 preparation: prism_bwd_key2_kernel, four lighter kinds of program per chunk tile; exact
+#           on an H100 but slower, bwd_keys 6.6 -> 8.8 ms at L=3, T=2048; deleted, NOTES.md "Version 4".)
 KEYS_IMPL = "split"
-# column block of V in prism_bwd_key2_kernel's values programs (KEYS_IMPL="split2"); capped at the padded V
-KEYS_BV = 32
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
-#   "split" (default, version 3): prism_bwd_wy_erase_kernel (dY, dZ, dA: dbeta1, the erase side's dk1, its dg
-#           terms; stores V1 = Ub - W h over the dead dV1) then prism_bwd_wy_read_kernel (the first key's read-out
-#           and state write: dq, dk1 += , dg += ; reads V1). Offline sm_90 (K = V = 64, bf16, 8 warps): 255 and 254
-#           registers, no spills (fused: 255, 1.1 KB). H100: 1.95 ms vs fused 2.64 at T=2048, L=1 (predicted 1.1).
+#   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
+#           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
+#           prism_bwd_wy2_erase_kernel: the WY part from dY, V1, h alone (dZ = -dY h^T, dA from dY V1^T) plus the
+#           state write's terms (V1 dH'^T), dk1 over W; prism_bwd_wy2_read_kernel: the read-out (dq, dk1 +=,
+#           dg +=). 4 warps at K, V <= 64 (one warpgroup), else 8. No extra memory. H100, T=2048, L=1:
+#           1.36 ms (version 3's two-kernel "split": 1.95, deleted; "fused": 2.61).
 #   "fused" (version 2): prism_bwd_wy_kernel, one program per chunk (H100: 2.64 ms at T=2048, L=1 and L=3).
-#   "split2" (version 4 preparation, not yet run on a GPU): three lighter kernels. prism_bwd_wy2_cols_kernel,
-#           grid (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over
-#           dV1); prism_bwd_wy2_erase_kernel: the WY part from dY, V1, h alone (dZ = -dY h^T, dA from dY V1^T) plus
-#           the state write's terms (V1 dH'^T), dk1 over W; prism_bwd_wy2_read_kernel: the read-out (dq, dk1 +=,
-#           dg +=). 12 dots of 64^3 per chunk instead of 14; 4 warps at K, V <= 64 (one warpgroup: no doubled
-#           wgmma), else 8. No extra memory. Offline sm_90 numbers and predictions: NOTES.md, "Version 4
-#           preparation, part 2".
-WY_IMPL = "split"
+WY_IMPL = "split2"
 # column block of V in prism_bwd_wy2_cols_kernel (WY_IMPL="split2"); capped at the padded V
 WY_BV = 32
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy" (the fused kernel, or WY_IMPL="split"'s erase kernel), "wy_read" (WY_IMPL="split"), "keys" (the fused
-# kernel, or the tail with KEYS_IMPL="split"), "key" (KEYS_IMPL="split": the per-key kernel), "key2"
-# (KEYS_IMPL="split2": its per-key kernel), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
+# "dh", "wy" (WY_IMPL="fused"), "keys" (the fused kernel, or the tail with KEYS_IMPL="split"), "key"
+# (KEYS_IMPL="split": the per-key kernel), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}
@@ -1470,14 +1230,14 @@ def _tr_fla(k1, beta1, g, BT):
 
 
 # TR_FLA_IMPL: which of fla's kernels build Tr when TR_SOLVER="fla".
-#   "unfused" (default, H100-checked): chunk_scaled_dot_kkt_fwd (A, fp32, written to HBM) then solve_tril. H100,
-#             T=2048, 32768 tokens, H=16: 0.62-0.64 ms (tr_fla phase), more than fla's whole GDN forward (0.57 ms).
-#   "fused" (version 4 preparation, NOT yet run on a GPU): fla's chunk_gated_delta_rule_fwd_kkt_solve_kernel (the
-#             kernel fla's own GDN forward uses at chunk 64): A = beta K K^T (gated) and its inverse in one pass,
-#             A never leaves registers; we hand it an fp32 output buffer (the kernel casts its fp32 result to the
-#             buffer's dtype), so Tr keeps the precision of "unfused". Chunk 64 only (else "unfused"). Under the
-#             interpreter the torch stand-ins run either way, so only a GPU check tests it.
-TR_FLA_IMPL = "unfused"
+#   "fused" (default since version 4): fla's chunk_gated_delta_rule_fwd_kkt_solve_kernel (the kernel fla's own GDN
+#             forward uses at chunk 64): A = beta K K^T (gated) and its inverse in one pass, A never leaves
+#             registers; we hand it an fp32 output buffer (the kernel casts its fp32 result to the buffer's dtype),
+#             so Tr keeps the precision of "unfused". Chunk 64 only (else "unfused"). Under the interpreter the torch
+#             stand-ins run either way, so only a GPU check tests it. H100, T=2048, 32768 tokens, H=16: 0.37 ms
+#             (predicted 0.15-0.2); every gradient within 5e-3.
+#   "unfused" (version 3): chunk_scaled_dot_kkt_fwd (A, fp32, written to HBM) then solve_tril: 0.62 ms.
+TR_FLA_IMPL = "fused"
 
 
 def _tr_fla_impl() -> str:
@@ -1676,10 +1436,10 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
 
 
 def _wy_impl(wy_impl):
-    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split", "split2" or "fused"."""
+    """The phase C1 implementation: wy_impl if given, else WY_IMPL; "split2" or "fused"."""
     s = WY_IMPL if wy_impl is None else wy_impl
-    if s not in ("fused", "split", "split2"):
-        raise ValueError(f"WY_IMPL / wy_impl must be 'fused', 'split' or 'split2', got {s!r}")
+    if s not in ("fused", "split2"):
+        raise ValueError(f"WY_IMPL / wy_impl must be 'fused' or 'split2', got {s!r}")
     return s
 
 
@@ -1687,11 +1447,9 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
     Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
 
-    wy_impl (default WY_IMPL): "split" runs prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel and also
-    overwrites dv1 (with V1 = Ub - W h, the second kernel's input); "split2" (version 4 preparation) runs
-    prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V), prism_bwd_wy2_erase_kernel and
-    prism_bwd_wy2_read_kernel and overwrites dv1 with V1 as well; "fused" (version 2) runs prism_bwd_wy_kernel
-    and leaves dv1 as it is."""
+    wy_impl (default WY_IMPL): "split2" runs prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V),
+    prism_bwd_wy2_erase_kernel and prism_bwd_wy2_read_kernel and also overwrites dv1 (with V1 = Ub - W h);
+    "fused" (version 2) runs prism_bwd_wy_kernel and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1707,42 +1465,31 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
             num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
         )
         return dqp, dbp, dg
-    if _wy_impl(wy_impl) == "split2":
-        BVc = min(BV, WY_BV)
-        prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
-            tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
-            num_warps=WARPS.get("wy2_cols", 4),
-        )
-        w2 = 4 if max(BK, BV, BT) <= 64 else 8
-        prism_bwd_wy2_erase_kernel[(NT, B * H)](
-            k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
-            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
-            num_warps=WARPS.get("wy2_erase", w2),
-        )
-        prism_bwd_wy2_read_kernel[(NT, B * H)](
-            q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
-            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
-            num_warps=WARPS.get("wy2_read", w2),
-        )
-        return dqp, dbp, dg
-    prism_bwd_wy_erase_kernel[(NT, B * H)](
-        k, beta, gc, hs, dv1, w, ub, tr, dbp, dg, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
-        num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
+    # "split2"
+    BVc = min(BV, WY_BV)
+    prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
+        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
+        num_warps=WARPS.get("wy2_cols", 4),
     )
-    prism_bwd_wy_read_kernel[(NT, B * H)](
-        q, k, gc, hs, dhs, do, dv1, w, dqp, dg, scale, T,
+    w2 = 4 if max(BK, BV, BT) <= 64 else 8
+    prism_bwd_wy2_erase_kernel[(NT, B * H)](
+        k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
-        num_warps=WARPS.get("wy_read", _warps(BK, BV, BT)),
+        num_warps=WARPS.get("wy2_erase", w2),
+    )
+    prism_bwd_wy2_read_kernel[(NT, B * H)](
+        q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        num_warps=WARPS.get("wy2_read", w2),
     )
     return dqp, dbp, dg
 
 
 def _keys_impl(keys_impl):
-    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split", "split2" or "fused"."""
+    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split" or "fused"."""
     s = KEYS_IMPL if keys_impl is None else keys_impl
-    if s not in ("fused", "split", "split2"):
-        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused', 'split' or 'split2', got {s!r}")
+    if s not in ("fused", "split"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused' or 'split', got {s!r}")
     return s
 
 
@@ -1754,11 +1501,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
     buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
-    dV1 buffer), allocated when None. "split2" is "split" with prism_bwd_key2_kernel (four kinds of program per
-    chunk tile and extra key; KEYS_BV-column blocks of V in its values programs), with two extra fp32 buffers:
-    [B,T,H] (the write side's dg terms, added to dg before the tail) and [L-1, NV, B,T,H] (dbeta[1:] per
-    column block, summed over the blocks into dbeta[1:]). "fused" runs prism_bwd_keys_kernel (version 2: all
-    keys in one kernel)."""
+    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -1784,29 +1527,13 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             dr = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
         assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
-        if impl == "split2":
-            BVS = min(KEYS_BV, BV)
-            NV = triton.cdiv(V, BVS)
-            dgf = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
-            dbw = torch.empty(L - 1, NV, B, T, H, device=q.device, dtype=torch.float32)
         for l in range(L - 1, 0, -1):
-            if impl == "split2":
-                prism_bwd_key2_kernel[(3 + NV, NT, B * H)](
-                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dgf, dr,
-                    dk, dp, dbw[l - 1], scale, T, B, H, l,
-                    K=K, V=V, BT=BT, BK=BK, BV=BV, BVS=BVS, FIRST=l == L - 1, PREC=prec, RAW=raw,
-                    num_warps=WARPS.get("key2", 4 if max(BK, BV) <= 64 else _warps(BK, BV, BT)),
-                )
-            else:
-                prism_bwd_key_kernel[(3, NT, B * H)](
-                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, scale, T, B, H, l,
-                    K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
-                    num_warps=WARPS.get("key", _warps(BK, BV, BT)),
-                )
-        if impl == "split2":
-            dg.add_(dgf)
-            dbeta[1:].copy_(dbw.sum(1))
+            prism_bwd_key_kernel[(3, NT, B * H)](
+                q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
+                dk, dp, dbeta, scale, T, B, H, l,
+                K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                num_warps=WARPS.get("key", _warps(BK, BV, BT)),
+            )
     prism_bwd_keys_tail_kernel[(NT, B * H)](
         q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,

@@ -15,12 +15,10 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
    (fwd, fwd+bwd), chunk_gated_delta_rule (fwd) and chunk_gated_delta_product n=3 (fwd), all in this
    process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
 3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
---release also checks KEYS_IMPL="split2" (version 4 preparation; setting "keys2", not the default) at L=3, T=1000,
-K=64 and 128, and the phases time it (bwd_keys_split2, bwd_total_keys2); likewise WY_IMPL="split2" (version 4
-preparation, part 2; setting "wy2") at L=1 and 3, T=1000, K=64, and L=3, K=128 (`correctness_wy2_ok`, also kept out
-of `correctness_ok`), timed as bwd_wy_split2 (its default warps), bwd_wy_split2_w8 and bwd_total_wy2. Likewise
-TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel for Tr; setting "trfused": tr_fla_fused, fwd/bwd_total_trfused)
-and all three candidates at once (setting "v4": fwd/bwd_total_v4), each checked at a few shapes first.
+--release checks the module's default settings only (version 4: fla's fused Tr, split prep, split keys, WY
+in three kernels) and times their phases; fwd/bwd_total_default are the defaults' whole passes. The version-4
+candidates' rows of earlier runs ("keys2", "wy2", "trfused", "v4": results/kernels/prism-triton-v4-variants-h100.json)
+are gone with the losing variants.
 
 Order = priority (PRISM_BUDGET_S skips what would start past it): K=64 correctness (both settings), K=64
 PREP_IMPL="split" correctness (T=1000, L 1/3, both Tr sources), PRISM
@@ -72,31 +70,16 @@ SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_pspli
 
 DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
 SUFFIX["default"] = "_default"
-KEYS_DEFAULT = pc.KEYS_IMPL   # "split" (version 3); "keys2" setting: "split2"
-SUFFIX["keys2"] = "_keys2"
-WY_DEFAULT = pc.WY_IMPL       # "split" (version 3); "wy2" setting: "split2"
-SUFFIX["wy2"] = "_wy2"
-WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")
-TRF_DEFAULT = pc.TR_FLA_IMPL  # "unfused" (version 3); "trfused" setting: "fused"
-SUFFIX["trfused"] = "_trfused"
-SUFFIX["v4"] = "_v4"          # all three version-4 candidates at once: keys split2, WY split2, fused Tr
-
+TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
+WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
     """Set chunk's switches for a setting: "own" (version 2: TR_SOLVER="own", PREP_IMPL="fused") | "fla"
     (TR_SOLVER="fla", fused prep) | "split" (SPLIT_SOLVE) | "psplit" | "psplit_fla" (PREP_IMPL="split", Tr from
-    our solve kernel / from fla) | "default" or None (the module's defaults, captured at import) | "keys2" (the
-    defaults with KEYS_IMPL="split2", version 4 preparation) | "wy2" (the defaults with WY_IMPL="split2") |
-    "trfused" (the defaults with TR_FLA_IMPL="fused") | "v4" (all three)."""
-    if setting in (None, "default", "keys2", "wy2", "trfused", "v4"):
+    our solve kernel / from fla) | "default" or None (the module's defaults, captured at import)."""
+    if setting in (None, "default"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
-        pc.KEYS_IMPL = "split2" if setting in ("keys2", "v4") else KEYS_DEFAULT
-        pc.WY_IMPL = "split2" if setting in ("wy2", "v4") else WY_DEFAULT
-        pc.TR_FLA_IMPL = "fused" if setting in ("trfused", "v4") else TRF_DEFAULT
         return
-    pc.KEYS_IMPL = KEYS_DEFAULT
-    pc.WY_IMPL = WY_DEFAULT
-    pc.TR_FLA_IMPL = TRF_DEFAULT
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
     pc.SPLIT_SOLVE = s == "split"
@@ -388,8 +371,7 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "wy_read", "keys", "key",
-                                                    "key2", *WY2_WARPS, "split_solve", "prep_w", "prep_u", "prep_dvloc")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "key", *WY2_WARPS, "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
@@ -402,9 +384,9 @@ def run_phases(res, quick, save):
                     k, beta, g, tr, T, H, K=K, BT=BT, BK=K, PREC=pc._prec(k.dtype), RAW=pc._raw_ok(k.dtype),
                     num_warps=pc.WARPS.get("solve", 4)))["ms"]
                 # TR_SOLVER="fla": fla's cumsum + kkt + solve_tril alone, and with the prep kernel reading Tr
-                row["tr_fla"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
-                pc.TR_FLA_IMPL = "fused"   # fla's fused kkt + solve kernel (version 4 candidate)
-                row["tr_fla_fused"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
+                row["tr_fla"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]   # TR_FLA_IMPL="fused"
+                pc.TR_FLA_IMPL = "unfused"   # kkt then solve_tril (version 3)
+                row["tr_fla_unfused"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))["ms"]
                 pc.TR_FLA_IMPL = TRF_DEFAULT
                 row["fwd_prep_fla"] = bench(lambda: pc.prism_fwd_prep(k, v, u, p, beta, g, BT, tr_solver="fla"))["ms"]
                 # PREP_IMPL="split": solve kernel + prep_w + prep_u (+ prep_dvloc in the backward), and with fla's Tr
@@ -426,24 +408,13 @@ def run_phases(res, quick, save):
                                                               scale))["ms"]
                 dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, BT, False, scale)
                 wc, ubc, dv1_keep = w.clone(), ub.clone(), dv1.clone()
-                # WY_IMPL="split" (default since version 3) also overwrites dv1 (with V1; the times do not depend
+                # WY_IMPL="split2" (default since version 4) also overwrites dv1 (with V1; the times do not depend
                 # on it); "fused" is version 2's kernel
                 row["bwd_wy"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
                                                               ubc.copy_(ub), tr, scale, BT))["ms"]
                 row["bwd_wy_fused"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
                                                                     ubc.copy_(ub), tr, scale, BT,
                                                                     wy_impl="fused"))["ms"]
-                # WY_IMPL="split2" (version 4 preparation, part 2: three lighter kernels, not the default)
-                row["bwd_wy_split2"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
-                                                                     ubc.copy_(ub), tr, scale, BT,
-                                                                     wy_impl="split2"))["ms"]
-                if warps is None:   # split2's default is 4 warps at K = 64: time its 8-warp build beside it
-                    pc.WARPS.update({n: 8 for n in WY2_WARPS})
-                    row["bwd_wy_split2_w8"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1,
-                                                                            wc.copy_(w), ubc.copy_(ub), tr, scale, BT,
-                                                                            wy_impl="split2"))["ms"]
-                    for n in WY2_WARPS:
-                        del pc.WARPS[n]
                 dv1.copy_(dv1_keep)
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
@@ -452,16 +423,6 @@ def run_phases(res, quick, save):
                 row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
                                                                         dbp, dgp.clone(), scale, BT,
                                                                         keys_impl="fused"))["ms"]
-                # KEYS_IMPL="split2" (version 4 preparation: prism_bwd_key2_kernel, not the default)
-                row["bwd_keys_split2"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
-                                                                         dbp, dgp.clone(), scale, BT,
-                                                                         keys_impl="split2"))["ms"]
-                if warps is None:   # split2's default is 4 warps at K = 64: time its 8-warp build beside it
-                    pc.WARPS["key2"] = 8
-                    row["bwd_keys_split2_w8"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub,
-                                                                                dqp, w, dbp, dgp.clone(), scale, BT,
-                                                                                keys_impl="split2"))["ms"]
-                    del pc.WARPS["key2"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,
                                                                     None, BT))["ms"]
                 pc.TR_SOLVER = "fla"
@@ -472,13 +433,9 @@ def run_phases(res, quick, save):
                                                                            None, BT))["ms"]
                 fwd_total = lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, BT)  # noqa: E731
                 bwd_total = lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do, None, BT)  # noqa: E731
-                # the defaults, then each version-4 candidate (keys2 / wy2 change only the backward)
-                for st, fwd_too in (("default", True), ("keys2", False), ("wy2", False), ("trfused", True),
-                                    ("v4", True)):
-                    apply_setting(st)
-                    if fwd_too:
-                        row[f"fwd_total_{st}"] = bench(fwd_total)["ms"]
-                    row[f"bwd_total_{st}"] = bench(bwd_total)["ms"]
+                apply_setting("default")
+                row["fwd_total_default"] = bench(fwd_total)["ms"]
+                row["bwd_total_default"] = bench(bwd_total)["ms"]
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:
@@ -560,9 +517,6 @@ def main():
     ap.add_argument("--release", action="store_true",
                     help="the module's default settings only: issue 5's correctness grid (K 64/128, L 1/3, T 64..16384, "
                          "seeds 0-1 up to T=4096), then the per-kernel phase times; the harness times the rest")
-    ap.add_argument("--variants-only", action="store_true",
-                    help="with --release: skip the default settings' grid (checked before), keep the split2 rows "
-                         "and the phases")
     ap.add_argument("--autotune-cache", default="scripts/gpu/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
@@ -590,33 +544,12 @@ def main():
         k128 = [(128, L, T, 16) for L in (1, 3) for T in (1000, 4096)]
         if DRY:
             grid, k128 = [(16, L, 37, 2) for L in (1, 3)], []
-        if correct and not a.variants_only:
+        if correct:
             run_correctness(res, grid, save, solvers=("default",), seeds=(0, 1), min_left=20)
             run_correctness(res, [] if DRY else [(64, L, 16384, 16) for L in (1, 3)], save, solvers=("default",),
                             min_left=25)
             run_correctness(res, k128, save, solvers=("default",), seeds=(0, 1), min_left=20)
             res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
-        if correct:
-            # KEYS_IMPL="split2" (not the default; its rows are not in correctness_ok): L=3 at K=64 and 128
-            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 3, 1000, 16), (128, 3, 1000, 16)], save,
-                            solvers=("keys2",), min_left=20)
-            res["correctness_keys2_ok"] = all(r["ok"] is not False for r in res["correctness"]
-                                              if r["tr_solver"] == "keys2")
-            # WY_IMPL="split2" (not the default; its rows are not in correctness_ok): L=1 and 3 at K=64, L=3 at 128
-            run_correctness(res, [(16, L, 37, 2) for L in (1, 3)] if DRY else
-                            [(64, 1, 1000, 16), (64, 3, 1000, 16), (128, 3, 1000, 16)], save,
-                            solvers=("wy2",), min_left=20)
-            res["correctness_wy2_ok"] = all(r["ok"] is not False for r in res["correctness"]
-                                            if r["tr_solver"] == "wy2")
-            # TR_FLA_IMPL="fused" alone, then all three candidates together ("v4"); kept out of correctness_ok
-            run_correctness(res, [(16, 1, 37, 2)] if DRY else [(64, 1, 1000, 16), (64, 3, 4096, 16), (128, 3, 1000, 16)],
-                            save, solvers=("trfused",), min_left=20)
-            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 1, 1000, 16), (64, 3, 1000, 16), (128, 3, 1000, 16),
-                                                                (64, 3, 16384, 16)],
-                            save, solvers=("v4",), min_left=25)
-            for st in ("trfused", "v4"):
-                res[f"correctness_{st}_ok"] = all(r["ok"] is not False for r in res["correctness"]
-                                                  if r["tr_solver"] == st)
         if perf:
             run_phases(res, True, save)
         res["total_sec"] = time.time() - t0

@@ -299,6 +299,7 @@ def test_chunk_prism_gpu_bf16_tr_fla_fused(monkeypatch, T, L):
 def test_tr_fla_impl_is_validated(monkeypatch):
     from prismbench.kernels.prism import chunk as pc
 
+    assert pc.TR_FLA_IMPL == "fused"   # the default since version 4 (H100-checked)
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "magma")
     with pytest.raises(ValueError, match="TR_FLA_IMPL"):
         pc._tr_fla_impl()
@@ -504,133 +505,28 @@ def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
     _check_keys_impl_gpu(monkeypatch, "split", T, L, K, input_seed=1)
 
 
-# ------------------------------------------------------------------ KEYS_IMPL = "split2" (version 4 preparation)
-def test_keys_impl_split2_selectable():
+# ------------------------------------------------------------------ WY_IMPL (version 4 default: "split2", three kernels)
+def test_wy_impl_default_is_split2():
     from prismbench.kernels.prism import chunk as pc
 
-    assert pc._keys_impl("split2") == "split2"
-    assert pc.KEYS_IMPL == "split" and pc.KEYS_BV == 32
-
-
-KEYS2_CASES = [  # B, T, H, K, V, L, C, dtype, tol, KEYS_BV (values programs' column block)
-    pytest.param(1, 45, 1, 16, 40, 2, 32, torch.float32, TOL_FP32, 32, id="T45-K16-V40-L2-C32-fp32-bv32"),
-    pytest.param(2, 41, 1, 16, 24, 3, 16, torch.float32, TOL_FP32, 32, id="B2-T41-K16-V24-L3-C16-fp32-bv32"),
-    pytest.param(1, 45, 1, 16, 24, 4, 32, torch.float32, TOL_FP32, 16, id="T45-K16-V24-L4-C32-fp32-bv16"),
-    pytest.param(1, 37, 2, 16, 16, 3, 16, torch.bfloat16, TOL_BF16, 32, id="T37-H2-K16-L3-C16-bf16-bv32"),
-    pytest.param(1, 37, 1, 16, 24, 2, 16, torch.bfloat16, TOL_BF16, 16, id="T37-K16-V24-L2-C16-bf16-bv16"),
-    pytest.param(1, 50, 1, 16, 16, 4, 32, torch.bfloat16, TOL_BF16, 16, id="T50-K16-L4-C32-bf16-bv16"),
-]
-
-
-@pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol,bv", KEYS2_CASES)
-def test_chunk_prism_keys_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv):
-    """KEYS_IMPL "split2" (prism_bwd_key2_kernel once per extra key, l = L-1 .. 1, grid (3 + cdiv(V, KEYS_BV), N,
-    B*H), then the tail): whole chunk_prism, output, final state and every gradient vs the float64 token loop,
-    L = 2, 3, 4, partial last chunk, one or two (the last partial) column blocks of V; prism_bwd_key_kernel
-    ("split") is not launched."""
-    from prismbench.kernels.prism import chunk as pc
-
-    launches = []
-    real = pc.prism_bwd_key2_kernel
-
-    class Counted:
-        def __getitem__(self, grid):
-            def launch(*a, **kw):
-                launches.append((grid[0], a[23], kw["FIRST"]))    # programs per tile, l, FIRST
-                return real[grid](*a, **kw)
-            return launch
-
-    class Forbidden:
-        def __getitem__(self, grid):
-            raise AssertionError("prism_bwd_key_kernel launched with KEYS_IMPL='split2'")
-
-    monkeypatch.setattr(pc, "KEYS_IMPL", "split2")
-    monkeypatch.setattr(pc, "KEYS_BV", bv)
-    monkeypatch.setattr(pc, "prism_bwd_key2_kernel", Counted())
-    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Forbidden())
-    assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 5), tol)
-    nv = -(-V // min(bv, pc._block(V)))
-    assert launches == [(3 + nv, l, l == L - 1) for l in range(L - 1, 0, -1)], launches
-
-
-@pytest.mark.parametrize("bv", [32, 16])
-@pytest.mark.parametrize("L", [1, 2, 4])
-def test_keys_split2_matches_split(monkeypatch, L, bv):
-    """prism_bwd_keys at the launcher: "split2" equals "split" to <= 1e-6 on every output (fp32, partial last
-    chunk, K != V, one or two column blocks of V), from the same prism_bwd_wy partials, with dr allocated by the
-    launcher (NaN-poisoned: catches a read at FIRST) or a garbage workspace."""
-    from prismbench.kernels.prism import chunk as pc
-
-    monkeypatch.setattr(pc, "KEYS_BV", bv)
-    outs = _keys_launcher_outputs(L, ref="split", impl="split2")
-    names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
-    for key in (("split2", True), ("split2", False)):
-        for name, a, b in zip(names, outs["split", True], outs[key]):
-            assert b.shape == a.shape and b.dtype == a.dtype, name
-            assert torch.isfinite(b).all(), (key, name)
-            assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
-def test_chunk_prism_gpu_bf16_keys_split2(monkeypatch, T, L, K):
-    """KEYS_IMPL = "split2" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
-    bit-identical gradients (no atomics)."""
-    _check_keys_impl_gpu(monkeypatch, "split2", T, L, K, input_seed=L)
-
-
-# ------------------------------------------------------------------ WY_IMPL (version 3: phase C1 split in two kernels)
-def test_wy_impl_default_is_split():
-    from prismbench.kernels.prism import chunk as pc
-
-    assert pc.WY_IMPL == "split"
+    assert pc.WY_IMPL == "split2" and pc.WY_BV == 32
+    assert pc._wy_impl("fused") == "fused"
     with pytest.raises(ValueError, match="wy_impl"):
-        pc._wy_impl("magma")
+        pc._wy_impl("split")   # version 3's two-kernel split, deleted in version 4
 
 
-@pytest.mark.parametrize("impl", ["split", "fused"])
+@pytest.mark.parametrize("impl", ["split2", "fused"])
 @pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", [
     pytest.param(2, 41, 1, 20, 24, 1, 16, torch.float32, TOL_FP32, id="B2-T41-K20-V24-L1-C16-fp32"),
     pytest.param(1, 70, 1, 16, 16, 3, 64, torch.bfloat16, TOL_BF16, id="T70-K16-L3-C64-bf16"),
 ])
 def test_chunk_prism_wy_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
-    """WY_IMPL "split" (prism_bwd_wy_erase_kernel then prism_bwd_wy_read_kernel) and "fused" (version 2's kernel),
-    with KEYS_IMPL "split": whole chunk_prism, output and every gradient vs the float64 token loop."""
+    """WY_IMPL "split2" (three kernels) and "fused" (version 2's kernel), with KEYS_IMPL "split": whole chunk_prism,
+    output and every gradient vs the float64 token loop."""
     from prismbench.kernels.prism import chunk as pc
 
     monkeypatch.setattr(pc, "WY_IMPL", impl)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 4), tol)
-
-
-@pytest.mark.parametrize("C,T", [(16, 37), (64, 100)])
-def test_wy_split_matches_fused(C, T):
-    """prism_bwd_wy at the launcher: "split" equals "fused" to <= 1e-6 on the partial dq, dbeta1, dg and the
-    overwritten W (partial dk1) and Ub (dY) buffers; fp32, L = 2, K != V, partial last chunk."""
-    from prismbench.kernels.prism import chunk as pc
-
-    B, H, K, V, L = 2, 2, 16, 24, 2
-    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), C).items()}
-    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
-    scale, do = 0.3, torch.randn(B, T, H, V, device=DEVICE)
-    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, C)
-    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
-    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, torch.randn(B, H, K, V, device=DEVICE), C, False, scale)
-    outs = {}
-    for impl in ("fused", "split"):
-        wc, ubc, dv1c = w.clone(), ub.clone(), dv1.clone()
-        outs[impl] = (*pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1c, wc, ubc, tr, scale, C, wy_impl=impl),
-                      wc, ubc)
-    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)"), outs["fused"], outs["split"]):
-        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
-
-
-# ------------------------------------------------------------------ WY_IMPL = "split2" (version 4 preparation)
-def test_wy_impl_split2_selectable():
-    from prismbench.kernels.prism import chunk as pc
-
-    assert pc._wy_impl("split2") == "split2"
-    assert pc.WY_IMPL == "split" and pc.WY_BV == 32
 
 
 WY2_CASES = [  # B, T, H, K, V, L, C, dtype, tol, WY_BV (the column kernel's block of V)
@@ -647,7 +543,7 @@ WY2_CASES = [  # B, T, H, K, V, L, C, dtype, tol, WY_BV (the column kernel's blo
 def test_chunk_prism_wy_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv):
     """WY_IMPL "split2" (prism_bwd_wy2_cols_kernel over cdiv(V, WY_BV) column blocks, then the erase and read
     kernels): whole chunk_prism, output, final state and every gradient vs the float64 token loop, L = 1, 2, 3,
-    partial last chunk, K != V, one or two (the last partial) column blocks; the "split" kernels are not launched."""
+    partial last chunk, K != V, one or two (the last partial) column blocks; the fused kernel is not launched."""
     from prismbench.kernels.prism import chunk as pc
 
     launches = []
@@ -662,23 +558,22 @@ def test_chunk_prism_wy_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv)
 
     class Forbidden:
         def __getitem__(self, grid):
-            raise AssertionError("a WY_IMPL='split' kernel launched with WY_IMPL='split2'")
+            raise AssertionError("the fused WY kernel launched with WY_IMPL='split2'")
 
     monkeypatch.setattr(pc, "WY_IMPL", "split2")
     monkeypatch.setattr(pc, "WY_BV", bv)
     monkeypatch.setattr(pc, "prism_bwd_wy2_cols_kernel", Counted())
-    monkeypatch.setattr(pc, "prism_bwd_wy_erase_kernel", Forbidden())
-    monkeypatch.setattr(pc, "prism_bwd_wy_read_kernel", Forbidden())
+    monkeypatch.setattr(pc, "prism_bwd_wy_kernel", Forbidden())
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 6), tol)
     assert launches == [-(-V // min(bv, pc._block(V)))], launches
 
 
 @pytest.mark.parametrize("bv", [32, 16])
 @pytest.mark.parametrize("C,T", [(16, 37), (64, 100)])
-def test_wy_split2_matches_split(monkeypatch, C, T, bv):
-    """prism_bwd_wy at the launcher: "split2" equals "split" to <= 1e-6 on the partial dq, dbeta1, dg and the
-    overwritten W (partial dk1), Ub (dY) and dV1 (V1) buffers; fp32, L = 2, K != V, partial last chunk, final-state
-    gradient on, one or two column blocks of V."""
+def test_wy_split2_matches_fused(monkeypatch, C, T, bv):
+    """prism_bwd_wy at the launcher: "split2" equals "fused" to <= 1e-6 on the partial dq, dbeta1, dg and the
+    overwritten W (partial dk1) and Ub (dY) buffers, and leaves V1 = Ub - W h in dV1 (which "fused" keeps as it
+    is); fp32, L = 2, K != V, partial last chunk, final-state gradient on, one or two column blocks of V."""
     from prismbench.kernels.prism import chunk as pc
 
     monkeypatch.setattr(pc, "WY_BV", bv)
@@ -690,9 +585,16 @@ def test_wy_split2_matches_split(monkeypatch, C, T, bv):
     gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=scale, store_sw=False)
     dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, torch.randn(B, H, K, V, device=DEVICE), C, False, scale)
     outs = {}
-    for impl in ("split", "split2"):
+    for impl in ("fused", "split2"):
         wc, ubc, dv1c = w.clone(), ub.clone(), dv1.clone()
         outs[impl] = (*pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1c, wc, ubc, tr, scale, C, wy_impl=impl),
                       wc, ubc, dv1c)
-    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)", "V1 (dv1)"), outs["split"], outs["split2"]):
+    for name, a, b in zip(("dqp", "dbp", "dg", "dk1 (w)", "dY (ub)"), outs["fused"], outs["split2"]):
         assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
+    # V1 = Ub - W h per chunk (chunk-local rows; h of the chunk the rows belong to), from the forward's buffers
+    NT = -(-T // C)
+    v1 = torch.empty_like(ub)
+    for c in range(NT):
+        rows = slice(c * C, min(T, (c + 1) * C))
+        v1[:, rows] = ub[:, rows] - torch.einsum("btrk,brkv->btrv", w[:, rows].float(), hs[:, c].float())
+    assert rel_err(outs["split2"][5], v1) <= 1e-6, rel_err(outs["split2"][5], v1)
