@@ -1119,7 +1119,8 @@ WY_BV = 32
 # column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
-# "dh", "wy" (WY_IMPL="fused"), "keys" (the fused kernel, or the tail with KEYS_IMPL="split"), "key"
+# "dh", "tr_fused" (TR_FLA_IMPL="fused": fla's kkt + solve kernel), "wy" (WY_IMPL="fused"), "keys" (the fused
+# kernel, or the tail with KEYS_IMPL="split"), "key"
 # (KEYS_IMPL="split": the per-key kernel), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
@@ -1238,6 +1239,11 @@ def _tr_fla(k1, beta1, g, BT):
 #             (predicted 0.15-0.2); every gradient within 5e-3.
 #   "unfused" (version 3): chunk_scaled_dot_kkt_fwd (A, fp32, written to HBM) then solve_tril: 0.62 ms.
 TR_FLA_IMPL = "fused"
+# TR_FLA_IMPL="fused"'s launch config (fla's configs: BK in {32, 64} x num_warps in {1, 2, 4}, 3 stages). From fla's
+# own autotune at the timing shape on an H100 (bf16 A, T=2048, 32768 tokens, H=16, K=64): BK=64 / 1 warp 0.170 ms,
+# BK=32 / 1 warp 0.184, 2 warps 0.31, 4 warps 0.60-0.76.
+TR_FUSED_BK = 64
+TR_FUSED_WARPS = 1
 
 
 def _tr_fla_impl() -> str:
@@ -1253,9 +1259,14 @@ def _fla_fused_kkt_solve(k1, g2, beta1, BT):
 
     B, T, H, K = k1.shape
     tr = torch.zeros(B, T, H, BT, device=k1.device, dtype=torch.float32)  # the kernel writes the lower blocks only
-    chunk_gated_delta_rule_fwd_kkt_solve_kernel[(triton.cdiv(T, BT), B * H)](
+    # the jit function under fla's heuristics and autotuner, with a fixed config: fla's autotune key (H, HV, K, BC)
+    # leaves T out, so the first call's shape picks the config for every T; tuned at T=64 it chose 4 warps, 3.9x
+    # slower at T=2048 than 1 warp (H100, 2026-12-06: NOTES.md "Version 4 on an H100")
+    jit = chunk_gated_delta_rule_fwd_kkt_solve_kernel.fn.fn
+    jit[(triton.cdiv(T, BT), B * H)](
         k=k1, g=g2, beta=beta1, A=tr, cu_seqlens=None, chunk_indices=None,
-        T=T, H=H, HV=H, K=K, BT=BT, BC=16,
+        T=T, H=H, HV=H, K=K, BT=BT, BC=16, BK=min(TR_FUSED_BK, _block(K)), USE_G=True, IS_VARLEN=False,
+        num_warps=WARPS.get("tr_fused", TR_FUSED_WARPS), num_stages=3,
     )
     return tr
 
