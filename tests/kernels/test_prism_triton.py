@@ -19,6 +19,7 @@ from prismbench.registry import Shape
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TOL_FP32 = 1e-5          # fp32 inputs: the kernel is ~1e-7 from float64 under the interpreter
 TOL_BF16 = 5e-3          # bf16 inputs, issue 5 item 3
+TOL_TR_FUSED = 1e-4      # Tr from fla's fused kkt + solve kernel (tf32 merges; test_tr_fla_fused_gpu)
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -209,6 +210,8 @@ def test_tr_solver_default_is_fla():
         pc.prism_fwd_prep(*(x[n].detach() for n in ("k", "v", "u", "p", "beta", "g")), 16, tr_solver="magma")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the torch stand-ins run only without CUDA; on a GPU "
+                    "test_tr_fla_vs_own_gpu and test_tr_fla_fused_gpu check fla's kernels (tf32 for fp32 inputs)")
 @pytest.mark.parametrize("BT,T", [(16, 21), (32, 40), (64, 100)])
 def test_tr_fla_glue(BT, T):
     """`_tr_fla` (on the CPU: the torch stand-ins with fla's signatures and log2 convention) against float64."""
@@ -251,11 +254,14 @@ def test_chunk_prism_tr_solver_fla(monkeypatch, B, T, H, K, V, L, C, dtype, tol)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("BT", [64, 32])
-def test_tr_fla_vs_own_gpu(dtype, K, BT):
+def test_tr_fla_vs_own_gpu(monkeypatch, dtype, K, BT):
     """Tr from fla (chunk_local_cumsum + chunk_scaled_dot_kkt_fwd + solve_tril) vs our blocked solve, both
     against float64. bf16: exact products in both, so both ~1e-6; fp32: fla's kkt dot is tf32 (why
-    TR_SOLVER="fla" keeps "own" for fp32 inputs), so only a loose bound for fla."""
+    TR_SOLVER="fla" keeps "own" for fp32 inputs), so only a loose bound for fla. The unfused path (kkt, then
+    solve_tril); test_tr_fla_fused_gpu checks the fused kernel, the default at chunk 64."""
     from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
 
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, 1000, 4, K, K, 1, dtype, DEVICE), K + BT).items()}
     ref = tr_ref64(x["k"][0], x["beta"][0], x["g"], BT)
@@ -271,7 +277,11 @@ def test_tr_fla_vs_own_gpu(dtype, K, BT):
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("T", [1000, 64])
 def test_tr_fla_fused_gpu(monkeypatch, K, T):
-    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) == the unfused path, both vs float64."""
+    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) and the unfused path vs float64.
+    The fused kernel merges its 16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION on Hopper): on an
+    H100 it is 3.1e-5 from the unfused path at every config and T (results/kernels/prism-triton-v4-tr-fused-config-
+    h100.json), hence TOL_TR_FUSED; the unfused path keeps TOL_FP32. End to end, o and every gradient stay within
+    the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused)."""
     from prismbench.kernels.prism import chunk as pc
 
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 4, K, K, 1, torch.bfloat16, DEVICE), K + T).items()}
@@ -281,8 +291,8 @@ def test_tr_fla_fused_gpu(monkeypatch, K, T):
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
     unfused = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], 64)
     assert fused.dtype == torch.float32 and fused.shape == unfused.shape
-    assert rel_err(fused, ref) <= TOL_FP32 and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
-                                                                                 rel_err(unfused, ref))
+    assert rel_err(fused, ref) <= TOL_TR_FUSED and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
+                                                                                     rel_err(unfused, ref))
 
 
 @pytest.mark.gpu
