@@ -52,8 +52,9 @@ WY_IMPL="split2". The three version-4 candidates were checked and timed on an H1
 (results/kernels/prism-triton-v4-variants-h100.json): the fused Tr (0.62 -> 0.37 ms) and the WY split in three
 kernels (1.95 -> 1.36 ms) won and are the defaults; the per-key kernel in lighter programs (KEYS_IMPL="split2")
 lost (L=3: 6.6 -> 8.8 ms) and was deleted, as was version 3's two-kernel WY split. Status: every gradient within
-5e-3 on an H100 (bf16); K = V = 64, T = 2048, 32768 tokens: L=1 fwd 1.47 ms, L=3 fwd 2.62 ms, L=3 bwd ~10 ms,
-still far from the issue-5 targets (NOTES.md); the per-key backward kernel is the bottleneck.
+5e-3 on an H100 (bf16; release grid 22/22, worst 2.76e-3); K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd
+1.35 ms, L=3 fwd 2.57 ms, L=1 fwd+bwd 4.25 ms, L=3 fwd+bwd 12.5 ms = 0.25x fla chunk_gla, still far from the
+issue-5 targets (NOTES.md); the per-key backward kernel (6.6 of the 12.5 ms) is the bottleneck.
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
