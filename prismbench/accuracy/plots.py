@@ -23,9 +23,16 @@ from prismbench.accuracy.tasks import TASKS  # noqa: E402
 def _title(doc: dict) -> str:
     recs = doc["records"]
     steps = sorted({r["steps"] for r in recs})
-    seeds = sorted({r["seed"] for r in recs})
+    seeds: dict = {}
+    for r in recs:
+        seeds.setdefault(r["width"], set()).add(r["seed"])
+    counts = {w: len(s) for w, s in sorted(seeds.items())}
+    if len(set(counts.values())) <= 1:
+        seed_txt = f"{next(iter(counts.values()), 0)} seed(s)"
+    else:   # e.g. a width sweep on one seed beside the main width's three
+        seed_txt = "seeds per width " + ", ".join(f"D={w}: {n}" for w, n in counts.items())
     dev = recs[0].get("device", "?") if recs else "?"
-    return f"preset {doc.get('preset', {}).get('name', '?')}, {'/'.join(map(str, steps))} steps, {len(seeds)} seed(s), {dev}"
+    return f"preset {doc.get('preset', {}).get('name', '?')}, {'/'.join(map(str, steps))} steps, {seed_txt}, {dev}"
 
 
 def heatmap(doc: dict, path: Path) -> Path:

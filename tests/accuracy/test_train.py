@@ -251,3 +251,15 @@ def test_lockstep_time_budget_stops_before_a_group_that_would_not_finish(app, tm
     recs = report.read(tmp_path / "accuracy-ci.json")["records"]
     # group 1 (2 runs) took 0.4 s; a second would end at ~0.8 s > 0.6 s: not started
     assert len(recs) == 2 and "6 run(s) not started" in res.output, res.output
+
+
+def test_figure_title_counts_seeds_per_width():
+    """A width sweep on one seed beside three seeds at the main width: the figures' title says so per width."""
+    from prismbench.accuracy.plots import _title
+
+    rec = dict(task="mqar", method="prism", steps=10, device="cpu", status="ok")
+    doc = dict(preset=dict(name="p"), records=[dict(rec, width=16, seed=s) for s in (0, 1, 2)]
+               + [dict(rec, width=w, seed=0) for w in (32, 64)])
+    assert "seeds per width D=16: 3, D=32: 1, D=64: 1" in _title(doc)
+    doc["records"] = doc["records"][:3]
+    assert "3 seed(s)" in _title(doc)
