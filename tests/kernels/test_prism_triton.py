@@ -246,7 +246,9 @@ def test_chunk_prism_tr_solver_fla(monkeypatch, B, T, H, K, V, L, C, dtype, tol)
     monkeypatch.setattr(pc, "TR_SOLVER", "fla")
     monkeypatch.setattr(pc, "_tr_fla", counted)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L), tol)
-    assert calls == [C, C], calls     # forward prep and backward prep
+    # forward prep and backward prep; on a GPU, fp32 inputs keep our own solve (fla's kkt is tf32 there)
+    uses_fla = DEVICE.type == "cpu" or dtype in (torch.bfloat16, torch.float16)
+    assert calls == ([C, C] if uses_fla else []), calls
 
 
 @pytest.mark.gpu
