@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Where the per-key backward kernel's time goes (issue 5; kernels/prism/NOTES.md, "Version 4 on an H100", next
+step 1). prism_bwd_key_kernel is 6.3 of L=3 fwd+bwd's 12.5 ms on an H100 (two launches, ~3.1 ms each) against a
+FLOP floor of ~0.1 ms per launch; this script splits that time without hardware counters (HOPPER.md's method:
+time variants that leave a stage out, take differences).
+
+At the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64, L=3), for the launch l=2 (FIRST) and l=1:
+1. the whole launch, grid (3, N, B*H), at its default warps (8) and at 4;
+2. each program kind alone: the kernel's source with `i_p` made a constexpr (the other two branches are
+   dropped at compile time), grid (1, N, B*H): rows (0), columns (1), values (2), at 8 and 4 warps;
+3. derived: the sum of the three kinds alone against the whole launch (how well they overlap), each kind's share.
+Buffers come from the real backward up to phase C1 (forward, prep, dH pass, WY); the timed launches add into the
+fp32 partial buffers again and again, which changes their values, not the work.
+
+First, a check that the three kinds launched alone one after the other write what the whole launch writes
+(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
+    PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_key_diag.py
+On the GPU, hardware counters for one launch of each kind (Firecracker machines; HOPPER.md, KINDS.md):
+    ncu --clock-control none --kernel-name regex:prism_bwd_key --launch-skip 20 --launch-count 4 \\
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \\
+        --section MemoryWorkloadAnalysis python3 scripts/gpu/prism_key_diag.py --ncu
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+import triton
+
+from prismbench.kernels.prism import chunk as pc
+from prismbench.kernels.prism.inputs import make_prism_inputs
+from prismbench.registry import Shape
+
+DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+DEV = torch.device("cpu" if DRY else "cuda")
+KINDS = {0: "rows", 1: "columns", 2: "values"}
+LINE = "i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)"
+HEAD = ("import triton\nimport triton.language as tl\nfrom prismbench.kernels.prism.chunk import *\n"
+        "from prismbench.kernels.prism.chunk import (_decays, _key_delta, _key_dk_cols, _cols, _rows, _vec, _state,"
+        " _raw, _gmat, _gelu, _gelu_grad)\n")
+
+
+def branch_kernel(P: int):
+    """prism_bwd_key_kernel with program kind P fixed at compile time (launch it with grid (1, N, B*H))."""
+    src = inspect.getsource(pc.prism_bwd_key_kernel.fn)
+    assert LINE in src, "prism_bwd_key_kernel's first line changed; update LINE"
+    src = src.replace(LINE, f"i_t, i_bh = tl.program_id(1), tl.program_id(2)\n    i_p: tl.constexpr = {P}")
+    path = os.path.join(tempfile.mkdtemp(), f"prism_key_kind{P}.py")
+    with open(path, "w") as f:
+        f.write(HEAD + src)
+    spec = importlib.util.spec_from_file_location(f"prism_key_kind{P}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.prism_bwd_key_kernel
+
+
+def bench(fn):
+    if DRY:
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    return triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    ap.add_argument("--ncu", action="store_true", help="launch each variant a few times, no timing (under ncu)")
+    a = ap.parse_args()
+    T, H, K, L, BT = (37, 2, 16, 3, 16) if DRY else (2048, 16, 64, 3, 64)
+    B = 2 if DRY else 32768 // T
+    dt = torch.float32 if DRY else torch.bfloat16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), 0).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in ("q", "k", "v", "u", "p", "beta", "g"))
+    scale = K ** -0.5
+    do = torch.randn_like(v)
+    # the backward up to phase C1, as chunk_prism_bwd runs it
+    _, _, hs = pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None, False, BT)
+    gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=False)
+    dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, BT, False, scale)
+    dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
+    dk, dp, dbeta = torch.empty_like(k), torch.empty_like(p), torch.empty_like(beta)
+    NT, BK, BV = triton.cdiv(T, BT), pc._block(K), pc._block(K)
+    prec, raw = pc._prec(dt), pc._raw_ok(dt)
+    kinds = {P: branch_kernel(P) for P in KINDS}
+
+    def launch(kern, n_prog, l, warps):
+        kern[(n_prog, NT, B * H)](
+            q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp, dv1, dk, dp, dbeta, scale, T, B, H, l,
+            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, num_warps=warps)
+
+    def outputs_after(kern_launches):
+        """The buffers a key launch writes, after the given launches on fresh copies of the inputs."""
+        keep = [t.clone() for t in (dqp, w, dbp, dgp, dv1)]
+        for fn in kern_launches:
+            fn()
+        out = [t.clone() for t in (dqp, w, dbp, dgp, dv1, dk, dp, dbeta)]
+        for t, kp in zip((dqp, w, dbp, dgp, dv1), keep):
+            t.copy_(kp)
+        return out
+
+    # the three kinds alone, one after the other, must write what the whole launch writes (FIRST and not)
+    same = []
+    for l in (L - 1, 1):
+        whole = outputs_after([lambda: launch(pc.prism_bwd_key_kernel, 3, l, 4)])
+        split = outputs_after([lambda P=P: launch(kinds[P], 1, l, 4) for P in KINDS])
+        same.append(max(((a_ - b_).abs().max() / a_.abs().max().clamp_min(1e-30)).item()
+                        for a_, b_ in zip(whole, split)))
+    res = dict(kinds_vs_whole_max_rel_diff=max(same),
+               shape=dict(B=B, T=T, H=H, K=K, V=K, L=L, BT=BT, dtype=str(dt)), tiles=NT * B * H,
+               device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
+               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
+    for l in (L - 1, 1):
+        for warps in ((4,) if DRY else (8, 4)):
+            if a.ncu:
+                for _ in range(3):
+                    launch(pc.prism_bwd_key_kernel, 3, l, warps)
+                    for P, kern in kinds.items():
+                        launch(kern, 1, l, warps)
+                continue
+            row = dict(l=l, first=l == L - 1, warps=warps)
+            row["whole_ms"] = bench(lambda: launch(pc.prism_bwd_key_kernel, 3, l, warps))
+            for P, kern in kinds.items():
+                row[f"{KINDS[P]}_ms"] = bench(lambda: launch(kern, 1, l, warps))
+            alone = sum(row[f"{n}_ms"] for n in KINDS.values())
+            row["sum_alone_ms"] = alone
+            row["overlap"] = alone / row["whole_ms"]   # 1: no overlap between kinds; 3 at best for equal kinds
+            res["rows"].append(row)
+            print(json.dumps({kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in row.items()}),
+                  flush=True)
+    if not a.ncu:
+        os.makedirs(a.out, exist_ok=True)
+        path = os.path.join(a.out, "prism_key_diag.json")
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
