@@ -1234,8 +1234,9 @@ def _tr_fla(k1, beta1, g, BT):
 # TR_FLA_IMPL: which of fla's kernels build Tr when TR_SOLVER="fla".
 #   "fused" (default since version 4): fla's chunk_gated_delta_rule_fwd_kkt_solve_kernel (the kernel fla's own GDN
 #             forward uses at chunk 64): A = beta K K^T (gated) and its inverse in one pass, A never leaves
-#             registers; we hand it an fp32 output buffer (the kernel casts its fp32 result to the buffer's dtype),
-#             so Tr keeps the precision of "unfused". Chunk 64 only (else "unfused"). Under the interpreter the torch
+#             registers; we hand it an fp32 output buffer (the kernel casts its fp32 result to the buffer's dtype).
+#             Its inverse merges run as tf32 dots, so Tr is ~3e-5 from the unfused path's (H100), not ~1e-6; end to
+#             end the errors are unchanged (<= 2.8e-3). Chunk 64 only (else "unfused"). Under the interpreter the torch
 #             stand-ins run either way, so only a GPU check tests it. H100, T=2048, 32768 tokens, H=16: 0.37 ms
 #             (predicted 0.15-0.2); every gradient within 5e-3.
 #   "unfused" (version 3): chunk_scaled_dot_kkt_fwd (A, fp32, written to HBM) then solve_tril: 0.62 ms.

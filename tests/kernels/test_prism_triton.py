@@ -19,7 +19,6 @@ from prismbench.registry import Shape
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TOL_FP32 = 1e-5          # fp32 inputs: the kernel is ~1e-7 from float64 under the interpreter
 TOL_BF16 = 5e-3          # bf16 inputs, issue 5 item 3
-TOL_TR_FUSED = 1e-4      # Tr from fla's fused kkt + solve kernel (tf32 merges; test_tr_fla_fused_gpu)
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -279,11 +278,11 @@ def test_tr_fla_vs_own_gpu(monkeypatch, dtype, K, BT):
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("T", [1000, 64])
 def test_tr_fla_fused_gpu(monkeypatch, K, T):
-    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) and the unfused path vs float64.
-    The fused kernel merges its 16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION on Hopper): on an
-    H100 it is 3.1e-5 from the unfused path at every config and T (results/kernels/prism-triton-v4-tr-fused-config-
-    h100.json), hence TOL_TR_FUSED; the unfused path keeps TOL_FP32. End to end, o and every gradient stay within
-    the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused)."""
+    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) == the unfused path, both vs float64.
+    Expected to FAIL on an H100 as things stand (NOTES.md, "Version 4 on an H100"): the fused kernel merges its
+    16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION), and its Tr measured 3.1e-5 from the unfused
+    path's (results/kernels/prism-triton-v4-tr-fused-config-h100.json), above this 1e-5. End to end, o and every
+    gradient stay within the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused; the harness's checks)."""
     from prismbench.kernels.prism import chunk as pc
 
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 4, K, K, 1, torch.bfloat16, DEVICE), K + T).items()}
@@ -293,8 +292,8 @@ def test_tr_fla_fused_gpu(monkeypatch, K, T):
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
     unfused = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], 64)
     assert fused.dtype == torch.float32 and fused.shape == unfused.shape
-    assert rel_err(fused, ref) <= TOL_TR_FUSED and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
-                                                                                     rel_err(unfused, ref))
+    assert rel_err(fused, ref) <= TOL_FP32 and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
+                                                                                 rel_err(unfused, ref))
 
 
 @pytest.mark.gpu
