@@ -2,7 +2,8 @@
 # One device call (~9 min on an H100): the PRISM kernel's release check (issue 5: the default settings'
 # correctness grid + per-kernel phase times), the gate preset twice (issue 9), and the paper preset's
 # missing points (issue 7: prism-triton at every T; the other methods at T=16384, whatever PAPER_16K_METHODS
-# names; GATE_RUNS (2): gate runs, the spread needs 2). Every stage has its own time limit; everything lands in $OUT/bundle.tgz (re-packed after each
+# names; GATE_RUNS (2): gate runs, the spread needs 2). Every stage has its own time limit; everything
+# lands in $OUT/bundle.tgz (re-packed after each
 # stage, so a stage cut off keeps the ones before) plus $OUT/summary.log.
 #   export PRISMBENCH_GIT_COMMIT=<commit sent>; bash scripts/gpu/kernels_gate_paper.sh
 # First use (2026-11-25, H100): check 144 s, gate runs 82 s (cut at 80 s: 14 of 16 points) and 63 s, paper
@@ -37,9 +38,9 @@ done
 g=$(cd out/gate-run1 && ls gate-*.json | head -1)
 cp "out/gate-run1/$g" "$W/gate-run1.json"
 if [ "${GATE_RUNS:-2}" -ge 2 ]; then  # the run-to-run spread
-cp "out/gate-run2/$g" "$W/gate-run2.json"
-prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
-prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
+  cp "out/gate-run2/$g" "$W/gate-run2.json"
+  prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
+  prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
 fi
 rm -rf out/gate-run*; pack
 }

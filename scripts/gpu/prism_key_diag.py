@@ -87,7 +87,8 @@ def main():
     gc, w, ub, _, tr, dv1 = pc.prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=False)
     dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, BT, False, scale)
     dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
-    dk, dp, dbeta = torch.empty_like(k), torch.empty_like(p), torch.empty_like(beta)
+    # zeros: a launch writes only key l's slices; the rest must compare equal, not as uninitialised memory
+    dk, dp, dbeta = torch.zeros_like(k), torch.zeros_like(p), torch.zeros_like(beta)
     NT, BK, BV = triton.cdiv(T, BT), pc._block(K), pc._block(K)
     prec, raw = pc._prec(dt), pc._raw_ok(dt)
     kinds = {P: branch_kernel(P) for P in KINDS}

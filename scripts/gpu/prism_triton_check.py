@@ -371,7 +371,8 @@ def run_phases(res, quick, save):
                 break
             pc.WARPS.clear()
             if warps is not None:
-                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "key", *WY2_WARPS, "split_solve", "prep_w", "prep_u", "prep_dvloc")})
+                pc.WARPS.update({n: warps for n in ("prep", "prep_solved", "h", "o", "dh", "wy", "keys", "key",
+                                                    *WY2_WARPS, "split_solve", "prep_w", "prep_u", "prep_dvloc")})
             row = dict(T=T, L=L, num_warps=warps or "default")
             try:
                 apply_setting("own")   # the unsuffixed prep / bwd_total columns are version 2's (fused prep, own Tr)
