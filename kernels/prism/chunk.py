@@ -917,9 +917,13 @@ def prism_bwd_key_kernel(
     dk, dp, dbeta, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1,
 ):
-    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2 (KEYS_IMPL="split"). Grid (3, N, B*H).
+    """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
+    (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
+    program is of that kind, compiled alone (registers, shared memory and spills of that kind only); KIND 3 / 4
+    (KEYS_IMPL="kinds4", with 1 and 2): the rows kind's read-out half (dq, the read-out and state-write dg terms)
+    / its intra-chunk-write half (dk1, dbeta1, its dg term), each alone.
 
     Launched for l = L-1 .. 1 in that order. The key's work is split three ways by program_id(0), so that few
     [BT, BT] / [BT, 64] tiles are live in any program (the one-program body took 255 registers and spilled
@@ -937,7 +941,13 @@ def prism_bwd_key_kernel(
     deterministic. dX = diag(beta1) dY, dY from dy [B,T,H,V] fp32. (dE, dF are recomputed in programs 0 and 1,
     Qs K_l^T and K1 K_l^T in 0 and 2: 17 dots per key and chunk instead of 10.)
     """
-    i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_t, i_bh = tl.program_id(1), tl.program_id(2)
+    if KIND < 0:
+        i_p = tl.program_id(0)
+    elif KIND >= 3:
+        i_p: tl.constexpr = 0
+    else:
+        i_p: tl.constexpr = KIND
     i_b, i_h = i_bh // H, i_bh % H
     NT = (T + BT - 1) // BT
     ll = l.to(tl.int64)
@@ -947,41 +957,48 @@ def prism_bwd_key_kernel(
     m_a = o_i[:, None] >= o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     if i_p == 0:
+        # KIND 3 / 4: the read-out half / the intra-chunk-write half of the rows program, each a launch of its own
+        # (KEYS_IMPL="kinds5"); each adds its own terms to dg (dg is linear in rho and s)
+        RD: tl.constexpr = KIND != 4
+        WR: tl.constexpr = KIND != 3
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
         b_D = _gelu(b_z) * b_bl[:, None]
         b_kl = b_klr.to(tl.float32)
-        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
-        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
-        # read-out
-        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
-        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
-        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
-                 boundary_check=(0, 1))
-        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
-        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
-        b_Gs = _gmat(b_gc, m_s)
-        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
-        b_dF = -b_Gs * (b_P * b_b1[:, None])
-        b_M = b_dF * b_F
-        b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
-                 boundary_check=(0, 1))
-        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        b_dgc = tl.zeros([BT], dtype=tl.float32)
+        if RD:
+            # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
+            b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+            b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+            # read-out
+            b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+            b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+            b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+            p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                     boundary_check=(0, 1))
+            b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
+        if WR:
+            # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
+            b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+            b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+            b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+            b_Gs = _gmat(b_gc, m_s)
+            b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+            b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
+            b_dF = -b_Gs * (b_P * b_b1[:, None])
+            b_M = b_dF * b_F
+            b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
+            p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+                     boundary_check=(0, 1))
+            p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+            tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
-        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True)
-                 + (tl.cumsum(b_s, axis=0) - b_s), boundary_check=(0,))
+        tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
         _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                      sb, K, V, BT, BK, BV, PREC, RAW)
@@ -1093,7 +1110,15 @@ TR_SOLVER = "fla"
 #           at L = 3: NOTES.md).
 PREP_IMPL = "split"
 # KEYS_IMPL: how prism_bwd_keys (backward phase C2: extra keys l >= 2 and the solver's chain rule) runs.
-#   "split" (default, version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, grid (3, N, B*H):
+#   "kinds" (default since version 5): the same kernel as "split", launched three times per extra key, one launch
+#           per program kind (KIND 0 rows, 1 columns, 2 values; 4 warps each), so each kind is compiled alone.
+#           Evidence (scripts/gpu/prism_key_diag.py, H100, T=2048, L=3, 32768 tokens, H=16, K=V=64): one "split"
+#           launch 3.04-3.28 ms at 8 warps (3.31-3.86 at 4); the three kinds alone at 4 warps 0.79-0.86 (rows) +
+#           0.49-0.55 (columns) + 0.62-0.68 (values) = 1.91-2.09 ms. Under ncu the branched launch has 255
+#           registers and 11.7 M local-memory spill requests, the kinds alone 5.5 M / 0 / 3.3 M.
+#   "kinds4" (version 5 candidate): "kinds" with the rows kind in two launches (KIND 3: read-out half, KIND 4:
+#           intra-chunk-write half); offline sm_90 at 4 warps: 206 / 251 registers, no spills (rows: 255, 32 B).
+#   "split" (version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, grid (3, N, B*H):
 #           per chunk a rows program (dq, dk1, dbeta1, dg partials), a columns program (dk_l) and a values program
 #           (dD_l, dbeta_l, dp_l, the solver's running dr), each adding in place to fp32 buffers (dr in the dead
 #           dV1 buffer: no extra memory); one program per buffer and chunk tile per launch, so no atomics and
@@ -1105,7 +1130,7 @@ PREP_IMPL = "split"
 #           registers, 5.0 / 5.8 KB spill stores / loads per thread; H100: bwd_keys 16.1 ms of L=3's 22 ms backward).
 #   ("split2", version 4 preparation: prism_bwd_key2_kernel, four lighter kinds of program per chunk tile; exact
 #           on an H100 but slower, bwd_keys 6.6 -> 8.8 ms at L=3, T=2048; deleted, NOTES.md "Version 4".)
-KEYS_IMPL = "split"
+KEYS_IMPL = "kinds"
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -1499,10 +1524,10 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
 
 
 def _keys_impl(keys_impl):
-    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "split" or "fused"."""
+    """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "kinds", "split" or "fused"."""
     s = KEYS_IMPL if keys_impl is None else keys_impl
-    if s not in ("fused", "split"):
-        raise ValueError(f"KEYS_IMPL / keys_impl must be 'fused' or 'split', got {s!r}")
+    if s not in ("fused", "split", "kinds", "kinds4"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'kinds', 'kinds4', 'split' or 'fused', got {s!r}")
     return s
 
 
@@ -1510,7 +1535,9 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
-    keys_impl (default KEYS_IMPL): "split" runs prism_bwd_key_kernel once per extra key, l = L-1 .. 1, each
+    keys_impl (default KEYS_IMPL): "kinds" runs prism_bwd_key_kernel three times per extra key (one launch per
+    program kind: rows, columns, values; 4 warps each), "kinds4" four times (the rows kind in its read-out and
+    intra-chunk-write halves), "split" once per key (grid (3, N, B*H)); l = L-1 .. 1, each
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
     buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
@@ -1540,13 +1567,19 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             dr = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32)
         assert dr.shape == (B, T, H, V) and dr.dtype == torch.float32 and dr.is_contiguous()
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
+        # "kinds": the three program kinds as three launches of their own (the kinds write disjoint buffers, so
+        # the order does not matter); "split": one launch, the kind from program_id(0)
+        kinds = {"kinds": (0, 1, 2), "kinds4": (3, 4, 1, 2)}.get(impl)
+        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if kinds \
+            else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         for l in range(L - 1, 0, -1):
-            prism_bwd_key_kernel[(3, NT, B * H)](
-                q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
-                dk, dp, dbeta, scale, T, B, H, l,
-                K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
-                num_warps=WARPS.get("key", _warps(BK, BV, BT)),
-            )
+            for n_prog, kind, warps in launches:
+                prism_bwd_key_kernel[(n_prog, NT, B * H)](
+                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
+                    dk, dp, dbeta, scale, T, B, H, l,
+                    K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
+                    num_warps=warps,
+                )
     prism_bwd_keys_tail_kernel[(NT, B * H)](
         q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,

@@ -5,15 +5,19 @@ FLOP floor of ~0.1 ms per launch; this script splits that time without hardware 
 time variants that leave a stage out, take differences).
 
 At the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64, L=3), for the launch l=2 (FIRST) and l=1:
-1. the whole launch, grid (3, N, B*H), at its default warps (8) and at 4;
-2. each program kind alone: the kernel's source with `i_p` made a constexpr (the other two branches are
-   dropped at compile time), grid (1, N, B*H): rows (0), columns (1), values (2), at 8 and 4 warps;
-3. derived: the sum of the three kinds alone against the whole launch (how well they overlap), each kind's share.
+1. the whole launch (KIND=-1, KEYS_IMPL="split"), grid (3, N, B*H), at 8 and 4 warps;
+2. each program kind alone (the kernel's constexpr KIND; the other branches are dropped at compile time), grid
+   (1, N, B*H): rows (0), columns (1), values (2), and the rows kind's halves rows_read (3), rows_write (4);
+3. derived: the sum of the three kinds alone (KEYS_IMPL="kinds") against the whole launch (how well they
+   overlap), and kinds4_ms, the sum of rows_read, rows_write, columns and values (KEYS_IMPL="kinds4").
+(First run, 2026-12-06, commit b459990, before KIND existed: the kinds were source copies with `i_p` made a
+constexpr; results/kernels/prism-triton-v4-key-diag-h100.json.)
 Buffers come from the real backward up to phase C1 (forward, prep, dH pass, WY); the timed launches add into the
 fp32 partial buffers again and again, which changes their values, not the work.
 
 First, a check that the three kinds launched alone one after the other write what the whole launch writes
-(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
+(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers; `kinds4_vs_whole_max_rel_diff`:
+rounding only, the two halves add to dg in two steps). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
     PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_key_diag.py
 On the GPU, hardware counters for one launch of each kind (Firecracker machines; HOPPER.md, KINDS.md):
     ncu --clock-control none --kernel-name regex:prism_bwd_key --launch-skip 20 --launch-count 4 \\
@@ -23,12 +27,9 @@ On the GPU, hardware counters for one launch of each kind (Firecracker machines;
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import json
 import os
 import sys
-import tempfile
 import time
 
 import torch
@@ -40,25 +41,7 @@ from prismbench.registry import Shape
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
-KINDS = {0: "rows", 1: "columns", 2: "values"}
-LINE = "i_p, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)"
-HEAD = ("import triton\nimport triton.language as tl\nfrom prismbench.kernels.prism.chunk import *\n"
-        "from prismbench.kernels.prism.chunk import (_decays, _key_delta, _key_dk_cols, _cols, _rows, _vec, _state,"
-        " _raw, _gmat, _gelu, _gelu_grad)\n")
-
-
-def branch_kernel(P: int):
-    """prism_bwd_key_kernel with program kind P fixed at compile time (launch it with grid (1, N, B*H))."""
-    src = inspect.getsource(pc.prism_bwd_key_kernel.fn)
-    assert LINE in src, "prism_bwd_key_kernel's first line changed; update LINE"
-    src = src.replace(LINE, f"i_t, i_bh = tl.program_id(1), tl.program_id(2)\n    i_p: tl.constexpr = {P}")
-    path = os.path.join(tempfile.mkdtemp(), f"prism_key_kind{P}.py")
-    with open(path, "w") as f:
-        f.write(HEAD + src)
-    spec = importlib.util.spec_from_file_location(f"prism_key_kind{P}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.prism_bwd_key_kernel
+KINDS = {0: "rows", 1: "columns", 2: "values", 3: "rows_read", 4: "rows_write"}   # the kernel's KIND
 
 
 def bench(fn):
@@ -91,12 +74,12 @@ def main():
     dk, dp, dbeta = torch.zeros_like(k), torch.zeros_like(p), torch.zeros_like(beta)
     NT, BK, BV = triton.cdiv(T, BT), pc._block(K), pc._block(K)
     prec, raw = pc._prec(dt), pc._raw_ok(dt)
-    kinds = {P: branch_kernel(P) for P in KINDS}
+    kern = pc.prism_bwd_key_kernel
 
-    def launch(kern, n_prog, l, warps):
-        kern[(n_prog, NT, B * H)](
+    def launch(kind, l, warps):
+        kern[(3 if kind < 0 else 1, NT, B * H)](
             q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp, dv1, dk, dp, dbeta, scale, T, B, H, l,
-            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, num_warps=warps)
+            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind, num_warps=warps)
 
     def outputs_after(kern_launches):
         """The buffers a key launch writes, after the given launches on fresh copies of the inputs."""
@@ -109,13 +92,14 @@ def main():
         return out
 
     # the three kinds alone, one after the other, must write what the whole launch writes (FIRST and not)
-    same = []
+    same = {"kinds": [], "kinds4": []}
     for l in (L - 1, 1):
-        whole = outputs_after([lambda: launch(pc.prism_bwd_key_kernel, 3, l, 4)])
-        split = outputs_after([lambda P=P: launch(kinds[P], 1, l, 4) for P in KINDS])
-        same.append(max(((a_ - b_).abs().max() / a_.abs().max().clamp_min(1e-30)).item()
-                        for a_, b_ in zip(whole, split)))
-    res = dict(kinds_vs_whole_max_rel_diff=max(same),
+        whole = outputs_after([lambda: launch(-1, l, 4)])
+        for name, kinds in (("kinds", (0, 1, 2)), ("kinds4", (3, 4, 1, 2))):
+            split = outputs_after([lambda P=P: launch(P, l, 4) for P in kinds])
+            same[name].append(max(((a_ - b_).abs().max() / a_.abs().max().clamp_min(1e-30)).item()
+                            for a_, b_ in zip(whole, split)))
+    res = dict(kinds_vs_whole_max_rel_diff=max(same["kinds"]), kinds4_vs_whole_max_rel_diff=max(same["kinds4"]),
                shape=dict(B=B, T=T, H=H, K=K, V=K, L=L, BT=BT, dtype=str(dt)), tiles=NT * B * H,
                device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
                git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
@@ -123,15 +107,16 @@ def main():
         for warps in ((4,) if DRY else (8, 4)):
             if a.ncu:
                 for _ in range(3):
-                    launch(pc.prism_bwd_key_kernel, 3, l, warps)
-                    for P, kern in kinds.items():
-                        launch(kern, 1, l, warps)
+                    launch(-1, l, warps)
+                    for P in KINDS:
+                        launch(P, l, warps)
                 continue
             row = dict(l=l, first=l == L - 1, warps=warps)
-            row["whole_ms"] = bench(lambda: launch(pc.prism_bwd_key_kernel, 3, l, warps))
-            for P, kern in kinds.items():
-                row[f"{KINDS[P]}_ms"] = bench(lambda: launch(kern, 1, l, warps))
-            alone = sum(row[f"{n}_ms"] for n in KINDS.values())
+            row["whole_ms"] = bench(lambda: launch(-1, l, warps))
+            for P in KINDS:
+                row[f"{KINDS[P]}_ms"] = bench(lambda: launch(P, l, warps))
+            alone = sum(row[f"{KINDS[P]}_ms"] for P in (0, 1, 2))
+            row["kinds4_ms"] = sum(row[f"{KINDS[P]}_ms"] for P in (3, 4, 1, 2))
             row["sum_alone_ms"] = alone
             row["overlap"] = alone / row["whole_ms"]   # 1: no overlap between kinds; 3 at best for equal kinds
             res["rows"].append(row)

@@ -15,8 +15,8 @@ Tr sources of `chunk.TR_SOLVER`: "own" (version 2's in-kernel blocked solve, the
    (fwd, fwd+bwd), chunk_gated_delta_rule (fwd) and chunk_gated_delta_product n=3 (fwd), all in this
    process; peak memory of one fwd+bwd; per-kernel PRISM times (phases); for information chunk 32 / K=128.
 3. The table last: every timing, ratios to the peers for both settings (issue 5 targets), correctness counts.
---release checks the module's default settings only (version 4: fla's fused Tr, split prep, split keys, WY
-in three kernels) and times their phases; fwd/bwd_total_default are the defaults' whole passes. The version-4
+--release checks the module's default settings only (version 5: fla's fused Tr, split prep, per-key kernel launched
+per program kind, WY in three kernels) and times their phases; fwd/bwd_total_default are the defaults' whole passes. The version-4
 candidates' rows of earlier runs ("keys2", "wy2", "trfused", "v4": results/kernels/prism-triton-v4-variants-h100.json)
 are gone with the losing variants.
 
@@ -71,6 +71,7 @@ SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_pspli
 DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
 SUFFIX["default"] = "_default"
 TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
+KEYS_DEFAULT = pc.KEYS_IMPL   # "kinds" since version 5
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
@@ -79,6 +80,7 @@ def apply_setting(setting):
     our solve kernel / from fla) | "default" or None (the module's defaults, captured at import)."""
     if setting in (None, "default"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
+        pc.KEYS_IMPL = KEYS_DEFAULT
         return
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
@@ -420,7 +422,11 @@ def run_phases(res, quick, save):
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
                                                                   dgp.clone(), scale, BT))["ms"]
-                # KEYS_IMPL: "split" (default since version 3: per-key launches + tail) vs "fused" (version 2's kernel)
+                # KEYS_IMPL: "kinds" (default since version 5: one launch per program kind and key), "kinds4" (the
+                # rows kind halved), "split" (version 3: one launch per key), "fused" (version 2's kernel)
+                for impl in ("split", "kinds4"):
+                    row[f"bwd_keys_{impl}"] = bench(lambda: pc.prism_bwd_keys(
+                        q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT, keys_impl=impl))["ms"]
                 row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
                                                                         dbp, dgp.clone(), scale, BT,
                                                                         keys_impl="fused"))["ms"]
@@ -437,6 +443,10 @@ def run_phases(res, quick, save):
                 apply_setting("default")
                 row["fwd_total_default"] = bench(fwd_total)["ms"]
                 row["bwd_total_default"] = bench(bwd_total)["ms"]
+                for impl in ("split", "kinds4"):
+                    pc.KEYS_IMPL = impl
+                    row[f"bwd_total_default_keys_{impl}"] = bench(bwd_total)["ms"]
+                pc.KEYS_IMPL = KEYS_DEFAULT
             except Exception as e:  # noqa: BLE001
                 row["error"] = repr(e)[:500]
             finally:

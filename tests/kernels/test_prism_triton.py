@@ -414,11 +414,11 @@ def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
 
 
-# ------------------------------------------------------------------ KEYS_IMPL (version 3: backward keys split)
-def test_keys_impl_default_is_split():
+# ------------------------------------------------------------------ KEYS_IMPL (version 5 default: "kinds")
+def test_keys_impl_default_is_kinds():
     from prismbench.kernels.prism import chunk as pc
 
-    assert pc.KEYS_IMPL == "split"
+    assert pc.KEYS_IMPL == "kinds"
     with pytest.raises(ValueError, match="keys_impl"):
         pc._keys_impl("magma")
 
@@ -429,13 +429,17 @@ KEYS_CASES = [  # B, T, H, K, V, L, C, dtype, tol
 ]
 
 
-@pytest.mark.parametrize("impl", ["split", "fused"])
+KEYS_LAUNCHES = {"split": (-1,), "kinds": (0, 1, 2), "kinds4": (3, 4, 1, 2), "fused": ()}
+
+
+@pytest.mark.parametrize("impl", ["kinds", "kinds4", "split", "fused"])
 @pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", KEYS_CASES)
 def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
-    """KEYS_IMPL "split" (one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, then the tail) and "fused"
-    (version 2's one kernel): whole chunk_prism, output and every gradient vs the float64 token loop; the split
-    path launches the per-key kernel exactly L - 1 times per backward, in reverse key order, FIRST only on the
-    first launch."""
+    """KEYS_IMPL "kinds" (three prism_bwd_key_kernel launches per extra key, one per program kind), "kinds4" (four:
+    the rows kind in two halves), "split" (one launch per extra key, the kind from program_id(0)) and "fused"
+    (version 2's one kernel): whole chunk_prism, output and every gradient vs the float64 token loop; the per-key
+    kernel is launched for l = L-1 .. 1 in reverse key order, FIRST only for l = L-1, with exactly the program
+    kinds (KIND) of the impl per key."""
     from prismbench.kernels.prism import chunk as pc
 
     launches = []
@@ -444,14 +448,14 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     class Counted:
         def __getitem__(self, grid):
             def launch(*a, **kw):
-                launches.append((a[22], kw["FIRST"]))    # l, FIRST
+                launches.append((a[22], kw["FIRST"], kw["KIND"], grid[0]))    # l, FIRST, KIND, programs per tile
                 return real[grid](*a, **kw)
             return launch
 
     monkeypatch.setattr(pc, "KEYS_IMPL", impl)
     monkeypatch.setattr(pc, "prism_bwd_key_kernel", Counted())
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 3), tol)
-    expect = [(l, l == L - 1) for l in range(L - 1, 0, -1)] if impl == "split" else []
+    expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1) for l in range(L - 1, 0, -1) for kind in KEYS_LAUNCHES[impl]]
     assert launches == expect, launches
 
 
@@ -477,14 +481,15 @@ def _keys_launcher_outputs(L, ref, impl):
     return outs
 
 
+@pytest.mark.parametrize("impl", ["split", "kinds", "kinds4"])
 @pytest.mark.parametrize("L", [1, 2, 4])
-def test_keys_split_matches_fused(L):
-    """prism_bwd_keys at the launcher: "split" (dr allocated NaN-poisoned, or a garbage workspace) equals "fused"
-    to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers it accumulates into are
-    the ones prism_bwd_wy returns."""
-    outs = _keys_launcher_outputs(L, ref="fused", impl="split")
+def test_keys_split_matches_fused(L, impl):
+    """prism_bwd_keys at the launcher: "split", "kinds" and "kinds4" (dr allocated by the launcher, or a garbage
+    workspace) equal "fused" to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers they
+    accumulate into are the ones prism_bwd_wy returns."""
+    outs = _keys_launcher_outputs(L, ref="fused", impl=impl)
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
-    for key in (("split", True), ("split", False)):
+    for key in ((impl, True), (impl, False)):
         for name, a, b in zip(names, outs["fused", True], outs[key]):
             assert b.shape == a.shape and b.dtype == a.dtype, name
             assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
@@ -509,11 +514,12 @@ def _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["kinds", "kinds4", "split"])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
-def test_chunk_prism_gpu_bf16_keys_split(monkeypatch, T, L, K):
-    """KEYS_IMPL = "split" on a GPU, bf16: output and every gradient vs float64, and two backward passes give
+def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
+    """KEYS_IMPL = impl on a GPU, bf16: output and every gradient vs float64, and two backward passes give
     bit-identical gradients (no atomics)."""
-    _check_keys_impl_gpu(monkeypatch, "split", T, L, K, input_seed=1)
+    _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed=1)
 
 
 # ------------------------------------------------------------------ WY_IMPL (version 4 default: "split2", three kernels)
