@@ -15,7 +15,8 @@ script measures, at the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64
    - "fla_h_o_bf16": the same with W, Ub written in bf16 by our prep kernels (fla GDN's storage);
    - "fla_gdn": fla's chunk_gated_delta_rule forward on delta_1 computed in torch (timed without and with the
      delta's elementwise pass): the peer itself, and its error against the same float64 reference.
-Every variant runs in try/except: a failing one records its error and the rest go on.
+Each section (a variant, or a group of phase timings) runs in a process of its own (`--only`), so a CUDA error in one
+cannot poison the others (the first GPU run, 2026-12-06, lost every fla number to an illegal address in one).
 Writes $OUT/prism_fwd_compose.json. CPU dry run (interpreter, tiny shapes; fla's kernels do not run there, so
 only our variant is exercised):  PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_fwd_compose.py
 """
@@ -25,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -130,100 +132,132 @@ def inputs(B, T, H, K, L, seed, dt):
     return {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), seed).items()}
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+SECTIONS = ("ours", "phases_ours", "fla_gdn_no_delta", "fla_gdn", "phases_fla_gdn", "fla_h_o_bf16", "phases_fla_bf16",
+            "fla_h_o_fp32", "phases_fla_fp32")
+
+
+def phases(section, x, BT, ops, d):
+    """Per-kernel times of one section at the inputs x (L=1)."""
+    k, beta, g = x["k"], x["beta"], x["g"]
+    B, T, H, K = x["q"].shape
+    scale = K ** -0.5
+    ph = {}
+    gc, w, ub = prep(x, BT, torch.float32)
+    if section == "phases_ours":
+        ph["tr"] = bench(lambda: pc._tr_fla(k[0], beta[0], g, BT))
+        ph["prep_w_u_incl_tr_fp32"] = bench(lambda: prep(x, BT, torch.float32))
+        ph["prep_w_u_incl_tr_bf16"] = bench(lambda: prep(x, BT, torch.bfloat16))
+        sw = torch.zeros(B, triton.cdiv(T, BT), H, K, K, device=DEV, dtype=torch.float32)
+        ph["ours_fwd_h"] = bench(lambda: pc.prism_fwd_h(k, w, ub, sw, gc, BT))
+        hs, vnew, _ = pc.prism_fwd_h(k, w, ub, sw, gc, BT)
+        ph["ours_fwd_o"] = bench(lambda: pc.prism_fwd_o(x["q"], k, x["v"], x["u"], x["p"], beta, gc, hs, vnew, scale, BT))
+    elif section == "phases_fla_gdn":
+        g2 = gc * RCP_LN2
+        ph["fla_cumsum"] = bench(lambda: ops["cumsum"](g, chunk_size=BT, scale=RCP_LN2))
+        ph["fla_intra"] = bench(lambda: ops["intra"](k=k[0], v=d, g=g2, beta=beta[0], chunk_size=BT))
+        ph["delta_elementwise"] = bench(lambda: F.gelu(x["p"][0].float() * (x["v"].float() - x["u"].float()))
+                                        .to(x["v"].dtype))
+    else:   # phases_fla_bf16 / phases_fla_fp32: fla's state pass and output kernel on our W, Ub
+        sd = torch.float32 if section.endswith("fp32") else torch.bfloat16
+        g2 = gc * RCP_LN2
+        w2, ub2 = w.to(sd), ub.to(sd)
+        ph["fla_fwd_h"] = bench(lambda: ops["fwd_h"](k=k[0], w=w2, u=ub2, g=g2, chunk_size=BT))
+        h, vn, _ = ops["fwd_h"](k=k[0], w=w2, u=ub2, g=g2, chunk_size=BT)
+        ph["fla_fwd_o"] = bench(lambda: ops["fwd_o"](q=x["q"], k=k[0], v=vn, h=h, g=g2, scale=scale, chunk_size=BT))
+    return ph
+
+
+def run_section(section, out):
+    """One section in this process: timings (T=2048, 16384) and, for a variant, its errors against float64."""
     ops = {} if DRY else fla_ops()
     dt = torch.float32 if DRY else torch.bfloat16
     BT = 16 if DRY else 64
     K = 16 if DRY else 64
-    res = dict(device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), torch=torch.__version__,
-               triton=triton.__version__, errors=[], timings=[], phases=[], failures=[])
+    res = dict(section=section, timings=[], errors=[], failures=[])
     V = variants(ops, BT)
+    path = os.path.join(out, f"prism_fwd_compose-{section}.json")
 
     def save():
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "prism_fwd_compose.json"), "w") as f:
+        with open(path, "w") as f:
             json.dump(res, f, indent=1)
 
-    # ---- timings at the timing shape first (fla autotunes on its first call: let that be this shape)
+    def fail(where, e):
+        res["failures"].append(dict(where=where, error=repr(e)[:500], tb=traceback.format_exc()[-1500:]))
+        print(f"{section} {where} failed: {e!r}"[:300], flush=True)
+        save()
+
     for T in ((37,) if DRY else (2048, 16384)):
         B = 2 if DRY else 32768 // T
         H = 2 if DRY else 16
         x = inputs(B, T, H, K, 1, 0, dt)
         scale = K ** -0.5
-        row = dict(T=T, B=B, H=H, K=K, L=1)
         d = F.gelu(x["p"][0].float() * (x["v"].float() - x["u"].float())).to(x["v"].dtype)
-        for name, fn in V.items():
-            try:
-                if name == "fla_gdn_no_delta":
-                    row[name] = bench(lambda: fn(x, None, scale, d))
-                else:
-                    row[name] = bench(lambda: fn(x, None, scale))
-            except Exception as e:  # noqa: BLE001
-                res["failures"].append(dict(T=T, variant=name, error=repr(e)[:500], tb=traceback.format_exc()[-1500:]))
-                print(f"{name} T={T} failed: {e!r}"[:300], flush=True)
-        res["timings"].append(row)
-        print(json.dumps(row), flush=True)
-        # phases
-        ph = dict(T=T)
+        row = dict(T=T, B=B, H=H, K=K, L=1)
         try:
-            gc, w, ub = prep(x, BT, torch.float32)
-            ph["tr"] = bench(lambda: pc._tr_fla(x["k"][0], x["beta"][0], x["g"], BT))
-            ph["prep_w_u_incl_tr_fp32"] = bench(lambda: prep(x, BT, torch.float32))
-            ph["prep_w_u_incl_tr_bf16"] = bench(lambda: prep(x, BT, torch.bfloat16))
-            sw = torch.zeros(B, triton.cdiv(T, BT), H, K, K, device=DEV, dtype=torch.float32)
-            ph["ours_fwd_h"] = bench(lambda: pc.prism_fwd_h(x["k"], w, ub, sw, gc, BT))
-            hs, vnew, _ = pc.prism_fwd_h(x["k"], w, ub, sw, gc, BT)
-            ph["ours_fwd_o"] = bench(lambda: pc.prism_fwd_o(x["q"], x["k"], x["v"], x["u"], x["p"], x["beta"], gc, hs,
-                                                            vnew, scale, BT))
-            if ops:
-                g2 = gc * RCP_LN2
-                for sd in (torch.float32, torch.bfloat16):
-                    tag = "fp32" if sd == torch.float32 else "bf16"
-                    w2, ub2 = w.to(sd), ub.to(sd)
-                    ph[f"fla_fwd_h_{tag}"] = bench(lambda: ops["fwd_h"](k=x["k"][0], w=w2, u=ub2, g=g2, chunk_size=BT))
-                    h, vn, _ = ops["fwd_h"](k=x["k"][0], w=w2, u=ub2, g=g2, chunk_size=BT)
-                    ph[f"fla_fwd_o_{tag}"] = bench(lambda: ops["fwd_o"](q=x["q"], k=x["k"][0], v=vn, h=h, g=g2,
-                                                                        scale=scale, chunk_size=BT))
-                ph["fla_cumsum"] = bench(lambda: ops["cumsum"](x["g"], chunk_size=BT, scale=RCP_LN2))
-                ph["fla_intra"] = bench(lambda: ops["intra"](k=x["k"][0], v=d, g=g2, beta=x["beta"][0], chunk_size=BT))
-                ph["delta_elementwise"] = bench(
-                    lambda: F.gelu(x["p"][0].float() * (x["v"].float() - x["u"].float())).to(x["v"].dtype))
+            if section.startswith("phases"):
+                row.update(phases(section, x, BT, ops, d))
+            elif section == "fla_gdn_no_delta":
+                row["ms"] = bench(lambda: V[section](x, None, scale, d))
+            else:
+                row["ms"] = bench(lambda: V[section](x, None, scale))
         except Exception as e:  # noqa: BLE001
-            res["failures"].append(dict(T=T, variant="phases", error=repr(e)[:500], tb=traceback.format_exc()[-1500:]))
-            print(f"phases T={T} failed: {e!r}"[:300], flush=True)
-        res["phases"].append(ph)
-        print(json.dumps({kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in ph.items()}), flush=True)
+            fail(f"T={T}", e)
+            return res
+        res["timings"].append(row)
+        print(json.dumps({kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in row.items()}), flush=True)
         save()
         del x
-    # ---- errors against float64
+    if section.startswith("phases") or section == "fla_gdn_no_delta":
+        return res
     for T, seed in (((37, 0),) if DRY else ((1000, 0), (1000, 1), (4096, 0))):
         B, H = 1, (2 if DRY else 4)
         x = inputs(B, T, H, K, 1, seed, dt)
         gen = torch.Generator(device="cpu").manual_seed(seed + 1)
         h0 = torch.randn(B, H, K, K, generator=gen).to(DEV)
         ref_fn = naive_recurrent_prism if T <= 1000 else chunk_prism_torch
-        with torch.no_grad():
-            o_r, ht_r = ref_fn(**{n: t.double() for n, t in x.items()}, initial_state=h0.double(),
-                               output_final_state=True)
-        row = dict(T=T, seed=seed, ref=ref_fn.__name__)
-        scale = K ** -0.5
-        for name, fn in V.items():
-            if name == "fla_gdn_no_delta":
-                continue
-            try:
-                with torch.no_grad():
-                    o, ht = fn(x, h0.clone(), scale)
-                row[name] = dict(o=rel(o, o_r), ht=rel(ht, ht_r))
-            except Exception as e:  # noqa: BLE001
-                res["failures"].append(dict(T=T, variant=name, error=repr(e)[:500], tb=traceback.format_exc()[-1500:]))
-                print(f"{name} T={T} (errors) failed: {e!r}"[:300], flush=True)
+        try:
+            with torch.no_grad():
+                o_r, ht_r = ref_fn(**{n: t.double() for n, t in x.items()}, initial_state=h0.double(),
+                                   output_final_state=True)
+                o, ht = V[section](x, h0.clone(), K ** -0.5)
+            row = dict(T=T, seed=seed, ref=ref_fn.__name__, o=rel(o, o_r), ht=rel(ht, ht_r))
+        except Exception as e:  # noqa: BLE001
+            fail(f"errors T={T} seed={seed}", e)
+            return res
         res["errors"].append(row)
         print(json.dumps(row), flush=True)
         save()
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    ap.add_argument("--only", choices=SECTIONS, help="run one section in this process (the parent runs each so)")
+    ap.add_argument("--section-limit", type=float, default=75.0, help="seconds per section process")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    if a.only:
+        run_section(a.only, a.out)
+        return
+    # each section in a process of its own: a CUDA error (an illegal address in fla's fwd_h on fp32 inputs,
+    # 2026-12-06) poisons the process's context and would fail every section after it
+    res = dict(device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
+               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), torch=torch.__version__, triton=triton.__version__,
+               sections={})
+    for section in (("ours", "phases_ours") if DRY else SECTIONS):
+        t0 = time.time()
+        try:
+            rc = subprocess.run([sys.executable, os.path.abspath(__file__), "--only", section, "--out", a.out],
+                                timeout=a.section_limit).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        path = os.path.join(a.out, f"prism_fwd_compose-{section}.json")
+        sec = json.load(open(path)) if os.path.exists(path) else {}
+        sec.update(rc=rc, seconds=round(time.time() - t0, 1))
+        res["sections"][section] = sec
+        with open(os.path.join(a.out, "prism_fwd_compose.json"), "w") as f:
+            json.dump(res, f, indent=1)
     print(f"wrote {os.path.join(a.out, 'prism_fwd_compose.json')}", file=sys.stderr)
 
 
