@@ -921,9 +921,7 @@ def prism_bwd_key_kernel(
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
-    program is of that kind, compiled alone (registers, shared memory and spills of that kind only); KIND 3 / 4
-    (KEYS_IMPL="kinds4", with 1 and 2): the rows kind's read-out half (dq, the read-out and state-write dg terms)
-    / its intra-chunk-write half (dk1, dbeta1, its dg term), each alone.
+    program is of that kind, compiled alone (registers, shared memory and spills of that kind only).
 
     Launched for l = L-1 .. 1 in that order. The key's work is split three ways by program_id(0), so that few
     [BT, BT] / [BT, 64] tiles are live in any program (the one-program body took 255 registers and spilled
@@ -944,8 +942,6 @@ def prism_bwd_key_kernel(
     i_t, i_bh = tl.program_id(1), tl.program_id(2)
     if KIND < 0:
         i_p = tl.program_id(0)
-    elif KIND >= 3:
-        i_p: tl.constexpr = 0
     else:
         i_p: tl.constexpr = KIND
     i_b, i_h = i_bh // H, i_bh % H
@@ -957,10 +953,10 @@ def prism_bwd_key_kernel(
     m_a = o_i[:, None] >= o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     if i_p == 0:
-        # KIND 3 / 4: the read-out half / the intra-chunk-write half of the rows program, each a launch of its own
-        # (KEYS_IMPL="kinds5"); each adds its own terms to dg (dg is linear in rho and s)
-        RD: tl.constexpr = KIND != 4
-        WR: tl.constexpr = KIND != 3
+        # the read-out half and the intra-chunk-write half each add their own terms to dg (linear in rho and s);
+        # in two scopes the rows body spills 32 B per thread at 4 warps offline, 336 B as one (version 4)
+        RD: tl.constexpr = True
+        WR: tl.constexpr = True
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_D = _gelu(b_z) * b_bl[:, None]
@@ -1116,8 +1112,10 @@ PREP_IMPL = "split"
 #           launch 3.04-3.28 ms at 8 warps (3.31-3.86 at 4); the three kinds alone at 4 warps 0.79-0.86 (rows) +
 #           0.49-0.55 (columns) + 0.62-0.68 (values) = 1.91-2.09 ms. Under ncu the branched launch has 255
 #           registers and 11.7 M local-memory spill requests, the kinds alone 5.5 M / 0 / 3.3 M.
-#   "kinds4" (version 5 candidate): "kinds" with the rows kind in two launches (KIND 3: read-out half, KIND 4:
-#           intra-chunk-write half); offline sm_90 at 4 warps: 206 / 251 registers, no spills (rows: 255, 32 B).
+#           H100 (release check, commit 2079e60): every gradient within 5e-3 (22 of 22, worst 2.76e-3); bwd_keys at L=3,
+#           T=2048: 4.28 ms ("split" 6.66; predicted ~4.2), L=3 backward 7.57 ms (9.96 with "split").
+#   ("kinds4", version 5 candidate: the rows kind in two launches, read-out and intra-chunk-write halves; no spills
+#           offline, but 4.78 ms against 4.28 for "kinds" on the H100: deleted, NOTES.md "Version 5".)
 #   "split" (version 3): one prism_bwd_key_kernel launch per extra key, l = L-1 .. 1, grid (3, N, B*H):
 #           per chunk a rows program (dq, dk1, dbeta1, dg partials), a columns program (dk_l) and a values program
 #           (dD_l, dbeta_l, dp_l, the solver's running dr), each adding in place to fp32 buffers (dr in the dead
@@ -1526,8 +1524,8 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
 def _keys_impl(keys_impl):
     """The phase C2 implementation: keys_impl if given, else KEYS_IMPL; "kinds", "split" or "fused"."""
     s = KEYS_IMPL if keys_impl is None else keys_impl
-    if s not in ("fused", "split", "kinds", "kinds4"):
-        raise ValueError(f"KEYS_IMPL / keys_impl must be 'kinds', 'kinds4', 'split' or 'fused', got {s!r}")
+    if s not in ("fused", "split", "kinds"):
+        raise ValueError(f"KEYS_IMPL / keys_impl must be 'kinds', 'split' or 'fused', got {s!r}")
     return s
 
 
@@ -1536,8 +1534,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
     keys_impl (default KEYS_IMPL): "kinds" runs prism_bwd_key_kernel three times per extra key (one launch per
-    program kind: rows, columns, values; 4 warps each), "kinds4" four times (the rows kind in its read-out and
-    intra-chunk-write halves), "split" once per key (grid (3, N, B*H)); l = L-1 .. 1, each
+    program kind: rows, columns, values; 4 warps each), "split" once per key (grid (3, N, B*H)); l = L-1 .. 1, each
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
     buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
@@ -1569,8 +1566,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
         # "kinds": the three program kinds as three launches of their own (the kinds write disjoint buffers, so
         # the order does not matter); "split": one launch, the kind from program_id(0)
-        kinds = {"kinds": (0, 1, 2), "kinds4": (3, 4, 1, 2)}.get(impl)
-        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if kinds \
+        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in (0, 1, 2)) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:

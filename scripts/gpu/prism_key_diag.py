@@ -7,17 +7,17 @@ time variants that leave a stage out, take differences).
 At the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64, L=3), for the launch l=2 (FIRST) and l=1:
 1. the whole launch (KIND=-1, KEYS_IMPL="split"), grid (3, N, B*H), at 8 and 4 warps;
 2. each program kind alone (the kernel's constexpr KIND; the other branches are dropped at compile time), grid
-   (1, N, B*H): rows (0), columns (1), values (2), and the rows kind's halves rows_read (3), rows_write (4);
+   (1, N, B*H): rows (0), columns (1), values (2);
 3. derived: the sum of the three kinds alone (KEYS_IMPL="kinds") against the whole launch (how well they
-   overlap), and kinds4_ms, the sum of rows_read, rows_write, columns and values (KEYS_IMPL="kinds4").
+   overlap). (Second run, commit 2079e60, also timed the rows kind's two halves as KIND 3 and 4, the deleted
+   "kinds4" candidate: read-out 0.51 + write 0.61 ms against rows 0.81 at 4 warps.)
 (First run, 2026-12-06, commit b459990, before KIND existed: the kinds were source copies with `i_p` made a
 constexpr; results/kernels/prism-triton-v4-key-diag-h100.json.)
 Buffers come from the real backward up to phase C1 (forward, prep, dH pass, WY); the timed launches add into the
 fp32 partial buffers again and again, which changes their values, not the work.
 
 First, a check that the three kinds launched alone one after the other write what the whole launch writes
-(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers; `kinds4_vs_whole_max_rel_diff`:
-rounding only, the two halves add to dg in two steps). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
+(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
     PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_key_diag.py
 On the GPU, hardware counters for one launch of each kind (Firecracker machines; HOPPER.md, KINDS.md):
     ncu --clock-control none --kernel-name regex:prism_bwd_key --launch-skip 20 --launch-count 4 \\
@@ -41,7 +41,7 @@ from prismbench.registry import Shape
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
-KINDS = {0: "rows", 1: "columns", 2: "values", 3: "rows_read", 4: "rows_write"}   # the kernel's KIND
+KINDS = {0: "rows", 1: "columns", 2: "values"}   # the kernel's KIND
 
 
 def bench(fn):
@@ -92,14 +92,14 @@ def main():
         return out
 
     # the three kinds alone, one after the other, must write what the whole launch writes (FIRST and not)
-    same = {"kinds": [], "kinds4": []}
+    same = {"kinds": []}
     for l in (L - 1, 1):
         whole = outputs_after([lambda: launch(-1, l, 4)])
-        for name, kinds in (("kinds", (0, 1, 2)), ("kinds4", (3, 4, 1, 2))):
+        for name, kinds in (("kinds", (0, 1, 2)),):
             split = outputs_after([lambda P=P: launch(P, l, 4) for P in kinds])
             same[name].append(max(((a_ - b_).abs().max() / a_.abs().max().clamp_min(1e-30)).item()
                             for a_, b_ in zip(whole, split)))
-    res = dict(kinds_vs_whole_max_rel_diff=max(same["kinds"]), kinds4_vs_whole_max_rel_diff=max(same["kinds4"]),
+    res = dict(kinds_vs_whole_max_rel_diff=max(same["kinds"]),
                shape=dict(B=B, T=T, H=H, K=K, V=K, L=L, BT=BT, dtype=str(dt)), tiles=NT * B * H,
                device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
                git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
@@ -116,7 +116,6 @@ def main():
             for P in KINDS:
                 row[f"{KINDS[P]}_ms"] = bench(lambda: launch(P, l, warps))
             alone = sum(row[f"{KINDS[P]}_ms"] for P in (0, 1, 2))
-            row["kinds4_ms"] = sum(row[f"{KINDS[P]}_ms"] for P in (3, 4, 1, 2))
             row["sum_alone_ms"] = alone
             row["overlap"] = alone / row["whole_ms"]   # 1: no overlap between kinds; 3 at best for equal kinds
             res["rows"].append(row)

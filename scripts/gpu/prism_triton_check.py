@@ -422,9 +422,9 @@ def run_phases(res, quick, save):
                 dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
                 row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
                                                                   dgp.clone(), scale, BT))["ms"]
-                # KEYS_IMPL: "kinds" (default since version 5: one launch per program kind and key), "kinds4" (the
-                # rows kind halved), "split" (version 3: one launch per key), "fused" (version 2's kernel)
-                for impl in ("split", "kinds4"):
+                # KEYS_IMPL: "kinds" (default since version 5: one launch per program kind and key), "split"
+                # (version 3: one launch per key), "fused" (version 2's kernel)
+                for impl in ("split",):
                     row[f"bwd_keys_{impl}"] = bench(lambda: pc.prism_bwd_keys(
                         q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT, keys_impl=impl))["ms"]
                 row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
@@ -443,7 +443,7 @@ def run_phases(res, quick, save):
                 apply_setting("default")
                 row["fwd_total_default"] = bench(fwd_total)["ms"]
                 row["bwd_total_default"] = bench(bwd_total)["ms"]
-                for impl in ("split", "kinds4"):
+                for impl in ("split",):
                     pc.KEYS_IMPL = impl
                     row[f"bwd_total_default_keys_{impl}"] = bench(bwd_total)["ms"]
                 pc.KEYS_IMPL = KEYS_DEFAULT

@@ -429,14 +429,14 @@ KEYS_CASES = [  # B, T, H, K, V, L, C, dtype, tol
 ]
 
 
-KEYS_LAUNCHES = {"split": (-1,), "kinds": (0, 1, 2), "kinds4": (3, 4, 1, 2), "fused": ()}
+KEYS_LAUNCHES = {"split": (-1,), "kinds": (0, 1, 2), "fused": ()}
 
 
-@pytest.mark.parametrize("impl", ["kinds", "kinds4", "split", "fused"])
+@pytest.mark.parametrize("impl", ["kinds", "split", "fused"])
 @pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol", KEYS_CASES)
 def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
-    """KEYS_IMPL "kinds" (three prism_bwd_key_kernel launches per extra key, one per program kind), "kinds4" (four:
-    the rows kind in two halves), "split" (one launch per extra key, the kind from program_id(0)) and "fused"
+    """KEYS_IMPL "kinds" (three prism_bwd_key_kernel launches per extra key, one per program kind), "split" (one
+    launch per extra key, the kind from program_id(0)) and "fused"
     (version 2's one kernel): whole chunk_prism, output and every gradient vs the float64 token loop; the per-key
     kernel is launched for l = L-1 .. 1 in reverse key order, FIRST only for l = L-1, with exactly the program
     kinds (KIND) of the impl per key."""
@@ -481,10 +481,10 @@ def _keys_launcher_outputs(L, ref, impl):
     return outs
 
 
-@pytest.mark.parametrize("impl", ["split", "kinds", "kinds4"])
+@pytest.mark.parametrize("impl", ["split", "kinds"])
 @pytest.mark.parametrize("L", [1, 2, 4])
 def test_keys_split_matches_fused(L, impl):
-    """prism_bwd_keys at the launcher: "split", "kinds" and "kinds4" (dr allocated by the launcher, or a garbage
+    """prism_bwd_keys at the launcher: "split" and "kinds" (dr allocated by the launcher, or a garbage
     workspace) equal "fused" to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers they
     accumulate into are the ones prism_bwd_wy returns."""
     outs = _keys_launcher_outputs(L, ref="fused", impl=impl)
@@ -514,7 +514,7 @@ def _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("impl", ["kinds", "kinds4", "split"])
+@pytest.mark.parametrize("impl", ["kinds", "split"])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
 def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
     """KEYS_IMPL = impl on a GPU, bf16: output and every gradient vs float64, and two backward passes give
