@@ -34,9 +34,11 @@ backward (prism_bwd.md, phases A, B, C)
                        prism_bwd_wy2_read_kernel (read-out: dq, dk1 +=, dg +=); 4 warps at K, V <= 64;
                        (WY_IMPL="fused", version 2) prism_bwd_wy_kernel
     prism_bwd_keys     keys l >= 2 and the solver's chain rule; finishes dq, dk_l, dbeta_l, dg, dv, du, dp_l.
-                       (KEYS_IMPL="split", the default since version 3) prism_bwd_key_kernel once per extra key,
-                       l = L-1 .. 1, grid (3, N, B*H): three programs per chunk (rows: dq, dk1, dbeta1, dg partials;
-                       columns: dk_l; values: dD_l, dbeta_l, dp_l, the running dr), each adding in place to fp32
+                       (KEYS_IMPL="kinds", the default since version 5) prism_bwd_key_kernel three times per extra
+                       key, l = L-1 .. 1, one launch per program kind (constexpr KIND), grid (1, N, B*H) each;
+                       (KEYS_IMPL="split", version 3) once per extra key, grid (3, N, B*H). Three program kinds per
+                       chunk (rows: dq, dk1, dbeta1, dg partials; columns: dk_l; values: dD_l, dbeta_l, dp_l, the
+                       running dr), each adding in place to fp32
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
@@ -47,14 +49,13 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 4 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="split" and
-WY_IMPL="split2". The three version-4 candidates were checked and timed on an H100
-(results/kernels/prism-triton-v4-variants-h100.json): the fused Tr (0.62 -> 0.37 ms) and the WY split in three
-kernels (1.95 -> 1.36 ms) won and are the defaults; the per-key kernel in lighter programs (KEYS_IMPL="split2")
-lost (L=3: 6.6 -> 8.8 ms) and was deleted, as was version 3's two-kernel WY split. Status: every gradient within
-5e-3 on an H100 (bf16; release grid 22/22, worst 2.76e-3); K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd
-1.35 ms, L=3 fwd 2.57 ms, L=1 fwd+bwd 4.25 ms, L=3 fwd+bwd 12.5 ms = 0.25x fla chunk_gla, still far from the
-issue-5 targets (NOTES.md); the per-key backward kernel (6.6 of the 12.5 ms) is the bottleneck.
+Version 5 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="kinds" and
+WY_IMPL="split2". Version 4 made the fused Tr (0.62 -> 0.37 ms) and the WY backward in three kernels (1.95 -> 1.36 ms)
+the defaults; version 5 launches the per-key backward kernel once per program kind instead of one launch with three
+program kinds (H100, L=3, T=2048: 6.66 -> 4.28 ms for the keys phase). Status: every gradient within 5e-3 on an H100
+(bf16; release grid 22/22, worst 2.76e-3); K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd 1.34 ms, L=3 fwd
+2.52 ms, L=1 fwd+bwd 4.29 ms, L=3 fwd+bwd 10.2 ms = 0.31x fla chunk_gla, still far from the issue-5 targets
+(NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -1034,7 +1035,7 @@ def prism_bwd_keys_tail_kernel(
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     HAS_DR: tl.constexpr,
 ):
-    """Tail of phase C2 (KEYS_IMPL="split"), after the per-key launches: the solver's first step (dDelta_1 =
+    """Tail of phase C2 (KEYS_IMPL "kinds" or "split"), after the per-key launches: the solver's first step (dDelta_1 =
     dX = diag(beta1) dY) and X's Delta_1 term of dbeta1; finishes dq, dk[0], dbeta[0], dv, du, dp[0] (input
     dtypes) and dg (fp32; may alias dgp). Grid (N, B*H). HAS_DR (L > 1): dr from drp [B,T,H,V] fp32 (the
     per-key launches' running dr), else 0. Each output is finished and stored before the next is started
@@ -1144,8 +1145,9 @@ WY_BV = 32
 PREP_BV = 32
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
 # "dh", "tr_fused" (TR_FLA_IMPL="fused": fla's kkt + solve kernel), "wy" (WY_IMPL="fused"), "keys" (the fused
-# kernel, or the tail with KEYS_IMPL="split"), "key"
-# (KEYS_IMPL="split": the per-key kernel), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
+# kernel, or the tail with KEYS_IMPL "split" / "kinds"), "key"
+# (KEYS_IMPL="split": the per-key kernel), "key_kind0" / "key_kind1" / "key_kind2" (KEYS_IMPL="kinds": its rows /
+# columns / values launches; default 4), "wy2_cols", "wy2_erase", "wy2_read" (WY_IMPL="split2"); PREP_IMPL="split":
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}

@@ -17,7 +17,8 @@ Buffers come from the real backward up to phase C1 (forward, prep, dH pass, WY);
 fp32 partial buffers again and again, which changes their values, not the work.
 
 First, a check that the three kinds launched alone one after the other write what the whole launch writes
-(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers). Writes $OUT/prism_key_diag.json. CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
+(`kinds_vs_whole_max_rel_diff`, expected 0: the kinds write disjoint buffers). Writes $OUT/prism_key_diag.json.
+CPU dry run (interpreter, tiny shape, wall-clock times; tests the script):
     PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_key_diag.py
 On the GPU, hardware counters for one launch of each kind (Firecracker machines; HOPPER.md, KINDS.md):
     ncu --clock-control none --kernel-name regex:prism_bwd_key --launch-skip 20 --launch-count 4 \\
