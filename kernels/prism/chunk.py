@@ -1072,6 +1072,18 @@ def prism_bwd_keys_tail_kernel(
     tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
 
 
+# ----------------------------------------------------------------------------------------- L = 1 forward on fla
+@triton.jit
+def prism_delta1_kernel(v, u, p, d_out, n, BLOCK: tl.constexpr):
+    """delta_1 = GELU(p_1 (v - u)) elementwise over n entries (fp32 math, stored in d_out's dtype); v, u, p_1
+    contiguous with the same layout [B, T, H, V]. Grid (cdiv(n, BLOCK),). FWD_IMPL="fla_gdn"'s value input."""
+    o = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = o < n
+    b_r = tl.load(v + o, mask=m, other=0.).to(tl.float32) - tl.load(u + o, mask=m, other=0.).to(tl.float32)
+    b_p = tl.load(p + o, mask=m, other=0.).to(tl.float32)
+    tl.store(d_out + o, _gelu(b_p * b_r).to(d_out.dtype.element_ty), mask=m)
+
+
 # ----------------------------------------------------------------------------------------- launchers
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
@@ -1279,6 +1291,61 @@ def _tr_fla_impl() -> str:
     return TR_FLA_IMPL
 
 
+# FWD_IMPL: how chunk_prism_fwd runs at L = 1 (at L >= 2 always "own").
+#   "own" (default): our prep, state pass and output kernels; the chunk states are stored (fp32) for the backward.
+#   "fla_gdn" (version 6 preparation; interpreter-tested with a torch stand-in, NOT yet run on a GPU): at L = 1 PRISM
+#           is the gated delta rule with v := delta_1 = GELU(p_1 (v - u)) (SPEC section 1), so the forward is
+#           prism_delta1_kernel then fla's own GDN forward (`chunk_gated_delta_rule_fwd`: cumsum, fused kkt + solve +
+#           recompute_w_u, state pass, output; w, u, v_new and states in the input dtype). No states are kept: the
+#           backward recomputes them with our fp32 prep and state pass (chunk_prism_bwd with hs=None). Chunk 64 and
+#           16-bit inputs only (else "own"). H100 measurements behind it (NOTES.md, "Version 5 on an H100"): fla's
+#           GDN forward 0.57 ms at T=2048, 32768 tokens, H=16, K=V=64 against our L=1 forward's 1.34; fla's state
+#           pass and output kernel on our prep: 0.785 ms, error 3.0e-3 against float64 (ours: 2.0e-3).
+FWD_IMPL = "own"
+
+
+def _fwd_impl(fwd_impl, L, BT, dtype) -> str:
+    """The forward implementation chunk_prism_fwd runs: fwd_impl if given, else FWD_IMPL; "fla_gdn" only where it
+    applies (L = 1, chunk 64, bf16/fp16 inputs), else "own"."""
+    s = FWD_IMPL if fwd_impl is None else fwd_impl
+    if s not in ("own", "fla_gdn"):
+        raise ValueError(f"FWD_IMPL / fwd_impl must be 'own' or 'fla_gdn', got {s!r}")
+    if s == "fla_gdn" and (L != 1 or BT != 64 or dtype not in (torch.bfloat16, torch.float16)):
+        return "own"
+    return s
+
+
+def _torch_gdn_fwd(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):
+    """Stand-in for fla's chunk_gated_delta_rule_fwd under the interpreter (its kernels are autotuned and do not
+    run there): our chunked PyTorch gated delta rule in float32, o in v's dtype. Returns (o, final state fp32)."""
+    from prismbench.kernels.prism.naive import chunk_gated_delta_rule_torch
+
+    o, ht = chunk_gated_delta_rule_torch(q.float(), k.float(), v.float(), g.float(), beta.float(), scale,
+                                         None if initial_state is None else initial_state.float(),
+                                         output_final_state, chunk_size)
+    return o.to(v.dtype), ht
+
+
+def _fla_gdn_fwd(q, k1, d1, g, beta1, scale, initial_state, output_final_state, BT):
+    """fla's GDN forward on (q, k1, delta_1, g, beta1): (o [B,T,H,V] in d1's dtype, final state fp32 or None)."""
+    if INTERPRET:
+        return _torch_gdn_fwd(q, k1, d1, g, beta1, scale, initial_state, output_final_state, BT)
+    from fla.ops.gated_delta_rule.chunk import chunk_gated_delta_rule_fwd
+
+    h0 = None if initial_state is None else initial_state.float()
+    _, o, _, ht, _, _ = chunk_gated_delta_rule_fwd(q=q, k=k1, v=d1, g=g, beta=beta1, scale=scale, initial_state=h0,
+                                                   output_final_state=output_final_state, chunk_size=BT)
+    return o, ht
+
+
+def prism_delta1(v, u, p1):
+    """delta_1 = GELU(p_1 (v - u)) [B,T,H,V] in v's dtype (prism_delta1_kernel)."""
+    d = torch.empty_like(v)
+    n, BLOCK = v.numel(), 1024
+    prism_delta1_kernel[(triton.cdiv(n, BLOCK),)](v, u, p1, d, n, BLOCK=BLOCK, num_warps=4)
+    return d
+
+
 def _fla_fused_kkt_solve(k1, g2, beta1, BT):
     """Tr [B, T, H, BT] fp32 from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2 is the chunk-local
     cumsum of g in log2 units, as for the unfused path."""
@@ -1447,8 +1514,13 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     return o
 
 
-def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT):
-    """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] fp32."""
+def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
+    """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] fp32 (None with
+    FWD_IMPL / fwd_impl "fla_gdn" at L = 1: the backward then recomputes the states)."""
+    if _fwd_impl(fwd_impl, k.shape[0], BT, k.dtype) == "fla_gdn":
+        o, ht = _fla_gdn_fwd(q, k[0], prism_delta1(v, u, p[0]), g, beta[0], scale, initial_state, output_final_state,
+                             BT)
+        return o.to(q.dtype), ht, None
     gc, w, ub, sw, _, _ = prism_fwd_prep(k, v, u, p, beta, g, BT)
     hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state)
     o = prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT)
@@ -1588,9 +1660,13 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
 
 
 def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, BT):
-    """Backward: returns dq, dk, dv, du, dp, dbeta, dg (fp32), dh0 (fp32 or None)."""
+    """Backward: returns dq, dk, dv, du, dp, dbeta, dg (fp32), dh0 (fp32 or None). hs None (a forward that kept
+    no states, FWD_IMPL="fla_gdn"): the chunk states are recomputed here (Sw and prism_fwd_h, fp32)."""
     # phase A: state-free recompute (Tr, W, Ub) and dVloc
-    gc, w, ub, _, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=False)
+    gc, w, ub, sw, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=hs is None)
+    if hs is None:
+        hs, _, _ = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, False)
+        del sw
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
     dhs, dh0 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale)
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
@@ -1603,8 +1679,9 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
 
 
 class PrismChunkFunction(torch.autograd.Function):
-    """Autograd wrapper: saves the inputs and the chunk-start states h_c (fp32); the backward
-    recomputes Tr, W, Ub (state-free) and runs phases B and C."""
+    """Autograd wrapper: saves the inputs and the chunk-start states h_c (fp32; None with FWD_IMPL="fla_gdn" at
+    L = 1, then the backward recomputes them); the backward recomputes Tr, W, Ub (state-free) and runs phases B
+    and C."""
 
     @staticmethod
     def forward(ctx, q, k, v, u, p, beta, g, scale, initial_state, output_final_state, chunk_size):

@@ -615,3 +615,89 @@ def test_wy_split2_matches_fused(monkeypatch, C, T, bv):
         rows = slice(c * C, min(T, (c + 1) * C))
         v1[:, rows] = ub[:, rows] - torch.einsum("btrk,brkv->btrv", w[:, rows].float(), hs[:, c].float())
     assert rel_err(outs["split2"][5], v1) <= 1e-6, rel_err(outs["split2"][5], v1)
+
+
+# ------------------------------------------------------------------ FWD_IMPL (version 6 preparation: "fla_gdn")
+def test_fwd_impl_default_is_own():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.FWD_IMPL == "own"
+    with pytest.raises(ValueError, match="fwd_impl"):
+        pc._fwd_impl("magma", 1, 64, torch.bfloat16)
+    # "fla_gdn" applies at L = 1, chunk 64, 16-bit inputs only
+    assert pc._fwd_impl("fla_gdn", 1, 64, torch.bfloat16) == "fla_gdn"
+    assert pc._fwd_impl("fla_gdn", 1, 64, torch.float16) == "fla_gdn"
+    for L, BT, dt in ((3, 64, torch.bfloat16), (1, 32, torch.bfloat16), (1, 64, torch.float32)):
+        assert pc._fwd_impl("fla_gdn", L, BT, dt) == "own", (L, BT, dt)
+
+
+def test_prism_delta1_kernel():
+    """delta_1 = GELU(p_1 (v - u)) from prism_delta1_kernel equals torch's, fp32 (n not a multiple of BLOCK)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    v, u, p1 = (torch.randn(2, 33, 3, 24, device=DEVICE) for _ in range(3))
+    d = pc.prism_delta1(v, u, p1)
+    ref = torch.nn.functional.gelu(p1.double() * (v.double() - u.double()))
+    assert d.dtype == v.dtype and rel_err(d, ref) <= 1e-6
+
+
+@pytest.mark.parametrize("T,use_h0,final", [(100, True, True), (64, False, False)])
+def test_chunk_prism_fwd_fla_gdn(monkeypatch, T, use_h0, final):
+    """FWD_IMPL = "fla_gdn" (here with the torch stand-in of fla's GDN forward; on a GPU fla's kernels, see
+    test_chunk_prism_gpu_bf16_fwd_fla_gdn): L = 1, bf16, chunk 64: output, final state and every gradient vs the
+    float64 token loop; the forward keeps no states (the backward recomputes them)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
+    kept = []
+    real = pc.chunk_prism_fwd
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        kept.append(out[2])
+        return out
+
+    monkeypatch.setattr(pc, "chunk_prism_fwd", spy)
+    assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
+    assert kept == [None]
+
+
+def test_chunk_prism_fwd_fla_gdn_falls_back(monkeypatch):
+    """FWD_IMPL = "fla_gdn" at L = 3 runs our forward (states kept) and stays exact, fp32."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(1, 40, 1, 16, 16, 3, torch.bfloat16, DEVICE), 0).items()}
+    _, _, hs = pc.chunk_prism_fwd(*(x[n] for n in NAMES), 0.25, None, False, 64)
+    assert hs is not None
+    assert_errs(run_case(1, 45, 1, 16, 16, 3, 64, torch.float32, seed=3), TOL_FP32)
+
+
+@pytest.mark.parametrize("L", [1, 3])
+def test_bwd_recomputed_states_match(L):
+    """chunk_prism_bwd with hs=None (states recomputed in the backward) equals the backward given the forward's
+    states, to <= 1e-6 on every gradient; fp32, K != V, partial last chunk, initial and final state on."""
+    from prismbench.kernels.prism import chunk as pc
+
+    B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
+    args = [x[n] for n in NAMES]
+    h0 = torch.randn(B, H, K, V, device=DEVICE)
+    do, dht = torch.randn(B, T, H, V, device=DEVICE), torch.randn(B, H, K, V, device=DEVICE)
+    _, _, hs = pc.chunk_prism_fwd(*args, 0.3, h0, True, C)
+    given = pc.chunk_prism_bwd(*args, 0.3, h0, hs, do, dht, C)
+    recomputed = pc.chunk_prism_bwd(*args, 0.3, h0, None, do, dht, C)
+    for name, a, b in zip(("dq", "dk", "dv", "du", "dp", "dbeta", "dg", "dh0"), given, recomputed):
+        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T", [64, 1000, 4096])
+def test_chunk_prism_gpu_bf16_fwd_fla_gdn(monkeypatch, T):
+    """FWD_IMPL = "fla_gdn" on a GPU (fla's GDN forward on delta_1), bf16, L = 1, K = V = 64: output and every
+    gradient vs float64 within issue 5's 5e-3."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
+    assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
