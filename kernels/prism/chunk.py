@@ -954,46 +954,43 @@ def prism_bwd_key_kernel(
     m_a = o_i[:, None] >= o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     if i_p == 0:
-        # the read-out half and the intra-chunk-write half each add their own terms to dg (linear in rho and s);
-        # in two scopes the rows body spills 32 B per thread at 4 warps offline, 336 B as one (version 4)
-        RD: tl.constexpr = True
-        WR: tl.constexpr = True
+        # the read-out terms and the intra-chunk-write terms are added to dg as soon as each is complete (dg is
+        # linear in rho and s), so their tiles die early: 32 B of spills per thread at 4 warps offline (version 4's
+        # order: 336 B)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_D = _gelu(b_z) * b_bl[:, None]
         b_kl = b_klr.to(tl.float32)
         b_dgc = tl.zeros([BT], dtype=tl.float32)
-        if RD:
-            # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
-            b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-            b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
-            # read-out
-            b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-            b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-            b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
-            b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
-            b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-            p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
-                     boundary_check=(0, 1))
-            b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
-        if WR:
-            # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
-            b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-            b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-            b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-            b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
-            b_Gs = _gmat(b_gc, m_s)
-            b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-            b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
-            b_dF = -b_Gs * (b_P * b_b1[:, None])
-            b_M = b_dF * b_F
-            b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
-            p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
-                     boundary_check=(0, 1))
-            p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-            tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+        # read-out
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
+        # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+        b_Gs = _gmat(b_gc, m_s)
+        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
+        b_dF = -b_Gs * (b_P * b_b1[:, None])
+        b_M = b_dF * b_F
+        b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
+        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+                 boundary_check=(0, 1))
+        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
         tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
