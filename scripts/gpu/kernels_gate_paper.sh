@@ -2,7 +2,9 @@
 # One device call (~9 min on an H100): the PRISM kernel's release check (issue 5: the default settings'
 # correctness grid + per-kernel phase times), the gate preset twice (issue 9), and the paper preset's
 # missing points (issue 7: prism-triton at every T; the other methods at T=16384, whatever PAPER_16K_METHODS
-# names; GATE_RUNS (2): gate runs, the spread needs 2). Every stage has its own time limit; everything
+# names; GATE_RUNS (2): gate runs, the spread needs 2). STAGES picks and orders the stages (default "check gate
+# paper paper16k"; also "bench", and "targets": prism-triton with GLA, GDN and GDP in one process, for issue 5's
+# ratios from a single process). CHECK_ARGS: more options of the check, e.g. "--fwd-fla-gdn". Every stage has its own time limit; everything
 # lands in $OUT/bundle.tgz (re-packed after each
 # stage, so a stage cut off keeps the ones before) plus $OUT/summary.log.
 #   export PRISMBENCH_GIT_COMMIT=<commit sent>; bash scripts/gpu/kernels_gate_paper.sh
@@ -20,7 +22,7 @@ log() { echo "[$(date +%T) +${SECONDS}s] $*" | tee -a "$OUTDIR/summary.log"; }
 stage_check() {
 log "stage: PRISM release check"
 PRISM_BUDGET_S=${CHECK_BUDGET:-150} timeout -k 10 "${CHECK_LIMIT:-200}" \
-  python3 scripts/gpu/prism_triton_check.py --release --out "$W" > "$W/release-check.log" 2>&1
+  python3 scripts/gpu/prism_triton_check.py --release ${CHECK_ARGS:-} --out "$W" > "$W/release-check.log" 2>&1
 log "check rc=$?"; grep -E "^\[(release|phase)\]|FAIL|Error" "$W/release-check.log" | tail -8 | tee -a "$OUTDIR/summary.log"; pack
 # a kernel that fails its check is not timed: the device time is kept for the fix
 if ! python3 -c "import json,sys; sys.exit(0 if json.load(open('$W/prism_triton_check.json')).get('correctness_ok') is True else 1)"; then
@@ -62,6 +64,14 @@ log "paper prism-triton rc=$?"; tail -2 "$W/paper-prism.log" | tee -a "$OUTDIR/s
 mv out/paper-prism/paper-*.json "$W/paper-prism-triton.json" 2>/dev/null; pack
 }
 
+stage_targets() {  # issue 5's ratios from one process: prism-triton and its three peers at every T
+log "stage: paper preset, prism-triton + GLA + GDN + GDP in one process"
+timeout --signal=INT -k 20 "${TARGETS_LIMIT:-420}" prismbench run --preset paper --device cuda -o out/paper-targets \
+  --no-plot -m prism-triton,gla-fla-chunk,gdn-fla-chunk,gdp-fla-chunk > "$W/paper-targets.log" 2>&1
+log "paper targets rc=$?"; tail -2 "$W/paper-targets.log" | tee -a "$OUTDIR/summary.log"
+mv out/paper-targets/paper-*.json "$W/paper-targets.json" 2>/dev/null; pack
+}
+
 stage_paper16k() {
 log "stage: paper preset, other methods at T=16384"
 timeout --signal=INT -k 20 "${PAPER_16K_LIMIT:-110}" prismbench run --preset paper --device cuda -o out/paper-16k \
@@ -72,8 +82,8 @@ mv out/paper-16k/paper-*.json "$W/paper-16k.json" 2>/dev/null; pack
 
 for st in ${STAGES:-check gate paper paper16k}; do
   case "$st" in
-    check|gate|bench|paper|paper16k) "stage_$st" ;;
-    *) log "unknown stage $st (known: check gate bench paper paper16k)"; exit 2 ;;
+    check|gate|bench|paper|targets|paper16k) "stage_$st" ;;
+    *) log "unknown stage $st (known: check gate bench paper targets paper16k)"; exit 2 ;;
   esac
 done
 log "done"
