@@ -7,7 +7,7 @@ time variants that leave a stage out, take differences).
 At the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64, L=3), for the launch l=2 (FIRST) and l=1:
 1. the whole launch (KIND=-1, KEYS_IMPL="split"), grid (3, N, B*H), at 8 and 4 warps;
 2. each program kind alone (the kernel's constexpr KIND; the other branches are dropped at compile time), grid
-   (1, N, B*H): rows (0), columns (1), values (2);
+   (1, N, B*H): rows (0), columns (1), values (2); at 4 warps also each kind with maxnreg=168 (3 CTAs per SM);
 3. derived: the sum of the three kinds alone (KEYS_IMPL="kinds") against the whole launch (how well they
    overlap). (Second run, commit 2079e60, also timed the rows kind's two halves as KIND 3 and 4, the deleted
    "kinds4" candidate: read-out 0.51 + write 0.61 ms against rows 0.81 at 4 warps.)
@@ -77,10 +77,11 @@ def main():
     prec, raw = pc._prec(dt), pc._raw_ok(dt)
     kern = pc.prism_bwd_key_kernel
 
-    def launch(kind, l, warps):
+    def launch(kind, l, warps, maxnreg=None):
+        extra = {} if maxnreg is None else dict(maxnreg=maxnreg)
         kern[(3 if kind < 0 else 1, NT, B * H)](
             q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp, dv1, dk, dp, dbeta, scale, T, B, H, l,
-            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind, num_warps=warps)
+            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind, num_warps=warps, **extra)
 
     def outputs_after(kern_launches):
         """The buffers a key launch writes, after the given launches on fresh copies of the inputs."""
@@ -119,6 +120,12 @@ def main():
             alone = sum(row[f"{KINDS[P]}_ms"] for P in (0, 1, 2))
             row["sum_alone_ms"] = alone
             row["overlap"] = alone / row["whole_ms"]   # 1: no overlap between kinds; 3 at best for equal kinds
+            if warps == 4 and not DRY:   # a register cap: 168 allows 3 CTAs of 4 warps per SM (offline: columns
+                for P in KINDS:          # spills 108 B at 168, rows and values ~750 B)
+                    try:
+                        row[f"{KINDS[P]}_maxnreg168_ms"] = bench(lambda: launch(P, l, warps, 168))
+                    except Exception as e:  # noqa: BLE001  (an unaccepted option must not cost the rest)
+                        row[f"{KINDS[P]}_maxnreg168_error"] = repr(e)[:300]
             res["rows"].append(row)
             print(json.dumps({kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in row.items()}),
                   flush=True)
