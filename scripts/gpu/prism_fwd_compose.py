@@ -40,25 +40,15 @@ from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.kernels.prism.naive import chunk_prism_torch, naive_recurrent_prism
 from prismbench.registry import Shape
 
+from measure import median_ms, rel   # scripts/gpu/measure.py
+
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
 RCP_LN2 = 1.0 / math.log(2.0)
 
 
 def bench(fn):
-    if DRY:
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-    return triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.5, 0.2, 0.8])[0]
-
-
-def rel(x, ref):
-    x, ref = x.detach().double(), ref.detach().double()
-    if not torch.isfinite(x).all():
-        return float("nan")
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+    return median_ms(fn, DRY)
 
 
 def fla_ops():

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 import triton
@@ -40,18 +39,15 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
+from measure import median_ms   # scripts/gpu/measure.py
+
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
 KINDS = {0: "rows", 1: "columns", 2: "values"}   # the kernel's KIND
 
 
 def bench(fn):
-    if DRY:
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-    return triton.testing.do_bench(fn, quantiles=[0.5, 0.2, 0.8])[0]
+    return median_ms(fn, DRY)
 
 
 def main():

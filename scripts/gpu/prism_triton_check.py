@@ -60,6 +60,8 @@ from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.kernels.prism.naive import chunk_prism_torch, naive_recurrent_prism
 from prismbench.registry import Shape
 
+from measure import rel   # scripts/gpu/measure.py
+
 TOL_BF16 = 5e-3
 SOLVERS = ("own", "fla")
 # PREP_IMPL="split" settings (version 3; "psplit_fla" = the defaults' prep): the split prep with our solve kernel
@@ -105,13 +107,6 @@ BUDGET_S = float(os.environ.get("PRISM_BUDGET_S", "1e9"))   # skip what would st
 def left():
     """Seconds left of the budget."""
     return BUDGET_S - (time.time() - T0)
-
-
-def rel(x, ref):
-    x, ref = x.detach().double(), ref.detach().double()
-    if not torch.isfinite(x).all():
-        return float("nan")
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 def meta():

@@ -1,0 +1,27 @@
+"""Timing and error helpers shared by the GPU scripts (run as `python3 scripts/gpu/<script>.py`, so this
+directory is on sys.path)."""
+from __future__ import annotations
+
+import time
+
+import torch
+import triton
+
+
+def median_ms(fn, dry: bool = False) -> float:
+    """do_bench's median in ms (quantiles 0.5 / 0.2 / 0.8, warmup 25, rep 100); dry (CPU dry run under the
+    interpreter): one warm call, then the wall clock of one more (tests the code path only)."""
+    if dry:
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+    return triton.testing.do_bench(fn, warmup=25, rep=100, quantiles=[0.5, 0.2, 0.8])[0]
+
+
+def rel(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """||x - ref|| / ||ref|| in float64; NaN if x is not finite."""
+    x, ref = x.detach().double(), ref.detach().double()
+    if not torch.isfinite(x).all():
+        return float("nan")
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
