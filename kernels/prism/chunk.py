@@ -1289,16 +1289,20 @@ def _tr_fla_impl() -> str:
 
 
 # FWD_IMPL: how chunk_prism_fwd runs at L = 1 (at L >= 2 always "own").
-#   "own" (default): our prep, state pass and output kernels; the chunk states are stored (fp32) for the backward.
-#   "fla_gdn" (version 6 preparation; interpreter-tested with a torch stand-in, NOT yet run on a GPU): at L = 1 PRISM
-#           is the gated delta rule with v := delta_1 = GELU(p_1 (v - u)) (SPEC section 1), so the forward is
-#           prism_delta1_kernel then fla's own GDN forward (`chunk_gated_delta_rule_fwd`: cumsum, fused kkt + solve +
-#           recompute_w_u, state pass, output; w, u, v_new and states in the input dtype). No states are kept: the
-#           backward recomputes them with our fp32 prep and state pass (chunk_prism_bwd with hs=None). Chunk 64 and
-#           16-bit inputs only (else "own"). H100 measurements behind it (NOTES.md, "Version 5 on an H100"): fla's
-#           GDN forward 0.57 ms at T=2048, 32768 tokens, H=16, K=V=64 against our L=1 forward's 1.34; fla's state
-#           pass and output kernel on our prep: 0.785 ms, error 3.0e-3 against float64 (ours: 2.0e-3).
-FWD_IMPL = "own"
+#   "fla_gdn" (default since version 6): at L = 1 PRISM is the gated delta rule with v := delta_1 = GELU(p_1 (v - u))
+#           (SPEC section 1), so the forward is prism_delta1_kernel then fla's own GDN forward
+#           (`chunk_gated_delta_rule_fwd`: cumsum, fused kkt + solve + recompute_w_u, state pass, output; w, u, v_new
+#           and states in the input dtype). No states are kept: the backward recomputes them with our fp32 prep and
+#           state pass (chunk_prism_bwd with hs=None). Chunk 64 and 16-bit inputs only (else "own"); under the Triton
+#           interpreter fla's autotuned kernels do not run and a torch stand-in (`_torch_gdn_fwd`) takes their place,
+#           as for TR_SOLVER="fla". H100 (release check, commit 8ec3996, results/kernels/prism-triton-v6-release-
+#           check-h100.json): T=2048, 32768 tokens, H=16, K=V=64, bf16: forward 0.657 ms against "own"'s 1.353
+#           (predicted ~0.66), the backward that recomputes the states 3.360 against 2.889 given them, so L=1
+#           fwd+bwd 4.02 against 4.24 ms; errors against float64 at T 64..16384: o 2.8-3.8e-3 (own: 1.8-2.0e-3),
+#           final state 3.1-3.5e-3, every gradient unchanged (<= 2.6e-3).
+#   "own" (version 5 and before): our prep, state pass and output kernels; the chunk states are stored (fp32) for
+#           the backward.
+FWD_IMPL = "fla_gdn"
 
 
 def _fwd_impl(fwd_impl, L, BT, dtype) -> str:

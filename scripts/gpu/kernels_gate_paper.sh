@@ -4,7 +4,7 @@
 # missing points (issue 7: prism-triton at every T; the other methods at T=16384, whatever PAPER_16K_METHODS
 # names; GATE_RUNS (2): gate runs, the spread needs 2). STAGES picks and orders the stages (default "check gate
 # paper paper16k"; also "bench", and "targets": prism-triton with GLA, GDN and GDP in one process, for issue 5's
-# ratios from a single process). CHECK_ARGS: more options of the check, e.g. "--fwd-fla-gdn". Every stage has its own time limit; everything
+# ratios from a single process). CHECK_ARGS: more options of the check, e.g. "--fwd-own". Every stage has its own time limit; everything
 # lands in $OUT/bundle.tgz (re-packed after each
 # stage, so a stage cut off keeps the ones before) plus $OUT/summary.log.
 #   export PRISMBENCH_GIT_COMMIT=<commit sent>; bash scripts/gpu/kernels_gate_paper.sh

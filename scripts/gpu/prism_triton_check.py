@@ -72,10 +72,10 @@ SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_pspli
 
 DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
 SUFFIX["default"] = "_default"
-SUFFIX["fwd_fla_gdn"] = "_fwd_fla_gdn"
+SUFFIX["fwd_own"] = "_fwd_own"
 TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
 KEYS_DEFAULT = pc.KEYS_IMPL   # "kinds" since version 5
-FWD_DEFAULT = pc.FWD_IMPL     # "own"; "fla_gdn" prepared (version 6)
+FWD_DEFAULT = pc.FWD_IMPL     # "fla_gdn" since version 6 (version 5 and before: "own")
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
@@ -86,9 +86,9 @@ def apply_setting(setting):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
         pc.KEYS_IMPL, pc.FWD_IMPL = KEYS_DEFAULT, FWD_DEFAULT
         return
-    if setting == "fwd_fla_gdn":   # the defaults with FWD_IMPL="fla_gdn" (fla's GDN forward at L = 1)
+    if setting == "fwd_own":   # the defaults with FWD_IMPL="own" (version 5's L = 1 forward, states kept)
         apply_setting(None)
-        pc.FWD_IMPL = "fla_gdn"
+        pc.FWD_IMPL = "own"
         return
     s = setting
     pc.TR_SOLVER = "fla" if s in ("fla", "psplit_fla") else "own"
@@ -448,7 +448,10 @@ def run_phases(res, quick, save):
                     pc.KEYS_IMPL = impl
                     row[f"bwd_total_default_keys_{impl}"] = bench(bwd_total)["ms"]
                 pc.KEYS_IMPL = KEYS_DEFAULT
-                if L == 1:   # FWD_IMPL="fla_gdn" (prepared): its forward, and the backward that recomputes the states
+                if L == 1:   # FWD_IMPL: "fla_gdn"'s forward (the default since version 6) and "own"'s, and the backward
+                    # that recomputes the states ("fla_gdn" keeps none)
+                    row["fwd_total_own"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None,
+                                                                            False, BT, fwd_impl="own"))["ms"]
                     row["fwd_total_fla_gdn"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None,
                                                                                 False, BT, fwd_impl="fla_gdn"))["ms"]
                     row["bwd_total_recompute_states"] = bench(lambda: pc.chunk_prism_bwd(
@@ -535,9 +538,9 @@ def main():
     ap.add_argument("--release", action="store_true",
                     help="the module's default settings only: issue 5's correctness grid (K 64/128, L 1/3, T 64..16384, "
                          "seeds 0-1 up to T=4096), then the per-kernel phase times; the harness times the rest")
-    ap.add_argument("--fwd-fla-gdn", action="store_true",
-                    help="with --release: also check and time FWD_IMPL='fla_gdn' (fla's GDN forward at L = 1; prepared "
-                         "in version 6, not the default); its rows do not count toward correctness_ok")
+    ap.add_argument("--fwd-own", action="store_true",
+                    help="with --release: also check FWD_IMPL='own' at L = 1 (version 5's forward; since version 6 the "
+                         "default is 'fla_gdn'); its rows do not count toward correctness_ok")
     ap.add_argument("--autotune-cache", default="scripts/gpu/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
@@ -573,13 +576,13 @@ def main():
             res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
         if perf:
             run_phases(res, True, save)
-        if correct and a.fwd_fla_gdn:
-            # the prepared FWD_IMPL="fla_gdn" (L = 1, K = 64), after the phases (whose timing shape is then fla's
-            # first GDN call, which its autotuner tunes at): its own verdict, not counted in correctness_ok
+        if correct and a.fwd_own:
+            # FWD_IMPL="own" at L = 1, K = 64 (the default before version 6): its own verdict, not counted in
+            # correctness_ok
             n0 = len(res["correctness"])
             run_correctness(res, [(16, 1, 37, 2)] if DRY else [(64, 1, T, 16) for T in (4096, 1000, 64, 16384)],
-                            save, solvers=("fwd_fla_gdn",), min_left=20)
-            res["fwd_fla_gdn_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
+                            save, solvers=("fwd_own",), min_left=20)
+            res["fwd_own_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
         res["total_sec"] = time.time() - t0
         save()
         bad = [r for r in res.get("correctness", []) if r.get("ok") is False]
