@@ -1305,6 +1305,16 @@ def _tr_fla_impl() -> str:
 FWD_IMPL = "fla_gdn"
 
 
+# KEEP_PREP: whether the autograd forward keeps its state-free prep (gc, W, Ub, Tr; fp32) for the backward, which
+# then skips phase A's recompute (Tr, W, Ub) and runs only the dVloc kernel. Applies where our forward runs (L >= 2,
+# or FWD_IMPL="own"; "fla_gdn" has no prep to keep) and only when an input needs a gradient. It keeps
+# (2 K + BT) x 4 bytes per token and head (64 + 64 + 64 fp32 at K = 64, chunk 64: 768 B, against the inputs' 1,152 B
+# in bf16 at L = 3 and the states' 256 B) from the forward to the backward; the backward allocated the same
+# buffers itself, so one layer's forward+backward peak does not grow. Values are identical (the same kernels on the
+# same inputs). Version 6 (sixth session): True.
+KEEP_PREP = True
+
+
 def _fwd_impl(fwd_impl, L, BT, dtype) -> str:
     """The forward implementation chunk_prism_fwd runs: fwd_impl if given, else FWD_IMPL; "fla_gdn" only where it
     applies (L = 1, chunk 64, bf16/fp16 inputs), else "own"."""
@@ -1473,14 +1483,23 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
         k, v, u, p, beta, g, tr, ub, sw, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, PREC=prec, RAW=raw, num_warps=WARPS.get("prep_u", _warps(BK, BV, BT)),
     )
-    dvloc = None
-    if do is not None:
-        dvloc = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
-        prism_prep_dvloc_kernel[(triton.cdiv(V, BV), NT, B * H)](
-            q, k, g, do, dvloc, scale, T, H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
-            num_warps=WARPS.get("prep_dvloc", _warps(BK, BV, BT)),
-        )
+    dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
     return gc, w, ub, sw, tr, dvloc
+
+
+def prism_prep_dvloc(q, k, g, do, scale, BT):
+    """dVloc = P_1^T dO [B,T,H,V] fp32 (prism_prep_dvloc_kernel, V in PREP_BV-wide column blocks): the backward's
+    part of the prep that needs dO (the split prep's fourth kernel; alone when the forward kept the prep)."""
+    L, B, T, H, K = k.shape
+    V = do.shape[-1]
+    BK = _block(K)
+    BV = min(_block(V), max(16, triton.next_power_of_2(PREP_BV)))
+    dvloc = torch.empty(B, T, H, V, device=k.device, dtype=torch.float32)
+    prism_prep_dvloc_kernel[(triton.cdiv(V, BV), triton.cdiv(T, BT), B * H)](
+        q, k, g, do, dvloc, scale, T, H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
+        num_warps=WARPS.get("prep_dvloc", _warps(BK, BV, BT)),
+    )
+    return dvloc
 
 
 def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False):
@@ -1518,14 +1537,21 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
 def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
     """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] fp32 (None with
     FWD_IMPL / fwd_impl "fla_gdn" at L = 1: the backward then recomputes the states)."""
+    return chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl)[:3]
+
+
+def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
+    """chunk_prism_fwd, plus its state-free prep (gc, W, Ub, Tr: what chunk_prism_bwd's phase A recomputes) as a
+    fourth return, or None where the forward has none (FWD_IMPL / fwd_impl "fla_gdn" at L = 1)."""
     if _fwd_impl(fwd_impl, k.shape[0], BT, k.dtype) == "fla_gdn":
         o, ht = _fla_gdn_fwd(q, k[0], prism_delta1(v, u, p[0]), g, beta[0], scale, initial_state, output_final_state,
                              BT)
-        return o.to(q.dtype), ht, None
-    gc, w, ub, sw, _, _ = prism_fwd_prep(k, v, u, p, beta, g, BT)
+        return o.to(q.dtype), ht, None, None
+    gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT)
     hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state)
+    del sw
     o = prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT)
-    return o, ht, hs
+    return o, ht, hs, (gc, w, ub, tr)
 
 
 def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
@@ -1660,14 +1686,22 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     return dq, dk, dv, du, dp, dbeta, dg
 
 
-def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, BT):
+def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, BT, prep=None):
     """Backward: returns dq, dk, dv, du, dp, dbeta, dg (fp32), dh0 (fp32 or None). hs None (a forward that kept
-    no states, FWD_IMPL="fla_gdn"): the chunk states are recomputed here (Sw and prism_fwd_h, fp32)."""
-    # phase A: state-free recompute (Tr, W, Ub) and dVloc
-    gc, w, ub, sw, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale, store_sw=hs is None)
-    if hs is None:
-        hs, _, _ = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, False)
-        del sw
+    no states, FWD_IMPL="fla_gdn"): the chunk states are recomputed here (Sw and prism_fwd_h, fp32). prep: the
+    forward's (gc, W, Ub, Tr) (chunk_prism_fwd_prep), used instead of recomputing them (with hs only); its W and Ub
+    are overwritten (phase C1), so a prep serves one backward."""
+    if prep is not None and hs is not None:
+        # phase A from the forward's prep: only dVloc, which needs dO
+        gc, w, ub, tr = prep
+        dv1 = prism_prep_dvloc(q, k, g, do, scale, BT)
+    else:
+        # phase A: state-free recompute (Tr, W, Ub) and dVloc
+        gc, w, ub, sw, tr, dv1 = prism_fwd_prep(k, v, u, p, beta, g, BT, q=q, do=do, scale=scale,
+                                                store_sw=hs is None)
+        if hs is None:
+            hs, _, _ = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, False)
+            del sw
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
     dhs, dh0 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale)
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
@@ -1681,22 +1715,27 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
 
 class PrismChunkFunction(torch.autograd.Function):
     """Autograd wrapper: saves the inputs and the chunk-start states h_c (fp32; None with FWD_IMPL="fla_gdn" at
-    L = 1, then the backward recomputes them); the backward recomputes Tr, W, Ub (state-free) and runs phases B
-    and C."""
+    L = 1, then the backward recomputes them) and, with KEEP_PREP, the forward's prep (gc, W, Ub, Tr); the backward
+    recomputes what was not kept (phase A) and runs phases B and C."""
 
     @staticmethod
     def forward(ctx, q, k, v, u, p, beta, g, scale, initial_state, output_final_state, chunk_size):
-        o, ht, hs = chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, chunk_size)
+        o, ht, hs, prep = chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state,
+                                               chunk_size)
         ctx.save_for_backward(q, k, v, u, p, beta, g, initial_state, hs)
         ctx.scale, ctx.chunk_size = scale, chunk_size
+        # a plain attribute, not saved_tensors: the backward consumes it (overwrites W and Ub), so a second
+        # backward through the same graph (retain_graph) finds None and recomputes
+        ctx.prep = prep if KEEP_PREP and any(ctx.needs_input_grad) else None
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
         q, k, v, u, p, beta, g, initial_state, hs = ctx.saved_tensors
+        prep, ctx.prep = ctx.prep, None
         dq, dk, dv, du, dp, dbeta, dg, dh0 = chunk_prism_bwd(
             q, k, v, u, p, beta, g, ctx.scale, initial_state, hs, do.contiguous(),
-            dht.contiguous() if dht is not None else None, ctx.chunk_size)
+            dht.contiguous() if dht is not None else None, ctx.chunk_size, prep=prep)
         if dh0 is not None:
             dh0 = dh0.to(initial_state.dtype)
         return dq, dk, dv, du, dp, dbeta, dg.to(g.dtype), None, dh0, None, None

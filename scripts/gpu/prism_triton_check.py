@@ -76,6 +76,7 @@ SUFFIX["fwd_own"] = "_fwd_own"
 TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
 KEYS_DEFAULT = pc.KEYS_IMPL   # "kinds" since version 5
 FWD_DEFAULT = pc.FWD_IMPL     # "fla_gdn" since version 6 (version 5 and before: "own")
+KEEP_DEFAULT = pc.KEEP_PREP   # True since version 6
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
@@ -84,7 +85,7 @@ def apply_setting(setting):
     our solve kernel / from fla) | "default" or None (the module's defaults, captured at import)."""
     if setting in (None, "default"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
-        pc.KEYS_IMPL, pc.FWD_IMPL = KEYS_DEFAULT, FWD_DEFAULT
+        pc.KEYS_IMPL, pc.FWD_IMPL, pc.KEEP_PREP = KEYS_DEFAULT, FWD_DEFAULT, KEEP_DEFAULT
         return
     if setting == "fwd_own":   # the defaults with FWD_IMPL="own" (version 5's L = 1 forward, states kept)
         apply_setting(None)
@@ -448,6 +449,18 @@ def run_phases(res, quick, save):
                     pc.KEYS_IMPL = impl
                     row[f"bwd_total_default_keys_{impl}"] = bench(bwd_total)["ms"]
                 pc.KEYS_IMPL = KEYS_DEFAULT
+                # the whole autograd fwd+bwd at the defaults, with and without KEEP_PREP (version 6: the forward's
+                # prep kept for the backward; no effect where the forward is fla's GDN, L = 1)
+                xg = [t.detach().requires_grad_() for t in (q, k, v, u, p, beta, g)]
+
+                def fwdbwd():
+                    chunk_prism(*xg, scale=scale, chunk_size=BT)[0].backward(do)
+
+                row["fwdbwd_default"] = bench(fwdbwd)["ms"]
+                pc.KEEP_PREP = False
+                row["fwdbwd_no_keep_prep"] = bench(fwdbwd)["ms"]
+                pc.KEEP_PREP = KEEP_DEFAULT
+                del xg
                 if L == 1:   # FWD_IMPL: "fla_gdn"'s forward (the default since version 6) and "own"'s, and the backward
                     # that recomputes the states ("fla_gdn" keeps none)
                     row["fwd_total_own"] = bench(lambda: pc.chunk_prism_fwd(q, k, v, u, p, beta, g, scale, None,

@@ -249,9 +249,11 @@ def test_chunk_prism_tr_solver_fla(monkeypatch, B, T, H, K, V, L, C, dtype, tol)
     monkeypatch.setattr(pc, "TR_SOLVER", "fla")
     monkeypatch.setattr(pc, "_tr_fla", counted)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L), tol)
-    # forward prep and backward prep; on a GPU, fp32 inputs keep our own solve (fla's kkt is tf32 there)
+    # once per forward+backward: in our forward, whose prep the backward reuses (KEEP_PREP), or, where the forward
+    # is fla's GDN (L = 1, chunk 64, 16-bit), in the backward's recompute; on a GPU, fp32 inputs keep our own solve
+    # (fla's kkt is tf32 there)
     uses_fla = DEVICE.type == "cpu" or dtype in (torch.bfloat16, torch.float16)
-    assert calls == ([C, C] if uses_fla else []), calls
+    assert calls == ([C] if uses_fla else []), calls
 
 
 @pytest.mark.gpu
@@ -344,11 +346,13 @@ SPLIT_CASES = [  # B, T, H, K, V, L, C, dtype, tol, PREP_BV, TR_SOLVER
 ]
 
 
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("B,T,H,K,V,L,C,dtype,tol,bv,solver", SPLIT_CASES)
-def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv, solver):
+def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv, solver, keep):
     """PREP_IMPL = "split" (Tr kernel, then prism_prep_w_kernel and prism_prep_u_kernel in PREP_BV-wide column
     blocks, prism_prep_dvloc_kernel in the backward): whole chunk_prism, output, final state and every gradient
-    vs the float64 token loop; the split path runs in the forward's and in the backward's prep."""
+    vs the float64 token loop; the split path runs in the forward's prep and, unless the backward reuses it
+    (KEEP_PREP), in the backward's."""
     from prismbench.kernels.prism import chunk as pc
 
     calls = []
@@ -361,9 +365,11 @@ def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv
     monkeypatch.setattr(pc, "PREP_IMPL", "split")
     monkeypatch.setattr(pc, "PREP_BV", bv)
     monkeypatch.setattr(pc, "TR_SOLVER", solver)
+    monkeypatch.setattr(pc, "KEEP_PREP", keep)
     monkeypatch.setattr(pc, "_prism_fwd_prep_split", counted)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 1), tol)
-    assert calls == [False, True], calls
+    gdn_fwd = pc._fwd_impl(None, L, C, dtype) == "fla_gdn"   # fla's GDN forward: no prep there
+    assert calls == ([] if gdn_fwd else [False]) + ([True] if gdn_fwd or not keep else []), calls
 
 
 @pytest.mark.parametrize("solver", ["own", "fla"])
@@ -656,16 +662,16 @@ def test_chunk_prism_fwd_fla_gdn(monkeypatch, T, use_h0, final):
 
     monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
     kept = []
-    real = pc.chunk_prism_fwd
+    real = pc.chunk_prism_fwd_prep
 
     def spy(*a, **kw):
         out = real(*a, **kw)
-        kept.append(out[2])
+        kept.append(out[2:])
         return out
 
-    monkeypatch.setattr(pc, "chunk_prism_fwd", spy)
+    monkeypatch.setattr(pc, "chunk_prism_fwd_prep", spy)
     assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
-    assert kept == [None]
+    assert kept == [(None, None)]   # no states, no prep
 
 
 def test_chunk_prism_fwd_fla_gdn_falls_back(monkeypatch):
@@ -707,3 +713,90 @@ def test_chunk_prism_gpu_bf16_fwd_fla_gdn(monkeypatch, T):
 
     monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
     assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
+
+
+# ------------------------------------------------------------------ KEEP_PREP (version 6: the forward's prep kept)
+def test_keep_prep_default_is_on():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.KEEP_PREP is True
+
+
+@pytest.mark.parametrize("L,PREP", [(1, "split"), (3, "split"), (3, "fused")])
+def test_bwd_with_kept_prep_matches(monkeypatch, L, PREP):
+    """chunk_prism_bwd given the forward's prep (gc, W, Ub, Tr) equals the backward that recomputes it, to <= 1e-6 on
+    every gradient; fp32, K != V, partial last chunk, initial and final state on; both prep implementations."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "PREP_IMPL", PREP)
+    B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L + 7).items()}
+    args = [x[n] for n in NAMES]
+    h0 = torch.randn(B, H, K, V, device=DEVICE)
+    do, dht = torch.randn(B, T, H, V, device=DEVICE), torch.randn(B, H, K, V, device=DEVICE)
+    o, ht, hs, prep = pc.chunk_prism_fwd_prep(*args, 0.3, h0, True, C, fwd_impl="own")
+    assert prep is not None and [t.shape for t in prep] == [(B, T, H), (B, T, H, K), (B, T, H, V), (B, T, H, C)]
+    recomputed = pc.chunk_prism_bwd(*args, 0.3, h0, hs, do, dht, C)
+    kept = pc.chunk_prism_bwd(*args, 0.3, h0, hs, do, dht, C, prep=prep)
+    for name, a, b in zip(("dq", "dk", "dv", "du", "dp", "dbeta", "dg", "dh0"), recomputed, kept):
+        assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
+    o2, ht2, hs2 = pc.chunk_prism_fwd(*args, 0.3, h0, True, C, fwd_impl="own")
+    assert torch.equal(o, o2) and torch.equal(ht, ht2) and torch.equal(hs, hs2)
+
+
+def test_chunk_prism_keeps_prep_only_for_a_backward(monkeypatch):
+    """The autograd forward keeps the prep when an input needs a gradient (not with KEEP_PREP off, not where fla's
+    GDN forward runs; under no_grad it is freed with the outputs), and a second backward through the same graph (retain_graph; the first
+    consumed the prep) gives the same gradients (it recomputes)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    seen = []
+    real_bwd = pc.chunk_prism_bwd
+
+    def spy(*a, prep=None, **kw):
+        seen.append(prep is not None)
+        return real_bwd(*a, prep=prep, **kw)
+
+    monkeypatch.setattr(pc, "chunk_prism_bwd", spy)
+    x = make_prism_inputs(Shape(1, 37, 2, 16, 16, 3, torch.float32, DEVICE), 5)
+    o, _ = chunk_prism(**x, chunk_size=16)
+    do = torch.randn_like(o)
+    o.backward(do, retain_graph=True)
+    first = [x[n].grad.clone() for n in NAMES]
+    for n in NAMES:
+        x[n].grad = None
+    o.backward(do)
+    for n, a in zip(NAMES, first):
+        assert rel_err(x[n].grad, a) <= 1e-6, n
+    assert seen == [True, False]
+
+    monkeypatch.setattr(pc, "KEEP_PREP", False)
+    o, _ = chunk_prism(**x, chunk_size=16)
+    o.backward(do)
+    assert seen[-1] is False
+    monkeypatch.setattr(pc, "KEEP_PREP", True)
+    # fla's GDN forward (L = 1, bf16, chunk 64; the torch stand-in here) has no prep to keep
+    xb = make_prism_inputs(Shape(1, 37, 2, 16, 16, 1, torch.bfloat16, DEVICE), 6)
+    o, _ = chunk_prism(**xb, chunk_size=64)
+    o.float().sum().backward()
+    assert seen[-1] is False
+
+    # under no_grad no graph holds the autograd context, so a kept prep is freed with the call's outputs
+    import gc
+    import weakref
+
+    captured = []
+    real_fn = pc.PrismChunkFunction.forward
+
+    def fwd_spy(ctx, *a):
+        out = real_fn(ctx, *a)
+        captured.append(None if ctx.prep is None else weakref.ref(ctx.prep[1]))
+        return out
+
+    monkeypatch.setattr(pc.PrismChunkFunction, "forward", staticmethod(fwd_spy))
+    with torch.no_grad():
+        o, _ = chunk_prism(**x, chunk_size=16)
+    assert o.grad_fn is None
+    del o
+    gc.collect()
+    assert len(captured) == 1 and (captured[0] is None or captured[0]() is None)
