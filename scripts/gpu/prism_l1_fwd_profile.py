@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Why the L=1 forward trails fla's GDN forward by more at T=8192 (issue 5; kernels/prism/NOTES.md, "Version 6 on an
+H100"): harness runs 8 and 9 measured prism-triton L=1 fwd 0.958 / 1.015 ms against gdn-fla-chunk 0.709 at T=8192,
+while the gap is ~0.1 ms (the delta_1 pass) at T=2048, 4096 and 16384.
+
+For T in (4096, 8192) (32768 tokens, H=16, K=V=64, bf16), the two methods exactly as the harness calls them (the
+registry's make_inputs and fn, the training forward: inputs require grad), timed with do_bench and profiled with
+torch.profiler (CUDA time per kernel name over 20 calls). Writes $OUT/prism_l1_fwd_profile.json.
+CPU dry run (prism-triton only, interpreter, tiny shape): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 <this>
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from prismbench import registry
+from prismbench.registry import Shape
+
+from measure import median_ms   # scripts/gpu/measure.py
+
+DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+
+
+def kernels(fn, n=20):
+    """CUDA time per kernel name (us per call) over n calls."""
+    acts = [ProfilerActivity.CPU] + ([] if DRY else [ProfilerActivity.CUDA])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            fn()
+        if not DRY:
+            torch.cuda.synchronize()
+    out = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", 0) if not DRY else 0
+        if t > 0:
+            out[e.key[:90]] = round(t / n, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:14])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    a = ap.parse_args()
+    registry.load_all()
+    dev = torch.device("cpu" if DRY else "cuda")
+    dt = torch.float32 if DRY else torch.bfloat16
+    methods = ("prism-triton",) if DRY else ("prism-triton", "gdn-fla-chunk")
+    res = []
+    for T in ((37,) if DRY else (4096, 8192)):
+        tokens, H, K = (74, 2, 16) if DRY else (32768, 16, 64)
+        shape = Shape(tokens // T, T, H, K, K, 1, dt, dev)
+        for name in methods:
+            m = registry.get(name)
+            x = m.make_inputs(shape, 0)
+            fn = lambda: m.fn(x, shape)   # noqa: E731
+            fn()
+            row = dict(T=T, method=name, ms=median_ms(fn, DRY), kernels_us=kernels(fn))
+            # the input dtypes (an autotune key can hold them)
+            row["inputs"] = {n: str(t.dtype).replace("torch.", "") for n, t in x.items() if isinstance(t, torch.Tensor)}
+            print(json.dumps(row), flush=True)
+            res.append(row)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "prism_l1_fwd_profile.json"), "w") as f:
+        json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
