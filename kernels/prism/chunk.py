@@ -1162,6 +1162,23 @@ PREP_BV = 32
 WARPS: dict = {}
 
 
+# SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
+# prism_bwd_dh_kernel), whose grid is (cdiv(V, BV), B*H): a smaller block means more programs when B*H is small
+# (T=16384 at 32768 tokens, H=16: B*H = 32). Empty = the rule of `_seq_bv` (32 at K <= 64, else 16); for tuning
+# runs (scripts/gpu/prism_seq_bv.py).
+SEQ_BV: dict = {}
+
+
+def _seq_bv(BK: int, V: int, override=None) -> int:
+    """Column block of V for the sequential passes: override if given, else 32 at K <= 64 and 16 above (the whole
+    padded V under the interpreter)."""
+    if override is not None:
+        return min(_block(V), int(override))
+    if INTERPRET:
+        return _block(V)
+    return min(_block(V), 32 if BK <= 64 else 16)
+
+
 def _raw_ok(dtype: torch.dtype) -> bool:
     return not INTERPRET and dtype in (torch.bfloat16, torch.float16)
 
@@ -1508,7 +1525,7 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
-    BV = min(_block(V), 32 if BK <= 64 else 16) if not INTERPRET else _block(V)
+    BV = _seq_bv(BK, V, SEQ_BV.get("h"))
     hs = torch.empty(B, NT, H, K, V, device=k.device, dtype=torch.float32)
     vnew = torch.empty_like(ub)
     ht = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
@@ -1563,7 +1580,7 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     BK, BV = _block(K), _block(V)
     dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
-    BVs = min(BV, 32 if BK <= 64 else 16) if not INTERPRET else BV
+    BVs = _seq_bv(BK, V, SEQ_BV.get("dh"))
     prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
         q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,

@@ -800,3 +800,28 @@ def test_chunk_prism_keeps_prep_only_for_a_backward(monkeypatch):
     del o
     gc.collect()
     assert len(captured) == 1 and (captured[0] is None or captured[0]() is None)
+
+
+def test_seq_bv_column_blocks_match(monkeypatch):
+    """SEQ_BV (tuning override of the sequential passes' V column block): the state pass and the dh pass in 16-wide
+    blocks equal the whole-V launch (the column blocks are independent); fp32, V = 24 (a partial block)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc._seq_bv(64, 64, 16) == 16 and pc._seq_bv(64, 24, 64) == 32
+    B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
+    x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, 3, torch.float32, DEVICE), 3).items()}
+    q, k, v, u, p, beta, g = (x[n] for n in NAMES)
+    do, h0, dht = torch.randn_like(v), torch.randn(B, H, K, V, device=DEVICE), torch.randn(B, H, K, V, device=DEVICE)
+    gc, w, ub, sw, _, dvloc = pc.prism_fwd_prep(k, v, u, p, beta, g, C, q=q, do=do, scale=0.3)
+
+    def passes():
+        hs, vnew, ht = pc.prism_fwd_h(k, w, ub, sw, gc, C, h0, True)
+        dv1 = dvloc.clone()
+        dhs, dh0 = pc.prism_bwd_dh(q, k, w, gc, do, dv1, dht, C, True, 0.3)
+        return hs, vnew, ht, dhs, dh0, dv1
+
+    whole = passes()
+    monkeypatch.setattr(pc, "SEQ_BV", {"h": 16, "dh": 16})
+    blocks = passes()
+    for a, b in zip(whole, blocks):
+        assert rel_err(b, a) <= 1e-6
