@@ -1163,20 +1163,38 @@ WARPS: dict = {}
 
 
 # SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
-# prism_bwd_dh_kernel), whose grid is (cdiv(V, BV), B*H): a smaller block means more programs when B*H is small
-# (T=16384 at 32768 tokens, H=16: B*H = 32). Empty = the rule of `_seq_bv` (32 at K <= 64, else 16); for tuning
-# runs (scripts/gpu/prism_seq_bv.py).
+# prism_bwd_dh_kernel), whose grid is (cdiv(V, BV), B*H); empty = the rule of `_seq_bv`; for tuning runs
+# (scripts/gpu/prism_seq_bv.py). SEQ_MIN_PROGRAMS: that rule halves the block (down to 16) until the grid has at least
+# this many programs. H100 (132 SMs; results/kernels/prism-seq-bv-h100.json, L=3, K=V=64, 32768 tokens, H=16), ms,
+# state pass / dh pass at T=2048, 8192, 16384: version 5's fixed 32 at 8 warps 0.405 / 0.643, 0.391 / 0.644,
+# 0.679 / 1.270; the rule at 4 warps 0.286 / 0.428, 0.378 / 0.594, 0.553 / 1.029 (the fastest of 16 / 32 / 64 x 4 /
+# 8 warps at every T), identical outputs.
 SEQ_BV: dict = {}
+SEQ_MIN_PROGRAMS = 128
 
 
-def _seq_bv(BK: int, V: int, override=None) -> int:
-    """Column block of V for the sequential passes: override if given, else 32 at K <= 64 and 16 above (the whole
-    padded V under the interpreter)."""
+def _seq_bv(BK: int, V: int, override=None, n_bh: int = 1 << 30, cap: int = 32) -> int:
+    """Column block of V for a sequential pass: override if given; the whole padded V under the interpreter; 16 at
+    K > 64; else the largest power of two <= cap (32 for the state pass, 64 for the dh pass) whose grid
+    n_bh * cdiv(V, BV) has at least SEQ_MIN_PROGRAMS programs, and no smaller than 16."""
     if override is not None:
         return min(_block(V), int(override))
     if INTERPRET:
         return _block(V)
-    return min(_block(V), 32 if BK <= 64 else 16)
+    if BK > 64:
+        return min(_block(V), 16)
+    bv = min(_block(V), cap)
+    while bv > 16 and n_bh * triton.cdiv(V, bv) < SEQ_MIN_PROGRAMS:
+        bv //= 2
+    return bv
+
+
+def _seq_warps(name: str, BK: int, BT: int) -> int:
+    """num_warps of a sequential pass: WARPS[name] if set; 4 at K <= 64 (faster than 8 at every column block and T
+    measured on the H100, see SEQ_BV); else `_warps`."""
+    if name in WARPS:
+        return WARPS[name]
+    return 4 if BK <= 64 else _warps(BK, BT, BT)
 
 
 def _raw_ok(dtype: torch.dtype) -> bool:
@@ -1525,14 +1543,14 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
-    BV = _seq_bv(BK, V, SEQ_BV.get("h"))
+    BV = _seq_bv(BK, V, SEQ_BV.get("h"), B * H, 32)
     hs = torch.empty(B, NT, H, K, V, device=k.device, dtype=torch.float32)
     vnew = torch.empty_like(ub)
     ht = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
     prism_fwd_h_kernel[(triton.cdiv(V, BV), B * H)](
         k, w, ub, sw, gc, initial_state, hs, vnew, ht, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_H0=initial_state is not None, STORE_HT=output_final_state,
-        PREC=_prec(k.dtype), num_warps=WARPS.get("h", _warps(BK, BT, BT)),
+        PREC=_prec(k.dtype), num_warps=_seq_warps("h", BK, BT),
     )
     return hs, vnew, ht
 
@@ -1580,11 +1598,11 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     BK, BV = _block(K), _block(V)
     dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
-    BVs = _seq_bv(BK, V, SEQ_BV.get("dh"))
+    BVs = _seq_bv(BK, V, SEQ_BV.get("dh"), B * H, 64)
     prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
         q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,
-        PREC=_prec(k.dtype), num_warps=WARPS.get("dh", _warps(BK, BT, BT)),
+        PREC=_prec(k.dtype), num_warps=_seq_warps("dh", BK, BT),
     )
     return dhs, dh0
 

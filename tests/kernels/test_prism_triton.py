@@ -808,6 +808,10 @@ def test_seq_bv_column_blocks_match(monkeypatch):
     from prismbench.kernels.prism import chunk as pc
 
     assert pc._seq_bv(64, 64, 16) == 16 and pc._seq_bv(64, 24, 64) == 32
+    if not pc.INTERPRET:   # the rule (H100-measured): the largest block <= cap with >= SEQ_MIN_PROGRAMS programs
+        assert [pc._seq_bv(64, 64, None, bh, 32) for bh in (256, 64, 32)] == [32, 32, 16]
+        assert [pc._seq_bv(64, 64, None, bh, 64) for bh in (256, 64, 32)] == [64, 32, 16]
+        assert pc._seq_bv(128, 128, None, 256, 64) == 16
     B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, 3, torch.float32, DEVICE), 3).items()}
     q, k, v, u, p, beta, g = (x[n] for n in NAMES)
