@@ -1595,7 +1595,7 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     L, B, T, H, K = k.shape
     V = dv1.shape[-1]
     NT = triton.cdiv(T, BT)
-    BK, BV = _block(K), _block(V)
+    BK = _block(K)
     dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
     BVs = _seq_bv(BK, V, SEQ_BV.get("dh"), B * H, 64)
