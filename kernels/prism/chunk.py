@@ -1203,7 +1203,8 @@ def _raw_ok(dtype: torch.dtype) -> bool:
 
 def _warps(BK: int, BV: int, BT: int = 64) -> int:
     """8 warps once a [64, 64] fp32 tile is involved (offline sm_90 compiles: 4 warps spill 0.4-2 KB per
-    thread in prep, fwd_h and bwd_dh at K = 64, 8 warps spill little or nothing); 4 below."""
+    thread in prep, fwd_h and bwd_dh at K = 64, 8 warps spill little or nothing); 4 below. (The state and dh passes
+    use `_seq_warps` instead since version 6: 4 warps measured faster on the H100 despite the spills.)"""
     return 4 if max(BK, BV, BT) <= 32 else 8
 
 
