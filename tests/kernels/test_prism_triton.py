@@ -19,10 +19,6 @@ from prismbench.registry import Shape
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 TOL_FP32 = 1e-5          # fp32 inputs: the kernel is ~1e-7 from float64 under the interpreter
 TOL_BF16 = 5e-3          # bf16 inputs, issue 5 item 3
-# fla's fused kkt + solve kernel merges its 16 x 16 inverses with tf32 dots (10-bit mantissa, unit roundoff
-# 2^-11 = 4.9e-4): its Tr is held to a fifth of that roundoff, not to the fp32 paths' 1e-5 (measured on an H100:
-# 3.1e-5, results/kernels/prism-triton-v4-tr-fused-config-h100.json)
-TOL_TF32_TR = 1e-4
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -284,12 +280,11 @@ def test_tr_fla_vs_own_gpu(monkeypatch, dtype, K, BT):
 @pytest.mark.parametrize("K", [64, 128])
 @pytest.mark.parametrize("T", [1000, 64])
 def test_tr_fla_fused_gpu(monkeypatch, K, T):
-    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) and the unfused path, both vs
-    float64, each at its arithmetic's bound: the unfused solve is fp32 (TOL_FP32), the fused kernel merges its
-    16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION; TOL_TF32_TR). Until 2026-12-06 this test held
-    the fused Tr to 1e-5 as well and failed on an H100 (3.1e-5, results/kernels/prism-triton-v4-tr-fused-config-
-    h100.json). End to end, o and every gradient stay within the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused;
-    the harness's checks)."""
+    """TR_FLA_IMPL="fused" (fla's fused kkt + solve kernel, fp32 output buffer) == the unfused path, both vs float64.
+    Expected to FAIL on an H100 as things stand (NOTES.md, "Version 4 on an H100"): the fused kernel merges its
+    16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION), and its Tr measured 3.1e-5 from the unfused
+    path's (results/kernels/prism-triton-v4-tr-fused-config-h100.json), above this 1e-5. End to end, o and every
+    gradient stay within the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused; the harness's checks)."""
     from prismbench.kernels.prism import chunk as pc
 
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 4, K, K, 1, torch.bfloat16, DEVICE), K + T).items()}
@@ -299,9 +294,8 @@ def test_tr_fla_fused_gpu(monkeypatch, K, T):
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
     unfused = pc._tr_fla(x["k"][0], x["beta"][0], x["g"], 64)
     assert fused.dtype == torch.float32 and fused.shape == unfused.shape
-    e_fused, e_unfused = rel_err(fused, ref), rel_err(unfused, ref)
-    assert e_unfused <= TOL_FP32, (e_fused, e_unfused)
-    assert e_fused <= TOL_TF32_TR, (e_fused, e_unfused)
+    assert rel_err(fused, ref) <= TOL_FP32 and rel_err(unfused, ref) <= TOL_FP32, (rel_err(fused, ref),
+                                                                                 rel_err(unfused, ref))
 
 
 @pytest.mark.gpu
