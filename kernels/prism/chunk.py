@@ -49,13 +49,12 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 5 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="kinds" and
-WY_IMPL="split2". Version 4 made the fused Tr (0.62 -> 0.37 ms) and the WY backward in three kernels (1.95 -> 1.36 ms)
-the defaults; version 5 launches the per-key backward kernel once per program kind instead of one launch with three
-program kinds (H100, L=3, T=2048: 6.66 -> 4.28 ms for the keys phase). Status: every gradient within 5e-3 on an H100
-(bf16; release grid 22/22, worst 2.76e-3); K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd 1.34 ms, L=3 fwd
-2.52 ms, L=1 fwd+bwd 4.29 ms, L=3 fwd+bwd 10.2 ms = 0.31x fla chunk_gla, still far from the issue-5 targets
-(NOTES.md).
+Version 6 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="kinds",
+WY_IMPL="split2"; at L = 1 the forward is fla's GDN forward on delta_1 (FWD_IMPL="fla_gdn"); the autograd forward
+keeps its prep for the backward (KEEP_PREP); the state and dh passes size their V column block to the grid at 4
+warps (SEQ_BV rule). Status: every gradient within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.82e-3);
+K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd 0.66 ms, L=3 fwd 2.44 ms, L=1 fwd+bwd 3.67 ms, L=3 fwd+bwd
+8.55 ms = 0.36x fla chunk_gla, still short of the issue-5 targets (NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -1208,6 +1207,12 @@ def _warps(BK: int, BV: int, BT: int = 64) -> int:
     return 4 if max(BK, BV, BT) <= 32 else 8
 
 
+def _prep_bv(V: int) -> int:
+    """Column block of V in the split prep's column-blocked kernels (prism_prep_u, prism_prep_dvloc): PREP_BV, at
+    least 16, capped at the padded V."""
+    return min(_block(V), max(16, triton.next_power_of_2(PREP_BV)))
+
+
 def _chunk(K: int, V: int, chunk_size: int) -> int:
     """Chunk length the kernels run at: chunk_size, capped at 32 for K or V > 64 (shared memory of the
     gradient kernels: K = V = 128 at 32 fits, 128 KB / 144 KB; the math is exact for any chunk length)."""
@@ -1497,7 +1502,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
-    BV = min(_block(V), max(16, triton.next_power_of_2(PREP_BV)))
+    BV = _prep_bv(V)
     dev = k.device
     prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
     if _tr_solver(tr_solver, k.dtype) == "fla":
@@ -1529,7 +1534,7 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
     L, B, T, H, K = k.shape
     V = do.shape[-1]
     BK = _block(K)
-    BV = min(_block(V), max(16, triton.next_power_of_2(PREP_BV)))
+    BV = _prep_bv(V)
     dvloc = torch.empty(B, T, H, V, device=k.device, dtype=torch.float32)
     prism_prep_dvloc_kernel[(triton.cdiv(V, BV), triton.cdiv(T, BT), B * H)](
         q, k, g, do, dvloc, scale, T, H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),

@@ -25,3 +25,15 @@ def rel(x: torch.Tensor, ref: torch.Tensor) -> float:
     if not torch.isfinite(x).all():
         return float("nan")
     return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def max_rel_diff(xs, refs) -> float:
+    """Largest over pairs of max|x - ref| / max|ref| in float64 (how far a variant's outputs are from the defaults';
+    a None in xs is skipped)."""
+    out = 0.0
+    for x, ref in zip(xs, refs):
+        if x is None:
+            continue
+        x, ref = x.detach().double(), ref.detach().double()
+        out = max(out, ((x - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item())
+    return out

@@ -39,7 +39,7 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import median_ms   # scripts/gpu/measure.py
+from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
@@ -95,8 +95,7 @@ def main():
         whole = outputs_after([lambda: launch(-1, l, 4)])
         for name, kinds in (("kinds", (0, 1, 2)),):
             split = outputs_after([lambda P=P: launch(P, l, 4) for P in kinds])
-            same[name].append(max(((a_ - b_).abs().max() / a_.abs().max().clamp_min(1e-30)).item()
-                            for a_, b_ in zip(whole, split)))
+            same[name].append(max_rel_diff(split, whole))
     res = dict(kinds_vs_whole_max_rel_diff=max(same["kinds"]),
                shape=dict(B=B, T=T, H=H, K=K, V=K, L=L, BT=BT, dtype=str(dt)), tiles=NT * B * H,
                device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",

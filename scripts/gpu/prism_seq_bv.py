@@ -20,15 +20,10 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import median_ms   # scripts/gpu/measure.py
+from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
-
-
-def maxrel(a, b):
-    return max(((x.double() - y.double()).abs().max() / y.double().abs().max().clamp_min(1e-30)).item()
-               for x, y in zip(a, b))
 
 
 def main():
@@ -73,7 +68,7 @@ def main():
                     pc.SEQ_BV[name] = bv
                     pc.WARPS[name] = warps
                     try:
-                        row[f"{name}_max_rel_diff"] = maxrel(fn(), ref[name])
+                        row[f"{name}_max_rel_diff"] = max_rel_diff(fn(), ref[name])
                         row[f"{name}_ms"] = median_ms(timed, DRY)
                     except Exception as e:  # noqa: BLE001  (a config that does not compile is a result)
                         row[f"{name}_error"] = repr(e)[:300]

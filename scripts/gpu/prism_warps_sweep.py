@@ -25,20 +25,10 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import median_ms   # scripts/gpu/measure.py
+from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
-
-
-def maxrel(a, b):
-    out = 0.0
-    for x, y in zip(a, b):
-        if x is None:
-            continue
-        x, y = x.double(), y.double()
-        out = max(out, ((x - y).abs().max() / y.abs().max().clamp_min(1e-30)).item())
-    return out
 
 
 def main():
@@ -95,7 +85,7 @@ def main():
                 pc.WARPS.clear()
                 pc.WARPS[name] = warps
                 try:
-                    row[f"w{warps}_max_rel_diff"] = maxrel(fn(), ref)
+                    row[f"w{warps}_max_rel_diff"] = max_rel_diff(fn(), ref)
                     row[f"w{warps}_ms"] = median_ms(timed or fn, DRY)
                 except Exception as e:  # noqa: BLE001  (a config that fails to compile or run is a result)
                     row[f"w{warps}_error"] = repr(e)[:300]
