@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Chunk length 64 against 32 (issue 5; kernels/prism/NOTES.md, "Version 7"): the backward's per-key kernels hold
+several [BT, BT] and [BT, 64] fp32 tiles per program (240-255 registers at BT=64, 2 CTAs of 4 warps per SM); at BT=32
+the [BT, BT] tiles are a quarter and the intra-chunk C^2 K work per token halves, while the two sequential passes
+take twice as many steps. chunk_prism takes chunk_size 16 / 32 / 64 already; this measures which is faster at L=3.
+
+For L in (3, 1), T in (2048, 16384) (32768 tokens, H=16, K=V=64, bf16) and chunk_size in (64, 32): the autograd
+forward (inputs require grad, as the harness's training forward) and forward+backward (do_bench medians), the largest
+relative difference of o and every gradient from chunk 64's (both are bf16 kernels: expected ~1e-3 to 1e-2 in the
+max-abs sense), peak memory of one fwd+bwd, and the CUDA time per kernel over 5 fwd+bwd calls (torch.profiler).
+Writes $OUT/prism_chunk_size.json.
+CPU dry run (interpreter, tiny shape): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_chunk_size.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from prismbench.kernels.prism.chunk import chunk_prism
+from prismbench.kernels.prism.inputs import make_prism_inputs
+from prismbench.registry import Shape
+
+from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
+
+DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+DEV = torch.device("cpu" if DRY else "cuda")
+NAMES = ("q", "k", "v", "u", "p", "beta", "g")
+
+
+def kernels(fn, n=5):
+    """CUDA time per kernel name (us per call) over n calls, largest first."""
+    acts = [ProfilerActivity.CPU] + ([] if DRY else [ProfilerActivity.CUDA])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            fn()
+        if not DRY:
+            torch.cuda.synchronize()
+    out = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", 0) if not DRY else 0
+        if t > 0:
+            out[e.key[:90]] = round(t / n, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:24])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    a = ap.parse_args()
+    H, K, tokens = (2, 16, 74) if DRY else (16, 64, 32768)
+    dt = torch.float32 if DRY else torch.bfloat16
+    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
+               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
+    for L in (3, 1):
+        for T in ((37,) if DRY else (2048, 16384)):
+            B = tokens // T
+            x = make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), 0)
+            do = torch.randn_like(x["v"])
+            ref = None
+            for bt in ((16, 32) if DRY else (64, 32)):
+                def fwd():
+                    return chunk_prism(*(x[n] for n in NAMES), chunk_size=bt)[0]
+
+                def fwdbwd():
+                    for n in NAMES:
+                        x[n].grad = None
+                    fwd().backward(do)
+
+                row = dict(L=L, T=T, B=B, chunk_size=bt)
+                try:
+                    fwdbwd()
+                    outs = [fwd().detach()] + [x[n].grad.detach().clone() for n in NAMES]
+                    if ref is None:
+                        ref = outs
+                    else:
+                        row["max_rel_diff_vs_first"] = max_rel_diff(outs, ref)
+                        row["max_rel_diff_each"] = {n: max_rel_diff([o], [r]) for n, o, r in
+                                                    zip(("o",) + NAMES, outs, ref)}
+                    row["fwd_ms"] = median_ms(fwd, DRY)
+                    row["fwdbwd_ms"] = median_ms(fwdbwd, DRY)
+                    if not DRY:
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                        fwdbwd()
+                        torch.cuda.synchronize()
+                        row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+                    row["kernels_us"] = kernels(fwdbwd)
+                except Exception as e:  # noqa: BLE001  (a failing configuration is a result)
+                    row["error"] = repr(e)[:400]
+                print(json.dumps(row), flush=True)
+                res["rows"].append(row)
+                os.makedirs(a.out, exist_ok=True)
+                with open(os.path.join(a.out, "prism_chunk_size.json"), "w") as f:
+                    json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
