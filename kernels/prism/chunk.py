@@ -1200,6 +1200,22 @@ def _raw_ok(dtype: torch.dtype) -> bool:
     return not INTERPRET and dtype in (torch.bfloat16, torch.float16)
 
 
+# num_warps measured on the H100 for the parallel launchers at K, V <= 64 (results/kernels/prism-warps-sweep-h100.json,
+# chunk 64, T=2048, L 1 and 3, outputs identical to `_warps`' choice): prep_u 4 (whole prep at L=3 1.415 -> 1.059 ms),
+# o 4 (L=3 0.725 -> 0.599, L=1 0.341 -> 0.195), prep_dvloc 2 (0.221 -> 0.142); prep_w, wy2_* and the keys tail showed
+# no gain from 2 / 4 / 8 (within 2%). K or V > 64 keeps `_warps` (not measured).
+MEASURED_WARPS = {"prep_u": 4, "o": 4, "prep_dvloc": 2}
+
+
+def _launch_warps(name: str, BK: int, BV: int, BT: int = 64) -> int:
+    """num_warps of a parallel launcher: WARPS[name] if set; MEASURED_WARPS[name] at K, V <= 64; else `_warps`."""
+    if name in WARPS:
+        return WARPS[name]
+    if name in MEASURED_WARPS and max(BK, BV) <= 64:
+        return MEASURED_WARPS[name]
+    return _warps(BK, BV, BT)
+
+
 def _warps(BK: int, BV: int, BT: int = 64) -> int:
     """8 warps once a [64, 64] fp32 tile is involved (offline sm_90 compiles: 4 warps spill 0.4-2 KB per
     thread in prep, fwd_h and bwd_dh at K = 64, 8 warps spill little or nothing); 4 below. (The state and dh passes
@@ -1522,7 +1538,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, num_warps=WARPS.get("prep_u", _warps(BK, BV, BT)),
+        STORE_SW=store_sw, PREC=prec, RAW=raw, num_warps=_launch_warps("prep_u", BK, BV, BT),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
     return gc, w, ub, sw, tr, dvloc
@@ -1538,7 +1554,7 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
     dvloc = torch.empty(B, T, H, V, device=k.device, dtype=torch.float32)
     prism_prep_dvloc_kernel[(triton.cdiv(V, BV), triton.cdiv(T, BT), B * H)](
         q, k, g, do, dvloc, scale, T, H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        num_warps=WARPS.get("prep_dvloc", _warps(BK, BV, BT)),
+        num_warps=_launch_warps("prep_dvloc", BK, BV, BT),
     )
     return dvloc
 
@@ -1570,7 +1586,7 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        num_warps=WARPS.get("o", _warps(BK, BV)),
+        num_warps=_launch_warps("o", BK, BV),
     )
     return o
 
