@@ -40,7 +40,8 @@ backward (prism_bwd.md, phases A, B, C)
                        chunk (rows: dq, dk1, dbeta1, dg partials; columns: dk_l; values: dD_l, dbeta_l, dp_l, the
                        running dr), each adding in place to fp32
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
-                       then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores).
+                       then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores), or, at L > 1
+                       with KEYS_TAIL="fused" (version 7), that tail inside the l = 1 launches (LAST).
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
@@ -914,10 +915,10 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scal
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
-    dk, dp, dbeta, scale, T,
+    dk, dp, dbeta, dq, dv, du, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1,
+    FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1, LAST: tl.constexpr = False,
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
@@ -938,6 +939,9 @@ def prism_bwd_key_kernel(
     Each program reads and writes its own chunk's rows only and the three write disjoint buffers: no atomics,
     deterministic. dX = diag(beta1) dY, dY from dy [B,T,H,V] fp32. (dE, dF are recomputed in programs 0 and 1,
     Qs K_l^T and K1 K_l^T in 0 and 2: 17 dots per key and chunk instead of 10.)
+    LAST (l == 1, the last launch; KEYS_TAIL="fused"): the rows program also does the tail's rows part (stores dq,
+    dk[0] and dbeta[0] in the input dtype instead of the fp32 partials) and the values program the solver's first step
+    (dp[0], dv, du, instead of storing the running dr), so prism_bwd_keys_tail_kernel is not launched.
     """
     i_t, i_bh = tl.program_id(1), tl.program_id(2)
     if KIND < 0:
@@ -971,8 +975,13 @@ def prism_bwd_key_kernel(
         b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
         b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
         p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
-                 boundary_check=(0, 1))
+        if LAST:
+            tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
+                     ((tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC)) * scale)
+                     .to(dq.dtype.element_ty), boundary_check=(0, 1))
+        else:
+            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+                     boundary_check=(0, 1))
         b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
         # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
         b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
@@ -986,10 +995,21 @@ def prism_bwd_key_kernel(
         b_M = b_dF * b_F
         b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
         p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
-                 boundary_check=(0, 1))
         p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+        if LAST:
+            tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
+                     (tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC))
+                     .to(dk.dtype.element_ty), boundary_check=(0, 1))
+            # the tail's X term of dbeta1: X's Delta_1 = GELU(p_1 r_1) against dY
+            b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+                    - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+            b_p0 = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
+            tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
+        else:
+            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+                     boundary_check=(0, 1))
+            tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
         tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
@@ -1015,13 +1035,28 @@ def prism_bwd_key_kernel(
         p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
         if FIRST:
             b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
-            tl.store(p_dr, b_dz * b_p, boundary_check=(0, 1))
+            b_dr = b_dz * b_p
         else:
             b_dr = tl.load(p_dr, boundary_check=(0, 1))
             b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
-            tl.store(p_dr, b_dr + b_dz * b_p, boundary_check=(0, 1))
+            b_dr += b_dz * b_p
         tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
                  boundary_check=(0, 1))
+        if LAST:
+            # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
+            b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+                    - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+            b_p0 = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+                     - b_dr) * _gelu_grad(b_p0 * b_r0)
+            b_dr += b_dz0 * b_p0
+            tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
+                     boundary_check=(0, 1))
+            tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+            tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty),
+                     boundary_check=(0, 1))
+        else:
+            tl.store(p_dr, b_dr, boundary_check=(0, 1))
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -1138,6 +1173,12 @@ PREP_IMPL = "split"
 #   ("split2", version 4 preparation: prism_bwd_key2_kernel, four lighter kinds of program per chunk tile; exact
 #           on an H100 but slower, bwd_keys 6.6 -> 8.8 ms at L=3, T=2048; deleted, NOTES.md "Version 4".)
 KEYS_IMPL = "kinds"
+# KEYS_TAIL (KEYS_IMPL "kinds" or "split", L > 1): "fused" (version 7 default) does the tail's work in the last per-key
+# launch (l = 1, LAST): its rows program stores dq, dk[0], dbeta[0] and its values program the solver's first step
+# (dp[0], dv, du), so prism_bwd_keys_tail_kernel (0.37 ms at L=3, T=2048 on the H100, bandwidth-bound on the fp32
+# partials and dr) is not launched; "separate" (version 6) launches the tail kernel after the per-key launches.
+# L = 1 always runs the tail kernel (no per-key launch).
+KEYS_TAIL = "fused"
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -1687,14 +1728,24 @@ def _keys_impl(keys_impl):
     return s
 
 
-def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None):
+def _keys_tail(keys_tail):
+    """Where the tail of phase C2 runs at L > 1 ("kinds" or "split"): keys_tail if given, else KEYS_TAIL."""
+    s = KEYS_TAIL if keys_tail is None else keys_tail
+    if s not in ("fused", "separate"):
+        raise ValueError(f"KEYS_TAIL / keys_tail must be 'fused' or 'separate', got {s!r}")
+    return s
+
+
+def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None,
+                   keys_tail=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
     keys_impl (default KEYS_IMPL): "kinds" runs prism_bwd_key_kernel three times per extra key (one launch per
     program kind: rows, columns, values; 4 warps each), "split" once per key (grid (3, N, B*H)); l = L-1 .. 1, each
     adding its terms in place to dqp, dkp (fp32 [B,T,H,K]), dbp and dg (fp32 [B,T,H]), so these partial
-    buffers are modified (as dg always was); then prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
+    buffers are modified (as dg always was); then the tail: with keys_tail (default KEYS_TAIL) "fused" inside the
+    l = 1 launches (LAST), with "separate" (and always at L = 1) prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
     dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
     L, B, T, H, K = k.shape
@@ -1726,14 +1777,18 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         # the order does not matter); "split": one launch, the kind from program_id(0)
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in (0, 1, 2)) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
+        fused_tail = _keys_tail(keys_tail) == "fused"
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, scale, T, B, H, l,
+                    dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    num_warps=warps,
+                    LAST=fused_tail and l == 1, num_warps=warps,
                 )
+        if fused_tail:
+            # dg was finished in place by the rows launches (dg is the partial buffer)
+            return dq, dk, dv, du, dp, dbeta, dg
     prism_bwd_keys_tail_kernel[(NT, B * H)](
         q, v, u, p, beta, dy, dqp, dkp, dbp, dg, dr,
         dq, dk, dv, du, dp, dbeta, dg, scale, T,

@@ -421,6 +421,15 @@ def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
 
 
 # ------------------------------------------------------------------ KEYS_IMPL (version 5 default: "kinds")
+def test_keys_tail_default_is_fused():
+    """Version 7: the tail of phase C2 runs inside the last per-key launch; the switch is validated."""
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.KEYS_TAIL == "fused"
+    with pytest.raises(ValueError, match="keys_tail"):
+        pc._keys_tail("later")
+
+
 def test_keys_impl_default_is_kinds():
     from prismbench.kernels.prism import chunk as pc
 
@@ -454,18 +463,19 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     class Counted:
         def __getitem__(self, grid):
             def launch(*a, **kw):
-                launches.append((a[22], kw["FIRST"], kw["KIND"], grid[0]))    # l, FIRST, KIND, programs per tile
+                launches.append((a[25], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
                 return real[grid](*a, **kw)
             return launch
 
     monkeypatch.setattr(pc, "KEYS_IMPL", impl)
     monkeypatch.setattr(pc, "prism_bwd_key_kernel", Counted())
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 3), tol)
-    expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1) for l in range(L - 1, 0, -1) for kind in KEYS_LAUNCHES[impl]]
+    expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1, l == 1) for l in range(L - 1, 0, -1)
+              for kind in KEYS_LAUNCHES[impl]]
     assert launches == expect, launches
 
 
-def _keys_launcher_outputs(L, ref, impl):
+def _keys_launcher_outputs(L, ref, impl, keys_tail=None):
     """prism_bwd_keys's seven outputs for keys_impl `ref` (dr allocated by the launcher) and `impl` (dr allocated,
     and a garbage workspace), from the same prism_bwd_wy partials: fp32, B=2, T=41 (partial last chunk), H=2,
     K=16 != V=24, chunk 16. Returns {(impl, dr allocated): outputs}."""
@@ -483,17 +493,20 @@ def _keys_launcher_outputs(L, ref, impl):
     for name, dr in ((ref, None), (impl, None), (impl, torch.full_like(v, 7.0))):
         bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
         outs[name, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
-                                                   bufs[3], scale, C, dr=dr, keys_impl=name)
+                                                   bufs[3], scale, C, dr=dr, keys_impl=name,
+                                                   keys_tail=keys_tail if name == impl else None)
     return outs
 
 
+@pytest.mark.parametrize("tail", ["fused", "separate"])
 @pytest.mark.parametrize("impl", ["split", "kinds"])
 @pytest.mark.parametrize("L", [1, 2, 4])
-def test_keys_split_matches_fused(L, impl):
+def test_keys_split_matches_fused(L, impl, tail):
     """prism_bwd_keys at the launcher: "split" and "kinds" (dr allocated by the launcher, or a garbage
-    workspace) equal "fused" to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers they
+    workspace), with the tail fused into the l = 1 launches (KEYS_TAIL "fused") or as its own kernel ("separate"),
+    equal "fused" to <= 1e-6 on every output, fp32, partial last chunk, K != V; the partial buffers they
     accumulate into are the ones prism_bwd_wy returns."""
-    outs = _keys_launcher_outputs(L, ref="fused", impl=impl)
+    outs = _keys_launcher_outputs(L, ref="fused", impl=impl, keys_tail=tail)
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
     for key in ((impl, True), (impl, False)):
         for name, a, b in zip(names, outs["fused", True], outs[key]):
