@@ -17,5 +17,6 @@ name, parts, warps = sys.argv[1], [int(x) for x in sys.argv[2].split(",")], [int
 assert name == "prism_bwd_key_kernel", "only prism_bwd_key_kernel has program kinds"
 for P in parts:
     for w in warps:
-        ck = kr.key(64, 64, int(os.environ.get("BVS", 64)), w, False, kind=P)
-        print(json.dumps(dict(kernel=name, part=P, warps=w, **kr.usage(ck))), flush=True)
+        last = os.environ.get("LAST") == "1"
+        ck = kr.key(64, 64, int(os.environ.get("BVS", 64)), w, False, kind=P, last=last)
+        print(json.dumps(dict(kernel=name, part=P, warps=w, last=last, **kr.usage(ck))), flush=True)

@@ -137,15 +137,16 @@ def keys(K, L, BT, warps):
     return _compile(pc.prism_bwd_keys_kernel, sig, cst, warps)
 
 
-def key(K, BT, BV, warps, first, kind=-1):
+def key(K, BT, BV, warps, first, kind=-1, last=False):
     """prism_bwd_key_kernel (one extra key per launch; l is a runtime argument). kind -1: the three program kinds
-    branched on program_id(0) (KEYS_IMPL="split"); 0, 1, 2: that kind alone (KEYS_IMPL="kinds")."""
+    branched on program_id(0) (KEYS_IMPL="split"); 0, 1, 2: that kind alone (KEYS_IMPL="kinds"). last: the l = 1
+    launch with the tail fused (KEYS_TAIL="fused", version 7)."""
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
-               dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, scale="fp32", T="i32", B="i32", H="i32", l="i32",
-               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", FIRST="constexpr",
-               PREC="constexpr", RAW="constexpr", KIND="constexpr")
-    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind)
+               dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, dq=dt, dv=dt, du=dt, scale="fp32", T="i32", B="i32",
+               H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr", LAST="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last)
     sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names}
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 

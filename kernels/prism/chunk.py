@@ -1016,7 +1016,8 @@ def prism_bwd_key_kernel(
         _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                      sb, K, V, BT, BK, BV, PREC, RAW)
     else:
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
+        # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
         b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
@@ -1029,6 +1030,7 @@ def prism_bwd_key_kernel(
         b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
         b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
                  tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
         # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
@@ -1190,8 +1192,10 @@ KEYS_TAIL = "fused"
 WY_IMPL = "split2"
 # column block of V in prism_bwd_wy2_cols_kernel (WY_IMPL="split2"); capped at the padded V
 WY_BV = 32
-# column block of V in prism_prep_u_kernel (PREP_IMPL="split"); capped at the padded V
-PREP_BV = 32
+# column block of V in prism_prep_u_kernel and prism_prep_dvloc_kernel (PREP_IMPL="split"); capped at the padded V.
+# 64 since version 7 (results/kernels/prism-bv-sweep-h100.json, T=2048, at their measured warps: whole prep at L=3
+# 1.044 -> 1.024 ms, dvloc 0.142 -> 0.129; 16 is slower everywhere; outputs identical)
+PREP_BV = 64
 # num_warps overrides per launcher ("solve", "prep", "prep_solved" (TR_SOLVER="fla"; else "prep"), "h", "o",
 # "dh", "tr_fused" (TR_FLA_IMPL="fused": fla's kkt + solve kernel), "wy" (WY_IMPL="fused"), "keys" (the fused
 # kernel, or the tail with KEYS_IMPL "split" / "kinds"), "key"
@@ -1244,7 +1248,8 @@ def _raw_ok(dtype: torch.dtype) -> bool:
 # num_warps measured on the H100 for the parallel launchers at K, V <= 64 (results/kernels/prism-warps-sweep-h100.json,
 # chunk 64, T=2048, L 1 and 3, outputs identical to `_warps`' choice): prep_u 4 (whole prep at L=3 1.415 -> 1.059 ms),
 # o 4 (L=3 0.725 -> 0.599, L=1 0.341 -> 0.195), prep_dvloc 2 (0.221 -> 0.142); prep_w, wy2_* and the keys tail showed
-# no gain from 2 / 4 / 8 (within 2%). K or V > 64 keeps `_warps` (not measured).
+# no gain from 2 / 4 / 8 (within 2%); the column-block sweep (prism-bv-sweep-h100.json) kept 4 and 2 best at PREP_BV 64.
+# K or V > 64 keeps `_warps` (not measured).
 MEASURED_WARPS = {"prep_u": 4, "o": 4, "prep_dvloc": 2}
 
 

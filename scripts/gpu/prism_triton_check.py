@@ -429,6 +429,10 @@ def run_phases(res, quick, save):
                 for impl in ("split",):
                     row[f"bwd_keys_{impl}"] = bench(lambda: pc.prism_bwd_keys(
                         q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT, keys_impl=impl))["ms"]
+                # KEYS_TAIL (version 7): the tail inside the l = 1 launches ("fused", default) or its own kernel
+                row["bwd_keys_tail_separate"] = bench(lambda: pc.prism_bwd_keys(
+                    q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT,
+                    keys_tail="separate"))["ms"]
                 row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
                                                                         dbp, dgp.clone(), scale, BT,
                                                                         keys_impl="fused"))["ms"]
