@@ -50,12 +50,13 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 6 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split", KEYS_IMPL="kinds",
-WY_IMPL="split2"; at L = 1 the forward is fla's GDN forward on delta_1 (FWD_IMPL="fla_gdn"); the autograd forward
-keeps its prep for the backward (KEEP_PREP); the state and dh passes size their V column block to the grid at 4
-warps (SEQ_BV rule). Status: every gradient within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.82e-3);
-K = V = 64, T = 2048, 32768 tokens (harness): L=1 fwd 0.66 ms, L=3 fwd 2.44 ms, L=1 fwd+bwd 3.67 ms, L=3 fwd+bwd
-8.55 ms = 0.36x fla chunk_gla, still short of the issue-5 targets (NOTES.md).
+Version 7 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds"
+with the tail fused into the last per-key launch (KEYS_TAIL="fused"), WY_IMPL="split2"; at L = 1 the forward is fla's
+GDN forward on delta_1 (FWD_IMPL="fla_gdn"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
+state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o and prep_dvloc run at
+their measured num_warps (MEASURED_WARPS). Status: every gradient within 5e-3 on an H100 (bf16; release grid 22/22,
+worst 3.82e-3); K = V = 64, T = 2048, 32768 tokens (harness, one process with the peers): L=1 fwd 0.66 ms, L=3 fwd
+1.91 ms, L=1 fwd+bwd 3.58 ms, L=3 fwd+bwd 7.80 ms = 0.40x fla chunk_gla, still short of the issue-5 targets (NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it

@@ -38,11 +38,12 @@ for i in $(seq 1 "${GATE_RUNS:-2}"); do
   log "gate run $i rc=$?"; tail -2 "$W/gate-run$i.log" | tee -a "$OUTDIR/summary.log"
 done
 g=$(cd out/gate-run1 && ls gate-*.json | head -1)
-cp "out/gate-run1/$g" "$W/gate-run1.json"
-if [ "${GATE_RUNS:-2}" -ge 2 ]; then  # the run-to-run spread
-  cp "out/gate-run2/$g" "$W/gate-run2.json"
-  prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
-  prismbench gate "$W/gate-run2.json" --baseline "$W/gate-run1.json" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
+n=${GATE_RUNS:-2}
+for i in $(seq 1 "$n"); do cp "out/gate-run$i/$g" "$W/gate-run$i.json" 2>/dev/null; done
+if [ "$n" -ge 2 ]; then  # the run-to-run spread of the last two runs (a fresh machine's first run compiles)
+  a="$W/gate-run$((n - 1)).json"; b="$W/gate-run$n.json"
+  prismbench gate "$b" --baseline "$a" --tolerance 0 --json "$W/gate-spread-ratio.json" > "$W/gate-spread-ratio.txt" 2>&1
+  prismbench gate "$b" --baseline "$a" --tolerance 0 --absolute --json "$W/gate-spread-abs.json" > "$W/gate-spread-abs.txt" 2>&1
 fi
 rm -rf out/gate-run*; pack
 }
