@@ -123,7 +123,10 @@ def prep_dvloc(K, BT, BV, warps):
 def _compile(fn, sig, cst, warps):
     names = list(sig)
     src = _src(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
-    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+    opts = dict(num_warps=warps)
+    if os.environ.get("KR_MAXNREG"):       # a register cap, as the `maxnreg` launch option sets it
+        opts["maxnreg"] = int(os.environ["KR_MAXNREG"])
+    return triton.compile(src, target=TGT, options=opts)
 
 
 def keys(K, L, BT, warps):

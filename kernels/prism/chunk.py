@@ -1205,6 +1205,9 @@ PREP_BV = 64
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}
+# KEY_MAXNREG: register cap (Triton's `maxnreg` launch option) per program kind of KEYS_IMPL="kinds" (0 rows, 1 columns,
+# 2 values), for tuning runs (scripts/gpu/prism_key_diag.py); empty = no cap. Ignored under the interpreter.
+KEY_MAXNREG: dict = {}
 
 
 # SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
@@ -1783,6 +1786,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         # the order does not matter); "split": one launch, the kind from program_id(0)
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in (0, 1, 2)) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
+        caps = {kind: dict(maxnreg=KEY_MAXNREG[kind]) for kind in (0, 1, 2)
+                if impl == "kinds" and KEY_MAXNREG.get(kind) and not INTERPRET}
         fused_tail = _keys_tail(keys_tail) == "fused"
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
@@ -1790,7 +1795,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
                     dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, num_warps=warps,
+                    LAST=fused_tail and l == 1, num_warps=warps, **caps.get(kind, {}),
                 )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)

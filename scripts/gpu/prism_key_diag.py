@@ -5,7 +5,7 @@ FLOP floor of ~0.1 ms per launch; this script splits that time without hardware 
 time variants that leave a stage out, take differences).
 
 At the timing shape (bf16, 32768 tokens, H=16, K=V=64, chunk 64, L=3), for the launch l=2 (FIRST) and l=1:
-1. the whole launch (KIND=-1, KEYS_IMPL="split"), grid (3, N, B*H), at 8 and 4 warps;
+1. (until version 6) the whole launch (KIND=-1, KEYS_IMPL="split"), grid (3, N, B*H), at 8 and 4 warps;
 2. each program kind alone (the kernel's constexpr KIND; the other branches are dropped at compile time), grid
    (1, N, B*H): rows (0), columns (1), values (2); at 4 warps also each kind with maxnreg=168 (3 CTAs per SM);
 3. derived: the sum of the three kinds alone (KEYS_IMPL="kinds") against the whole launch (how well they
@@ -69,15 +69,17 @@ def main():
     dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
     # zeros: a launch writes only key l's slices; the rest must compare equal, not as uninitialised memory
     dk, dp, dbeta = torch.zeros_like(k), torch.zeros_like(p), torch.zeros_like(beta)
+    dq, dv, du = torch.zeros_like(q), torch.zeros_like(v), torch.zeros_like(u)   # the fused tail's (LAST) outputs
     NT, BK, BV = triton.cdiv(T, BT), pc._block(K), pc._block(K)
     prec, raw = pc._prec(dt), pc._raw_ok(dt)
     kern = pc.prism_bwd_key_kernel
 
-    def launch(kind, l, warps, maxnreg=None):
+    def launch(kind, l, warps, maxnreg=None, last=False):
         extra = {} if maxnreg is None else dict(maxnreg=maxnreg)
         kern[(3 if kind < 0 else 1, NT, B * H)](
-            q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp, dv1, dk, dp, dbeta, scale, T, B, H, l,
-            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind, num_warps=warps, **extra)
+            q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp, dv1, dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
+            K=K, V=K, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind, LAST=last,
+            num_warps=warps, **extra)
 
     def outputs_after(kern_launches):
         """The buffers a key launch writes, after the given launches on fresh copies of the inputs."""
@@ -100,30 +102,62 @@ def main():
                shape=dict(B=B, T=T, H=H, K=K, V=K, L=L, BT=BT, dtype=str(dt)), tiles=NT * B * H,
                device=torch.cuda.get_device_name() if not DRY else "cpu (interpreter)",
                git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
-    for l in (L - 1, 1):
-        for warps in ((4,) if DRY else (8, 4)):
+    # version 7: each kind alone at 4 warps (the default), 8 warps, and 8 warps under maxnreg=128 (two CTAs of 8 warps
+    # per SM; offline sm_90 spills at 128: rows 756 B, columns 528 B, values 136 B (LAST 292 B)); the l = 1 launch
+    # as the default runs it (KEYS_TAIL="fused": LAST) and without the tail
+    configs = ((4, None),) if DRY else ((4, None), (8, None), (8, 128))
+    for l, last in ((L - 1, False), (1, True), (1, False)):
+        for warps, cap in configs:
             if a.ncu:
                 for _ in range(3):
-                    launch(-1, l, warps)
                     for P in KINDS:
-                        launch(P, l, warps)
+                        launch(P, l, warps, cap, last)
                 continue
-            row = dict(l=l, first=l == L - 1, warps=warps)
-            row["whole_ms"] = bench(lambda: launch(-1, l, warps))
+            row = dict(l=l, first=l == L - 1, last=last, warps=warps, maxnreg=cap)
             for P in KINDS:
-                row[f"{KINDS[P]}_ms"] = bench(lambda: launch(P, l, warps))
-            alone = sum(row[f"{KINDS[P]}_ms"] for P in (0, 1, 2))
-            row["sum_alone_ms"] = alone
-            row["overlap"] = alone / row["whole_ms"]   # 1: no overlap between kinds; 3 at best for equal kinds
-            if warps == 4 and not DRY:   # a register cap: 168 allows 3 CTAs of 4 warps per SM (offline: columns
-                for P in KINDS:          # spills 108 B at 168, rows and values ~750 B)
-                    try:
-                        row[f"{KINDS[P]}_maxnreg168_ms"] = bench(lambda: launch(P, l, warps, 168))
-                    except Exception as e:  # noqa: BLE001  (an unaccepted option must not cost the rest)
-                        row[f"{KINDS[P]}_maxnreg168_error"] = repr(e)[:300]
+                try:
+                    row[f"{KINDS[P]}_ms"] = bench(lambda: launch(P, l, warps, cap, last))
+                except Exception as e:  # noqa: BLE001  (an unaccepted option must not cost the rest)
+                    row[f"{KINDS[P]}_error"] = repr(e)[:300]
             res["rows"].append(row)
             print(json.dumps({kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in row.items()}),
                   flush=True)
+    # the whole keys phase (prism_bwd_keys: both keys' kinds and the fused tail) and the autograd fwd+bwd with the
+    # values kind (or every kind) at 8 warps, with and without maxnreg=128, against the defaults; outputs compared
+    if not a.ncu:
+        xg = [t.detach().clone().requires_grad_() for t in (q, k, v, u, p, beta, g)]
+
+        def keys_phase():
+            return pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp.clone(), w.clone(), dbp.clone(),
+                                     dgp.clone(), scale, BT, dr=dv1.clone())
+
+        def fwdbwd():
+            for t in xg:
+                t.grad = None
+            pc.chunk_prism(*xg, scale=scale, chunk_size=BT)[0].backward(do)
+            return [t.grad for t in xg]
+
+        variants = {"default": ({}, {}), "values_w8": ({"key_kind2": 8}, {}),
+                    "values_w8_r128": ({"key_kind2": 8}, {2: 128}),
+                    "all_w8_r128": ({"key_kind0": 8, "key_kind1": 8, "key_kind2": 8}, {0: 128, 1: 128, 2: 128})}
+        ref_k = ref_g = None
+        for name, (wv, cv) in (variants.items() if not DRY else list(variants.items())[:2]):
+            pc.WARPS.clear(); pc.WARPS.update(wv); pc.KEY_MAXNREG.clear(); pc.KEY_MAXNREG.update(cv)
+            row = dict(variant=name)
+            try:
+                outk = [t.clone() for t in keys_phase()]
+                outg = [t.clone() for t in fwdbwd()]
+                if ref_k is None:
+                    ref_k, ref_g = outk, outg
+                row["keys_max_rel_diff"] = max_rel_diff(outk, ref_k)
+                row["fwdbwd_grads_max_rel_diff"] = max_rel_diff(outg, ref_g)
+                row["bwd_keys_ms"] = bench(keys_phase)
+                row["fwdbwd_ms"] = bench(fwdbwd)
+            except Exception as e:  # noqa: BLE001
+                row["error"] = repr(e)[:300]
+            pc.WARPS.clear(); pc.KEY_MAXNREG.clear()
+            res.setdefault("phases", []).append(row)
+            print(json.dumps(row), flush=True)
     if not a.ncu:
         os.makedirs(a.out, exist_ok=True)
         path = os.path.join(a.out, "prism_key_diag.json")
