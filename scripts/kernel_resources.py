@@ -98,10 +98,11 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
     """prism_prep_u_kernel; bwd: without Sw (the backward's prep)."""
     dt = "*bf16"
     sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", tr="*fp32", ub_out="*fp32",
-               sw_out="constexpr" if bwd else "*fp32", T="i32", B="i32", H="i32",
+               sw_out="constexpr" if bwd else "*fp32", gc_out="*fp32", w_out="*fp32", T="i32", B="i32", H="i32",
                K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
-               STORE_SW="constexpr", PREC="constexpr", RAW="constexpr")
-    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not bwd, PREC="tf32", RAW=True)
+               STORE_SW="constexpr", PREC="constexpr", RAW="constexpr", STORE_W="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not bwd, PREC="tf32", RAW=True,
+               STORE_W=os.environ.get("KR_STORE_W", "1") == "1")
     if bwd:
         cst.update(sw_out=None)
     names = list(sig)

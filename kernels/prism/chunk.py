@@ -369,10 +369,10 @@ def prism_prep_dvloc_kernel(
 
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_prep_u_kernel(
-    k, v, u, p, beta, g, tr, ub_out, sw_out, T,
+    k, v, u, p, beta, g, tr, ub_out, sw_out, gc_out, w_out, T,
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -380,6 +380,8 @@ def prism_prep_u_kernel(
     X = Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l, of Ub = Tr diag(b1) X [B,T,H,V] and of
     Sw = sum_{l>=2} (e K_l)^T D_l [B,N,H,K,V] (fp32, STORE_SW) is computed on its own (fla's recompute_w_u
     splits V the same way). The extra keys run in a runtime loop; Tr is read after it.
+    STORE_W (PREP_W="fused", version 7): the programs of the first column block also store gc [B,T,H] fp32 and
+    W = Tr diag(b1 gamma) K1 [B,T,H,K] (prism_prep_w_kernel's outputs, same operations), so that kernel is not launched.
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -405,6 +407,16 @@ def prism_prep_u_kernel(
     b_gl = tl.sum(tl.where(o_i == BT - 1, b_gc, 0.), axis=0)        # log gamma_C (padding has g = 0)
     b_b1 = tl.load(beta + off_b, mask=m_t, other=0.).to(tl.float32)
     b_k1r = _raw(tl.load(k + off_k, mask=m_k, other=0.), RAW)
+    p_tr = tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1), (i_t * BT, 0), (BT, BT),
+                             (1, 0))
+    if STORE_W:
+        # before the key loop, with its own read of Tr (read again for Ub below), so no tile of it lives across the
+        # loop (computed after Ub, it added ~90 B of spills per thread offline at L=3)
+        if i_v == 0:
+            tl.store(gc_out + off_b, b_gc, mask=m_t)
+            b_W = tl.dot(tl.load(p_tr, boundary_check=(0, 1)),
+                         b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
+            tl.store(w_out + off_k, b_W.to(w_out.dtype.element_ty), mask=m_k)
     b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
     b_p = tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32)
     b_X = _gelu(b_p * b_r)
@@ -424,8 +436,7 @@ def prism_prep_u_kernel(
         if STORE_SW:
             b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
             b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
-    b_Tr = tl.load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
-                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    b_Tr = tl.load(p_tr, boundary_check=(0, 1))
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
@@ -491,28 +502,30 @@ def prism_fwd_o_kernel(
     m_a = o_i[:, None] >= o_i[None, :]
 
     b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
-    b_Gi = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale
     b_q = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_o = tl.dot(b_q.to(tl.float32), b_h, input_precision=PREC) * (tl.exp(b_gc) * scale)[:, None]
     b_k1 = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_v1 = tl.load(_rows(vnew, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_P = b_Gi * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
+    # the decay mask G<= is rebuilt for each key (version 7) rather than held as a [BT, BT] fp32 tile across them
+    b_P = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale \
+        * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
     b_o += tl.dot(b_P, b_v1, input_precision=PREC)
     if L > 1:
-        b_v = tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_u = tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_r = b_v - b_u
-        for l in tl.static_range(L):
+        b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+               - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+        b_r = b_r - _gelu(tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+                          * b_r)
+        # the extra keys in a runtime loop (version 7; was unrolled): one key's tiles live at a time
+        for l in range(1, L):
             b_p = tl.load(_rows(p + l * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
             b_d = _gelu(b_p * b_r)
-            if l < L - 1:
-                b_r = b_r - b_d
-            if l > 0:
-                b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-                b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-                b_P = b_Gi * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
-                b_o += tl.dot(b_P, b_d * b_bl[:, None], input_precision=PREC)
+            b_r = b_r - b_d      # r_{l+1}; unused after the last key
+            b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+            b_P = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale \
+                * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
+            b_o += tl.dot(b_P, b_d * b_bl[:, None], input_precision=PREC)
     tl.store(_rows(o, i_b, i_h, i_t, T, H, V, BT, BV), b_o.to(o.dtype.element_ty), boundary_check=(0, 1))
 
 
@@ -1152,6 +1165,10 @@ TR_SOLVER = "fla"
 #   "fused" (version 2): one prism_fwd_prep_kernel per chunk (255 registers at K = V = 64 on sm_90, spills
 #           at L = 3: NOTES.md).
 PREP_IMPL = "split"
+# PREP_W (PREP_IMPL="split"): "fused" (version 7 default): prism_prep_u_kernel's first column block also stores gc and
+# W (STORE_W), so prism_prep_w_kernel (0.12 ms at T=2048 on the H100) is not launched; "kernel" (versions 3-6):
+# prism_prep_w_kernel computes them before prism_prep_u_kernel.
+PREP_W = "fused"
 # KEYS_IMPL: how prism_bwd_keys (backward phase C2: extra keys l >= 2 and the solver's chain rule) runs.
 #   "kinds" (default since version 5): the same kernel as "split", launched three times per extra key, one launch
 #           per program kind (KIND 0 rows, 1 columns, 2 values; 4 warps each), so each kind is compiled alone.
@@ -1208,6 +1225,14 @@ WARPS: dict = {}
 # KEY_MAXNREG: register cap (Triton's `maxnreg` launch option) per program kind of KEYS_IMPL="kinds" (0 rows, 1 columns,
 # 2 values), for tuning runs (scripts/gpu/prism_key_diag.py); empty = no cap. Ignored under the interpreter.
 KEY_MAXNREG: dict = {}
+# MAXNREG: register cap per launcher name ("o", "prep_u"), for tuning runs (scripts/gpu/prism_o_prep_sweep.py); empty =
+# no cap. Ignored under the interpreter.
+MAXNREG: dict = {}
+
+
+def _cap(name: str) -> dict:
+    """Launch options of launcher `name`'s register cap (MAXNREG), if any."""
+    return dict(maxnreg=MAXNREG[name]) if MAXNREG.get(name) and not INTERPRET else {}
 
 
 # SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
@@ -1560,7 +1585,15 @@ def _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw):
     return gc, w, ub, sw, tr, dvloc
 
 
-def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver):
+def _prep_w(prep_w):
+    """Where the split prep computes gc and W: prep_w if given, else PREP_W; "fused" or "kernel"."""
+    s = PREP_W if prep_w is None else prep_w
+    if s not in ("fused", "kernel"):
+        raise ValueError(f"PREP_W / prep_w must be 'fused' or 'kernel', got {s!r}")
+    return s
+
+
+def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver, prep_w=None):
     """prism_fwd_prep as small kernels (PREP_IMPL="split"): Tr (prism_fwd_solve_kernel, or `_tr_fla` when the
     Tr source is "fla"), prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw; V in PREP_BV-wide column
     blocks) and, when do is given, prism_prep_dvloc_kernel (dVloc). Same outputs as the fused kernel."""
@@ -1581,14 +1614,18 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
         )
     gc = torch.empty(B, T, H, device=dev, dtype=torch.float32)
     w = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-    prism_prep_w_kernel[(NT, B * H)](
-        k, beta, g, tr, gc, w, T, H, K=K, BT=BT, BK=BK, PREC=prec, num_warps=WARPS.get("prep_w", _warps(BK, BT, BT)),
-    )
+    fuse_w = _prep_w(prep_w) == "fused"
+    if not fuse_w:
+        prism_prep_w_kernel[(NT, B * H)](
+            k, beta, g, tr, gc, w, T, H, K=K, BT=BT, BK=BK, PREC=prec,
+            num_warps=WARPS.get("prep_w", _warps(BK, BT, BT)),
+        )
     ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
-        k, v, u, p, beta, g, tr, ub, sw, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, num_warps=_launch_warps("prep_u", BK, BV, BT),
+        k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
+        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
+        **_cap("prep_u"),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
     return gc, w, ub, sw, tr, dvloc
@@ -1636,7 +1673,7 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        num_warps=_launch_warps("o", BK, BV),
+        num_warps=_launch_warps("o", BK, BV), **_cap("o"),
     )
     return o
 

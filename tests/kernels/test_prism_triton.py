@@ -378,11 +378,15 @@ def test_chunk_prism_prep_fused(monkeypatch, B, T, H, K, V, L, C, dtype, tol, so
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 2), tol)
 
 
+@pytest.mark.parametrize("prep_w", ["fused", "kernel"])
 @pytest.mark.parametrize("C,T,bv", [(16, 21, 16), (64, 100, 16), (32, 40, 32)])
-def test_prep_split_matches_fused(C, T, bv):
-    """Every prep output of the split path (gc, W, Ub, Sw, Tr, dVloc) equals the fused kernel's, fp32, L = 3."""
+def test_prep_split_matches_fused(monkeypatch, C, T, bv, prep_w):
+    """Every prep output of the split path (gc, W, Ub, Sw, Tr, dVloc) equals the fused kernel's, fp32, L = 3, with gc
+    and W from prism_prep_u_kernel's first column block (PREP_W "fused", V = 24 in one or two blocks) or from
+    prism_prep_w_kernel ("kernel")."""
     from prismbench.kernels.prism import chunk as pc
 
+    monkeypatch.setattr(pc, "PREP_W", prep_w)
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 2, 16, 24, 3, torch.float32, DEVICE), C).items()}
     do = torch.randn(2, T, 2, 24, device=DEVICE)
     args = [x[n] for n in ("k", "v", "u", "p", "beta", "g")]
@@ -398,6 +402,14 @@ def test_prep_split_matches_fused(C, T, bv):
                     assert rel_err(b, a) <= 1e-6, (name, rel_err(b, a))
     finally:
         pc.PREP_BV = old
+
+
+def test_prep_w_default_is_fused():
+    from prismbench.kernels.prism import chunk as pc
+
+    assert pc.PREP_W == "fused"
+    with pytest.raises(ValueError, match="prep_w"):
+        pc._prep_w("inline")
 
 
 def test_prep_impl_default_is_split():
