@@ -6,6 +6,7 @@ import time
 
 import torch
 import triton
+from torch.profiler import ProfilerActivity, profile
 
 
 def median_ms(fn, dry: bool = False) -> float:
@@ -37,3 +38,20 @@ def max_rel_diff(xs, refs) -> float:
         x, ref = x.detach().double(), ref.detach().double()
         out = max(out, ((x - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item())
     return out
+
+
+def kernel_times(fn, n: int = 20, dry: bool = False, top: int = 14) -> dict:
+    """CUDA time per kernel name (us per call) over n calls of fn, the `top` largest first (torch.profiler); empty on a
+    CPU dry run."""
+    acts = [ProfilerActivity.CPU] + ([] if dry else [ProfilerActivity.CUDA])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            fn()
+        if not dry:
+            torch.cuda.synchronize()
+    out = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", 0) if not dry else 0
+        if t > 0:
+            out[e.key[:90]] = round(t / n, 2)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])

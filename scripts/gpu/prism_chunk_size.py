@@ -19,33 +19,16 @@ import os
 import sys
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
+from measure import kernel_times, max_rel_diff, median_ms   # scripts/gpu/measure.py
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-
-
-def kernels(fn, n=5):
-    """CUDA time per kernel name (us per call) over n calls, largest first."""
-    acts = [ProfilerActivity.CPU] + ([] if DRY else [ProfilerActivity.CUDA])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            fn()
-        if not DRY:
-            torch.cuda.synchronize()
-    out = {}
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", 0) if not DRY else 0
-        if t > 0:
-            out[e.key[:90]] = round(t / n, 2)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:24])
 
 
 def main():
@@ -89,7 +72,7 @@ def main():
                         fwdbwd()
                         torch.cuda.synchronize()
                         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-                    row["kernels_us"] = kernels(fwdbwd)
+                    row["kernels_us"] = kernel_times(fwdbwd, 5, DRY, 24)
                 except Exception as e:  # noqa: BLE001  (a failing configuration is a result)
                     row["error"] = repr(e)[:400]
                 print(json.dumps(row), flush=True)

@@ -16,30 +16,13 @@ import os
 import sys
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from prismbench import registry
 from prismbench.registry import Shape
 
-from measure import median_ms   # scripts/gpu/measure.py
+from measure import kernel_times, median_ms   # scripts/gpu/measure.py
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-
-
-def kernels(fn, n=20):
-    """CUDA time per kernel name (us per call) over n calls."""
-    acts = [ProfilerActivity.CPU] + ([] if DRY else [ProfilerActivity.CUDA])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            fn()
-        if not DRY:
-            torch.cuda.synchronize()
-    out = {}
-    for e in prof.key_averages():
-        t = getattr(e, "device_time_total", 0) if not DRY else 0
-        if t > 0:
-            out[e.key[:90]] = round(t / n, 2)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:14])
 
 
 def main():
@@ -59,7 +42,7 @@ def main():
             x = m.make_inputs(shape, 0)
             fn = lambda: m.fn(x, shape)   # noqa: E731
             fn()
-            row = dict(T=T, method=name, ms=median_ms(fn, DRY), kernels_us=kernels(fn))
+            row = dict(T=T, method=name, ms=median_ms(fn, DRY), kernels_us=kernel_times(fn, 20, DRY, 14))
             # the input dtypes (an autotune key can hold them)
             row["inputs"] = {n: str(t.dtype).replace("torch.", "") for n, t in x.items() if isinstance(t, torch.Tensor)}
             print(json.dumps(row), flush=True)
