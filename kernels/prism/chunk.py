@@ -509,8 +509,7 @@ def prism_fwd_o_kernel(
     b_k1 = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_v1 = tl.load(_rows(vnew, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     # the decay mask G<= is rebuilt for each key (version 7) rather than held as a [BT, BT] fp32 tile across them
-    b_P = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale \
-        * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
+    b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
     b_o += tl.dot(b_P, b_v1, input_precision=PREC)
     if L > 1:
         b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
@@ -524,8 +523,7 @@ def prism_fwd_o_kernel(
             b_r = b_r - b_d      # r_{l+1}; unused after the last key
             b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
             b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-            b_P = tl.where(m_a, tl.exp(tl.where(m_a, b_gc[:, None] - b_gc[None, :], 0.)), 0.) * scale \
-                * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
+            b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
             b_o += tl.dot(b_P, b_d * b_bl[:, None], input_precision=PREC)
     tl.store(_rows(o, i_b, i_h, i_t, T, H, V, BT, BV), b_o.to(o.dtype.element_ty), boundary_check=(0, 1))
 
@@ -871,9 +869,7 @@ def prism_bwd_keys_kernel(
             b_dr += b_dz * b_p
 
     # ---- first step of the solver (dDelta_1 = dX) and X's Delta_1 term of dbeta1
-    b_r1 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-    b_p = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
     b_z = b_p * b_r1
     b_db1 += tl.sum(_gelu(b_z) * b_dY, axis=1)
     b_dz = (b_dY * b_b1[:, None] - b_dr) * _gelu_grad(b_z)
@@ -902,6 +898,14 @@ def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: t
     b_p = tl.load(_rows(p + l * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     return b_r, b_p, b_p * b_r, b_bl
+
+
+@triton.jit
+def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
+    """The solver's first step inputs, fp32: r_1 = v - u and the gain p_1 (the tail's, and the LAST launches')."""
+    b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    return b_r0, tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
 
 
 @triton.jit
@@ -1016,9 +1020,7 @@ def prism_bwd_key_kernel(
                      (tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC))
                      .to(dk.dtype.element_ty), boundary_check=(0, 1))
             # the tail's X term of dbeta1: X's Delta_1 = GELU(p_1 r_1) against dY
-            b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-                    - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-            b_p0 = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
             b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
             tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
         else:
@@ -1061,9 +1063,7 @@ def prism_bwd_key_kernel(
                  boundary_check=(0, 1))
         if LAST:
             # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
-            b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-                    - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-            b_p0 = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
             b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
                      - b_dr) * _gelu_grad(b_p0 * b_r0)
             b_dr += b_dz0 * b_p0
@@ -1099,9 +1099,7 @@ def prism_bwd_keys_tail_kernel(
              boundary_check=(0, 1))
     tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), tl.load(_vec(dgp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)),
              boundary_check=(0,))
-    b_r1 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-    b_p = tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
     b_z = b_p * b_r1
     b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
@@ -1223,11 +1221,9 @@ PREP_BV = 64
 # "split_solve", "prep_w", "prep_u", "prep_dvloc"), for tuning runs only (scripts/gpu/prism_triton_check.py sweeps
 # them); empty = the defaults of `_warps`.
 WARPS: dict = {}
-# KEY_MAXNREG: register cap (Triton's `maxnreg` launch option) per program kind of KEYS_IMPL="kinds" (0 rows, 1 columns,
-# 2 values), for tuning runs (scripts/gpu/prism_key_diag.py); empty = no cap. Ignored under the interpreter.
-KEY_MAXNREG: dict = {}
-# MAXNREG: register cap per launcher name ("o", "prep_u"), for tuning runs (scripts/gpu/prism_o_prep_sweep.py); empty =
-# no cap. Ignored under the interpreter.
+# MAXNREG: register cap (Triton's `maxnreg` launch option) per launcher name ("o", "prep_u", and "key_kind0" /
+# "key_kind1" / "key_kind2" for KEYS_IMPL="kinds"'s rows / columns / values launches, the names of WARPS), for tuning
+# runs (scripts/gpu/prism_o_prep_sweep.py, prism_key_diag.py); empty = no cap. Ignored under the interpreter.
 MAXNREG: dict = {}
 
 
@@ -1824,8 +1820,6 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         # the order does not matter); "split": one launch, the kind from program_id(0)
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in (0, 1, 2)) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
-        caps = {kind: dict(maxnreg=KEY_MAXNREG[kind]) for kind in (0, 1, 2)
-                if impl == "kinds" and KEY_MAXNREG.get(kind) and not INTERPRET}
         fused_tail = _keys_tail(keys_tail) == "fused"
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
@@ -1833,7 +1827,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
                     dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, num_warps=warps, **caps.get(kind, {}),
+                    LAST=fused_tail and l == 1, num_warps=warps, **_cap(f"key_kind{kind}"),
                 )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)

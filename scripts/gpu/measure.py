@@ -2,11 +2,39 @@
 directory is on sys.path)."""
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import time
 
 import torch
 import triton
 from torch.profiler import ProfilerActivity, profile
+
+# PRISM_CHECK_DRYRUN=1: a CPU dry run under the Triton interpreter (tiny shapes, wall-clock times; tests the script)
+DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+DEV = torch.device("cpu" if DRY else "cuda")
+DTYPE = torch.float32 if DRY else torch.bfloat16
+
+
+def out_dir() -> str:
+    """The script's --out folder (default $OUT, else ./out)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
+    return ap.parse_args().out
+
+
+def result_header(**extra) -> dict:
+    """A results dict: the device, the commit that ran (PRISMBENCH_GIT_COMMIT), `extra`, and an empty `rows`."""
+    return dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
+                git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), **extra, rows=[])
+
+
+def write_json(res, out: str, name: str) -> None:
+    """Write res to out/name (indented JSON), creating out."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name), "w") as f:
+        json.dump(res, f, indent=1)
 
 
 def median_ms(fn, dry: bool = False) -> float:

@@ -12,9 +12,7 @@ CPU dry run (interpreter, tiny shape, one configuration each):
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 
 import torch
@@ -23,21 +21,16 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
-
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-DEV = torch.device("cpu" if DRY else "cuda")
+# scripts/gpu/measure.py
+from measure import DEV, DRY, DTYPE, max_rel_diff, median_ms, out_dir, result_header, write_json
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     T, H, K, BT, tokens = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
-    dt = torch.float32 if DRY else torch.bfloat16
+    dt = DTYPE
     B = tokens // T
-    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), shape=dict(B=B, T=T, H=H, K=K, BT=BT), rows=[])
+    res = result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT))
     defaults = dict(PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV)
     for L in (1, 3):
         x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), L).items()}
@@ -80,9 +73,7 @@ def main():
                     res["rows"].append(row)
             setattr(pc, var, defaults[var])
             pc.WARPS.clear()
-            os.makedirs(a.out, exist_ok=True)
-            with open(os.path.join(a.out, "prism_bv_sweep.json"), "w") as f:
-                json.dump(res, f, indent=1)
+            write_json(res, out, "prism_bv_sweep.json")
 
 
 if __name__ == "__main__":

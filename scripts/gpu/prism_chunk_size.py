@@ -13,9 +13,7 @@ CPU dry run (interpreter, tiny shape): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 p
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 
 import torch
@@ -24,21 +22,17 @@ from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import kernel_times, max_rel_diff, median_ms   # scripts/gpu/measure.py
+# scripts/gpu/measure.py
+from measure import DEV, DRY, DTYPE, kernel_times, max_rel_diff, median_ms, out_dir, result_header, write_json
 
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-DEV = torch.device("cpu" if DRY else "cuda")
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     H, K, tokens = (2, 16, 74) if DRY else (16, 64, 32768)
-    dt = torch.float32 if DRY else torch.bfloat16
-    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
+    dt = DTYPE
+    res = result_header()
     for L in (3, 1):
         for T in ((37,) if DRY else (2048, 16384)):
             B = tokens // T
@@ -77,9 +71,7 @@ def main():
                     row["error"] = repr(e)[:400]
                 print(json.dumps(row), flush=True)
                 res["rows"].append(row)
-                os.makedirs(a.out, exist_ok=True)
-                with open(os.path.join(a.out, "prism_chunk_size.json"), "w") as f:
-                    json.dump(res, f, indent=1)
+                write_json(res, out, "prism_chunk_size.json")
 
 
 if __name__ == "__main__":

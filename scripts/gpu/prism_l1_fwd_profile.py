@@ -10,9 +10,7 @@ CPU dry run (prism-triton only, interpreter, tiny shape): PRISM_CHECK_DRYRUN=1 T
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 
 import torch
@@ -20,18 +18,14 @@ import torch
 from prismbench import registry
 from prismbench.registry import Shape
 
-from measure import kernel_times, median_ms   # scripts/gpu/measure.py
-
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+from measure import DEV, DRY, DTYPE, kernel_times, median_ms, out_dir, write_json   # scripts/gpu/measure.py
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     registry.load_all()
-    dev = torch.device("cpu" if DRY else "cuda")
-    dt = torch.float32 if DRY else torch.bfloat16
+    dev = DEV
+    dt = DTYPE
     methods = ("prism-triton",) if DRY else ("prism-triton", "gdn-fla-chunk")
     res = []
     for T in ((37,) if DRY else (4096, 8192)):
@@ -47,9 +41,7 @@ def main():
             row["inputs"] = {n: str(t.dtype).replace("torch.", "") for n, t in x.items() if isinstance(t, torch.Tensor)}
             print(json.dumps(row), flush=True)
             res.append(row)
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "prism_l1_fwd_profile.json"), "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(res, out, "prism_l1_fwd_profile.json")
 
 
 if __name__ == "__main__":

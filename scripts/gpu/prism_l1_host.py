@@ -14,9 +14,7 @@ CPU dry run (prism-triton parts only, interpreter, tiny shape): PRISM_CHECK_DRYR
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 
@@ -26,9 +24,7 @@ from prismbench import registry
 from prismbench.kernels.prism import chunk as pc
 from prismbench.registry import Shape
 
-from measure import median_ms   # scripts/gpu/measure.py
-
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+from measure import DEV, DRY, DTYPE, median_ms, out_dir, result_header, write_json   # scripts/gpu/measure.py
 
 
 def host_ms(fn, n=200, warm=20):
@@ -49,14 +45,11 @@ def host_ms(fn, n=200, warm=20):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     registry.load_all()
-    dev = torch.device("cpu" if DRY else "cuda")
-    dt = torch.float32 if DRY else torch.bfloat16
-    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
+    dev = DEV
+    dt = DTYPE
+    res = result_header()
     for T in ((37,) if DRY else (2048, 8192)):
         tokens, H, K = (74, 2, 16) if DRY else (32768, 16, 64)
         shape = Shape(tokens // T, T, H, K, K, 1, dt, dev)
@@ -85,9 +78,7 @@ def main():
                        wall_ms_per_call_with_final_sync=host_sync)
             print(json.dumps(row), flush=True)
             res["rows"].append(row)
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "prism_l1_host.json"), "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(res, out, "prism_l1_host.json")
 
 
 if __name__ == "__main__":

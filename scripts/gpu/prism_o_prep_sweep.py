@@ -12,32 +12,23 @@ CPU dry run (interpreter, tiny shape; caps are ignored there): PRISM_CHECK_DRYRU
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-
-import torch
 
 from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
-
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-DEV = torch.device("cpu" if DRY else "cuda")
+# scripts/gpu/measure.py
+from measure import DEV, DRY, DTYPE, max_rel_diff, median_ms, out_dir, result_header, write_json
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     T, H, K, BT, tokens = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
-    dt = torch.float32 if DRY else torch.bfloat16
+    dt = DTYPE
     B = tokens // T
-    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), shape=dict(B=B, T=T, H=H, K=K, BT=BT), rows=[])
+    res = result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT))
     for L in (1, 3):
         x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), L).items()}
         q, k, v, u, p, beta, g = (x[n] for n in ("q", "k", "v", "u", "p", "beta", "g"))
@@ -56,13 +47,14 @@ def main():
                     ("prep", prep, {}, "fused"), ("prep", prep, {}, "kernel"), ("prep", prep, {"prep_u": 168}, "fused")]
         refs = {}
         for name, fn, cap, prep_w in (variants if not DRY else variants[:1] + variants[3:5]):
-            pc.MAXNREG.clear(); pc.MAXNREG.update(cap)
+            pc.MAXNREG.clear()
+            pc.MAXNREG.update(cap)
             pc.PREP_W = prep_w or "fused"
             row = dict(L=L, launcher=name, maxnreg=cap.get(name if name == "o" else "prep_u"), prep_w=prep_w)
             try:
-                out = fn()
-                refs.setdefault(name, out)
-                row["max_rel_diff"] = max_rel_diff(out, refs[name])
+                got = fn()
+                refs.setdefault(name, got)
+                row["max_rel_diff"] = max_rel_diff(got, refs[name])
                 row["ms"] = median_ms(fn, DRY)
             except Exception as e:  # noqa: BLE001  (a config that fails to compile or run is a result)
                 row["error"] = repr(e)[:300]
@@ -70,9 +62,7 @@ def main():
             pc.PREP_W = "fused"
             print(json.dumps(row), flush=True)
             res["rows"].append(row)
-            os.makedirs(a.out, exist_ok=True)
-            with open(os.path.join(a.out, "prism_o_prep_sweep.json"), "w") as f:
-                json.dump(res, f, indent=1)
+            write_json(res, out, "prism_o_prep_sweep.json")
 
 
 if __name__ == "__main__":

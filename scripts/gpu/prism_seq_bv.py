@@ -9,9 +9,7 @@ CPU dry run (interpreter, tiny shape): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 p
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 
 import torch
@@ -20,20 +18,15 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.registry import Shape
 
-from measure import max_rel_diff, median_ms   # scripts/gpu/measure.py
-
-DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-DEV = torch.device("cpu" if DRY else "cuda")
+# scripts/gpu/measure.py
+from measure import DEV, DRY, DTYPE, max_rel_diff, median_ms, out_dir, result_header, write_json
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "out"))
-    a = ap.parse_args()
+    out = out_dir()
     H, K, L, BT, tokens = (2, 16, 3, 16, 74) if DRY else (16, 64, 3, 64, 32768)
-    dt = torch.float32 if DRY else torch.bfloat16
-    res = dict(device="cpu (interpreter)" if DRY else torch.cuda.get_device_name(),
-               git_commit=os.environ.get("PRISMBENCH_GIT_COMMIT"), rows=[])
+    dt = DTYPE
+    res = result_header()
     for T in ((37,) if DRY else (2048, 8192, 16384)):
         B = tokens // T
         x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), 0).items()}
@@ -80,9 +73,7 @@ def main():
         res["rows"].append(dict(T=T, B=B, BV="default", warps="default", h_ms=median_ms(fwd_h, DRY),
                                 dh_ms=median_ms(lambda: bwd_dh(False), DRY)))
         print(json.dumps(res["rows"][-1]), flush=True)
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "prism_seq_bv.json"), "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(res, out, "prism_seq_bv.json")
 
 
 if __name__ == "__main__":
