@@ -15,6 +15,8 @@ from torch.profiler import ProfilerActivity, profile
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 DEV = torch.device("cpu" if DRY else "cuda")
 DTYPE = torch.float32 if DRY else torch.bfloat16
+# T, H, K, chunk, tokens of the one-shape PRISM sweeps (T=2048 at the perf shape; tiny for a dry run)
+SWEEP_SHAPE = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
 
 
 def out_dir() -> str:
@@ -83,3 +85,12 @@ def kernel_times(fn, n: int = 20, dry: bool = False, top: int = 14) -> dict:
         if t > 0:
             out[e.key[:90]] = round(t / n, 2)
     return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
+
+
+def prism_tensors(B: int, T: int, H: int, K: int, L: int, seed: int) -> tuple:
+    """Detached PRISM kernel inputs (q, k, v, u, p, beta, g) on DEV in DTYPE, K = V (make_prism_inputs)."""
+    from prismbench.kernels.prism.inputs import make_prism_inputs
+    from prismbench.registry import Shape
+
+    x = make_prism_inputs(Shape(B, T, H, K, K, L, DTYPE, DEV), seed)
+    return tuple(x[n].detach() for n in ("q", "k", "v", "u", "p", "beta", "g"))

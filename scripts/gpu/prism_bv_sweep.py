@@ -18,23 +18,19 @@ import sys
 import torch
 
 from prismbench.kernels.prism import chunk as pc
-from prismbench.kernels.prism.inputs import make_prism_inputs
-from prismbench.registry import Shape
 
 # scripts/gpu/measure.py
-from measure import DEV, DRY, DTYPE, max_rel_diff, median_ms, out_dir, result_header, write_json
+from measure import DRY, SWEEP_SHAPE, max_rel_diff, median_ms, out_dir, prism_tensors, result_header, write_json
 
 
 def main():
     out = out_dir()
-    T, H, K, BT, tokens = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
-    dt = DTYPE
+    T, H, K, BT, tokens = SWEEP_SHAPE
     B = tokens // T
     res = result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT))
     defaults = dict(PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV)
     for L in (1, 3):
-        x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, K, L, dt, DEV), L).items()}
-        q, k, v, u, p, beta, g = (x[n] for n in ("q", "k", "v", "u", "p", "beta", "g"))
+        q, k, v, u, p, beta, g = prism_tensors(B, T, H, K, L, L)
         scale = K ** -0.5
         do = torch.randn_like(v)
         gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
