@@ -1130,6 +1130,48 @@ def prism_delta1_kernel(v, u, p, d_out, n, BLOCK: tl.constexpr):
     tl.store(d_out + o, _gelu(b_p * b_r).to(d_out.dtype.element_ty), mask=m)
 
 
+@triton.jit(do_not_specialize=["T"])
+def prism_wu1_kernel(k, v, u, p, beta, g2, a, w_out, u_out, T, H, K: tl.constexpr, V: tl.constexpr,
+                     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, RAW: tl.constexpr):
+    """L = 1 forward on fla's GDN kernels (FWD_IMPL="fla_parts"): fla's recompute_w_u step with the value built
+    in-kernel, so delta_1 never reaches HBM.
+
+        U = A diag(b1) delta_1,  delta_1 = GELU(p_1 (v - u)),    W = A diag(b1 exp2(g2)) K1
+
+    k, v, u, p: the first key / value / anchor / first gain [B, T, H, K or V] (16-bit); beta [B, T, H] (b1);
+    g2 [B, T, H] fp32, the chunk-local cumsum of g in log2 units (fla's convention); a [B, T, H, BT] = Tr in the
+    inputs' dtype from fla's fused kkt + solve kernel, which writes only the blocks on and below the diagonal:
+    loaded under the lower-triangular mask, so its buffer needs no zero fill. w_out [B, T, H, K] and u_out
+    [B, T, H, V] in the inputs' dtype (what fla's state pass reads). The dot operands are 16-bit with fp32
+    accumulation, as in fla's kernel; delta_1 b1 is rounded once (fla's path rounds delta_1, then delta_1 b1).
+    Grid (NT, B*H)."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < T
+    base = (i_b * T * H + i_h).to(tl.int64)
+    b_b = tl.load(beta + base + o_t * H, mask=m_t, other=0.).to(tl.float32)
+    m_a = m_t[:, None] & (o_i[None, :] <= o_i[:, None])
+    b_a = _raw(tl.load(a + base * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a, other=0.), RAW)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = m_t[:, None] & (o_v < V)[None, :]
+        off_v = base * V + o_t[:, None] * (H * V) + o_v[None, :]
+        b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
+        b_d = _gelu(tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32) * b_r) * b_b[:, None]
+        b_u = tl.dot(b_a, _raw(b_d.to(a.dtype.element_ty), RAW))
+        tl.store(u_out + off_v, b_u.to(u_out.dtype.element_ty), mask=m_v)
+    b_gb = b_b * tl.exp2(tl.load(g2 + base + o_t * H, mask=m_t, other=0.))
+    for i_k in range(tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = m_t[:, None] & (o_k < K)[None, :]
+        off_k = base * K + o_t[:, None] * (H * K) + o_k[None, :]
+        b_k = tl.load(k + off_k, mask=m_k, other=0.).to(tl.float32) * b_gb[:, None]
+        b_w = tl.dot(b_a, _raw(b_k.to(a.dtype.element_ty), RAW))
+        tl.store(w_out + off_k, b_w.to(w_out.dtype.element_ty), mask=m_k)
+
+
 # ----------------------------------------------------------------------------------------- launchers
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
@@ -1223,13 +1265,21 @@ PREP_BV = 64
 WARPS: dict = {}
 # MAXNREG: register cap (Triton's `maxnreg` launch option) per launcher name ("o", "prep_u", and "key_kind0" /
 # "key_kind1" / "key_kind2" for KEYS_IMPL="kinds"'s rows / columns / values launches, the names of WARPS), for tuning
-# runs (scripts/gpu/prism_o_prep_sweep.py, prism_key_diag.py); empty = no cap. Ignored under the interpreter.
+# runs (scripts/gpu/prism_o_prep_sweep.py, prism_key_diag.py); an entry of None removes a measured cap; empty = the
+# measured caps (MEASURED_MAXNREG). Ignored under the interpreter.
 MAXNREG: dict = {}
+# MEASURED_MAXNREG: register caps measured faster on an H100 at K, V <= 64 (results/kernels/prism-o-prep-sweep-h100.json,
+# T=2048, L=3, 4 warps: output kernel 0.556 -> 0.522 ms under 168, identical outputs; 0.741 under 128). Version 8.
+MEASURED_MAXNREG = {"o": 168}
 
 
-def _cap(name: str) -> dict:
-    """Launch options of launcher `name`'s register cap (MAXNREG), if any."""
-    return dict(maxnreg=MAXNREG[name]) if MAXNREG.get(name) and not INTERPRET else {}
+def _cap(name: str, BK: int = 64, BV: int = 64) -> dict:
+    """Launch options of launcher `name`'s register cap: MAXNREG[name] if set (None: no cap), MEASURED_MAXNREG[name]
+    at K, V <= 64, else none."""
+    if INTERPRET:
+        return {}
+    n = MAXNREG[name] if name in MAXNREG else (MEASURED_MAXNREG.get(name) if max(BK, BV) <= 64 else None)
+    return dict(maxnreg=n) if n else {}
 
 
 # SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
@@ -1429,9 +1479,16 @@ def _tr_fla_impl() -> str:
 #           (predicted ~0.66), the backward that recomputes the states 3.360 against 2.889 given them, so L=1
 #           fwd+bwd 4.02 against 4.24 ms; errors against float64 at T 64..16384: o 2.8-3.8e-3 (own: 1.8-2.0e-3),
 #           final state 3.1-3.5e-3, every gradient unchanged (<= 2.6e-3).
+#   "fla_parts" (default since version 8): the same forward without the delta_1 pass: fla's chunk-local cumsum, fla's
+#           fused kkt + solve kernel writing Tr in the inputs' dtype into an unfilled buffer, prism_wu1_kernel (fla's
+#           recompute_w_u step with delta_1 = GELU(p_1 (v - u)) built in-kernel and Tr read under its lower mask),
+#           then fla's state pass (chunk_gated_delta_rule_fwd_h) and output (chunk_fwd_o). Against "fla_gdn" it drops
+#           the delta_1 pass (268 MB at the perf shape, ~90 us) and Tr's zero fill (~20 us) for 134 MB more read in the
+#           w/u step (~45 us); delta_1 beta is rounded to 16 bits once instead of twice. Same applicability and the
+#           same backward (states recomputed). Interpreter: torch stand-ins for fla's kernels (`_torch_gdn_h_o`).
 #   "own" (version 5 and before): our prep, state pass and output kernels; the chunk states are stored (fp32) for
 #           the backward.
-FWD_IMPL = "fla_gdn"
+FWD_IMPL = "fla_parts"
 
 
 # KEEP_PREP: whether the autograd forward keeps its state-free prep (gc, W, Ub, Tr; fp32) for the backward, which
@@ -1445,12 +1502,12 @@ KEEP_PREP = True
 
 
 def _fwd_impl(fwd_impl, L, BT, dtype) -> str:
-    """The forward implementation chunk_prism_fwd runs: fwd_impl if given, else FWD_IMPL; "fla_gdn" only where it
-    applies (L = 1, chunk 64, bf16/fp16 inputs), else "own"."""
+    """The forward implementation chunk_prism_fwd runs: fwd_impl if given, else FWD_IMPL; "fla_gdn" / "fla_parts" only
+    where they apply (L = 1, chunk 64, bf16/fp16 inputs), else "own"."""
     s = FWD_IMPL if fwd_impl is None else fwd_impl
-    if s not in ("own", "fla_gdn"):
-        raise ValueError(f"FWD_IMPL / fwd_impl must be 'own' or 'fla_gdn', got {s!r}")
-    if s == "fla_gdn" and (L != 1 or BT != 64 or dtype not in (torch.bfloat16, torch.float16)):
+    if s not in ("own", "fla_gdn", "fla_parts"):
+        raise ValueError(f"FWD_IMPL / fwd_impl must be 'own', 'fla_gdn' or 'fla_parts', got {s!r}")
+    if s != "own" and (L != 1 or BT != 64 or dtype not in (torch.bfloat16, torch.float16)):
         return "own"
     return s
 
@@ -1486,13 +1543,84 @@ def prism_delta1(v, u, p1):
     return d
 
 
+def prism_wu1(k1, v, u, p1, beta1, g2, a):
+    """(W, U) [B,T,H,K], [B,T,H,V] in k1's dtype from prism_wu1_kernel (FWD_IMPL="fla_parts")."""
+    B, T, H, K = k1.shape
+    V, BT = v.shape[-1], a.shape[-1]
+    w, un = torch.empty_like(k1), torch.empty_like(v)
+    prism_wu1_kernel[(triton.cdiv(T, BT), B * H)](
+        k1, v, u, p1, beta1, g2, a, w, un, T, H, K=K, V=V, BT=BT, BK=min(64, _block(K)), BV=min(64, _block(V)),
+        RAW=_raw_ok(k1.dtype), num_warps=WARPS.get("wu1", 4), num_stages=WU1_STAGES,
+    )
+    return w, un
+
+
+# prism_wu1_kernel's pipeline stages (fla autotunes its recompute_w_u over 2-4 stages and 2-8 warps).
+WU1_STAGES = 2
+
+
+def _torch_gdn_h_o(q, k, w, un, g2, scale, initial_state, output_final_state, BT):
+    """Stand-in for fla's chunk_gated_delta_rule_fwd_h + chunk_fwd_o (interpreter only), fp32: per chunk
+    V1 = U - W h, O = diag(2^g2) Qs h + (M<= . 2^(g2_t - g2_i) Qs K^T) V1, h' = 2^g2_C h + (diag(2^(g2_C - g2)) K)^T V1,
+    g2 the chunk-local log2 cumsum. Returns (o [B,T,H,V] in un's dtype, final state fp32 or None)."""
+    B, T, H, K = k.shape
+    V = un.shape[-1]
+    h = torch.zeros(B, H, K, V, device=k.device) if initial_state is None else initial_state.float().clone()
+    o = torch.empty(B, T, H, V, device=k.device, dtype=torch.float32)
+    for s in range(0, T, BT):
+        e = min(T, s + BT)
+        qc, kc, wc, uc = (x[:, s:e].float().transpose(1, 2) for x in (q, k, w, un))   # [B, H, C, .]
+        gc = g2[:, s:e].float().transpose(1, 2)                                        # [B, H, C]
+        v1 = uc - wc @ h
+        m = torch.tril(torch.ones(e - s, e - s, dtype=torch.bool, device=k.device))
+        gm = torch.where(m, torch.exp2(torch.where(m, gc[..., :, None] - gc[..., None, :], 0.)), 0.)
+        o[:, s:e] = ((torch.exp2(gc)[..., None] * (qc @ h) + (gm * (qc @ kc.transpose(-1, -2))) @ v1) * scale
+                     ).transpose(1, 2)
+        gl = gc[..., -1:]
+        h = torch.exp2(gl)[..., None] * h + (kc * torch.exp2(gl - gc)[..., None]).transpose(-1, -2) @ v1
+    return o.to(un.dtype), (h if output_final_state else None)
+
+
+def _fla_parts_fwd(q, k1, v, u, p1, g, beta1, scale, initial_state, output_final_state, BT):
+    """FWD_IMPL="fla_parts": fla's GDN forward kernels (chunk-local cumsum, fused kkt + solve, state pass, output)
+    around prism_wu1_kernel, which builds delta_1 from (v, u, p_1) in place of fla's recompute_w_u. Tr's buffer is
+    left unfilled (prism_wu1_kernel masks it; nothing else reads it). Returns (o, final state fp32 or None)."""
+    cumsum, kkt, solve, rcp_ln2 = _fla_tr_ops()
+    B, T, H, K = k1.shape
+    g2 = cumsum(g, chunk_size=BT, scale=rcp_ln2, output_dtype=torch.float32)
+    if INTERPRET:
+        a = solve(kkt(k=k1, g=g2, beta=beta1, chunk_size=BT, output_dtype=torch.float32), output_dtype=k1.dtype)
+    else:
+        a = torch.empty(B, T, H, BT, device=k1.device, dtype=k1.dtype)
+        _fla_kkt_solve_launch(k1, g2, beta1, a, BT)
+    w, un = prism_wu1(k1, v, u, p1, beta1, g2, a)
+    h0 = None if initial_state is None else initial_state.float()
+    if INTERPRET:
+        return _torch_gdn_h_o(q, k1, w, un, g2, scale, h0, output_final_state, BT)
+    from fla.ops.common.chunk_delta_h import chunk_gated_delta_rule_fwd_h
+    from fla.ops.common.chunk_o import chunk_fwd_o
+
+    h, v1, ht = chunk_gated_delta_rule_fwd_h(k=k1, w=w, u=un, g=g2, initial_state=h0,
+                                             output_final_state=output_final_state, chunk_size=BT)
+    o = chunk_fwd_o(q=q, k=k1, v=v1, h=h, g=g2, scale=scale, chunk_size=BT)
+    return o, ht
+
+
 def _fla_fused_kkt_solve(k1, g2, beta1, BT):
     """Tr [B, T, H, BT] fp32 from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2 is the chunk-local
     cumsum of g in log2 units, as for the unfused path."""
-    from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_kkt_solve_kernel
-
     B, T, H, K = k1.shape
     tr = torch.zeros(B, T, H, BT, device=k1.device, dtype=torch.float32)  # the kernel writes the lower blocks only
+    _fla_kkt_solve_launch(k1, g2, beta1, tr, BT)
+    return tr
+
+
+def _fla_kkt_solve_launch(k1, g2, beta1, tr, BT):
+    """fla's fused kkt + solve kernel into tr [B, T, H, BT] (its blocks on and below the diagonal; the kernel casts
+    its fp32 result to tr's dtype) with TR_FUSED_BK / TR_FUSED_WARPS."""
+    B, T, H, K = k1.shape
+    from fla.ops.gated_delta_rule.chunk_fwd import chunk_gated_delta_rule_fwd_kkt_solve_kernel
+
     # the jit function under fla's heuristics and autotuner, with a fixed config: fla's autotune key (H, HV, K, BC)
     # leaves T out, so the first call's shape picks the config for every T; tuned at T=64 it chose 4 warps, 3.9x
     # slower at T=2048 than 1 warp (H100, 2026-12-06: NOTES.md "Version 4 on an H100")
@@ -1502,7 +1630,6 @@ def _fla_fused_kkt_solve(k1, g2, beta1, BT):
         T=T, H=H, HV=H, K=K, BT=BT, BC=16, BK=min(TR_FUSED_BK, _block(K)), USE_G=True, IS_VARLEN=False,
         num_warps=WARPS.get("tr_fused", TR_FUSED_WARPS), num_stages=3,
     )
-    return tr
 
 
 def _tr_solver(tr_solver, dtype):
@@ -1622,7 +1749,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
-        **_cap("prep_u"),
+        **_cap("prep_u", BK, BV),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
     return gc, w, ub, sw, tr, dvloc
@@ -1670,23 +1797,27 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        num_warps=_launch_warps("o", BK, BV), **_cap("o"),
+        num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV),
     )
     return o
 
 
 def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
     """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] fp32 (None with
-    FWD_IMPL / fwd_impl "fla_gdn" at L = 1: the backward then recomputes the states)."""
+    FWD_IMPL / fwd_impl "fla_gdn" or "fla_parts" at L = 1: the backward then recomputes the states)."""
     return chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl)[:3]
 
 
 def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
     """chunk_prism_fwd, plus its state-free prep (gc, W, Ub, Tr: what chunk_prism_bwd's phase A recomputes) as a
-    fourth return, or None where the forward has none (FWD_IMPL / fwd_impl "fla_gdn" at L = 1)."""
-    if _fwd_impl(fwd_impl, k.shape[0], BT, k.dtype) == "fla_gdn":
+    fourth return, or None where the forward has none (FWD_IMPL / fwd_impl "fla_gdn" or "fla_parts" at L = 1)."""
+    impl = _fwd_impl(fwd_impl, k.shape[0], BT, k.dtype)
+    if impl == "fla_gdn":
         o, ht = _fla_gdn_fwd(q, k[0], prism_delta1(v, u, p[0]), g, beta[0], scale, initial_state, output_final_state,
                              BT)
+        return o.to(q.dtype), ht, None, None
+    if impl == "fla_parts":
+        o, ht = _fla_parts_fwd(q, k[0], v, u, p[0], g, beta[0], scale, initial_state, output_final_state, BT)
         return o.to(q.dtype), ht, None, None
     gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT)
     hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state)

@@ -649,12 +649,15 @@ def test_wy_split2_matches_fused(monkeypatch, C, T, bv):
 
 
 # ------------------------------------------------------------------ FWD_IMPL ("fla_gdn", the default since version 6)
-def test_fwd_impl_default_is_fla_gdn():
+def test_fwd_impl_default_is_fla_parts():
     from prismbench.kernels.prism import chunk as pc
 
-    assert pc.FWD_IMPL == "fla_gdn"   # H100-checked (NOTES.md, "Version 6 on an H100")
+    assert pc.FWD_IMPL == "fla_parts"   # version 8 (NOTES.md, "Version 8")
     with pytest.raises(ValueError, match="fwd_impl"):
         pc._fwd_impl("magma", 1, 64, torch.bfloat16)
+    # "fla_parts" applies where "fla_gdn" does
+    assert pc._fwd_impl("fla_parts", 1, 64, torch.bfloat16) == "fla_parts"
+    assert pc._fwd_impl("fla_parts", 3, 64, torch.bfloat16) == "own"
     # "fla_gdn" applies at L = 1, chunk 64, 16-bit inputs only
     assert pc._fwd_impl("fla_gdn", 1, 64, torch.bfloat16) == "fla_gdn"
     assert pc._fwd_impl("fla_gdn", 1, 64, torch.float16) == "fla_gdn"
@@ -691,6 +694,64 @@ def test_chunk_prism_fwd_fla_gdn(monkeypatch, T, use_h0, final):
     monkeypatch.setattr(pc, "chunk_prism_fwd_prep", spy)
     assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
     assert kept == [(None, None)]   # no states, no prep
+
+
+@pytest.mark.parametrize("T,use_h0,final", [(100, True, True), (64, False, False)])
+def test_chunk_prism_fwd_fla_parts(monkeypatch, T, use_h0, final):
+    """FWD_IMPL = "fla_parts" (prism_wu1_kernel between torch stand-ins of fla's kkt + solve, state pass and output;
+    on a GPU fla's kernels, see test_chunk_prism_gpu_bf16_fwd_fla_parts): L = 1, bf16, chunk 64: output, final state
+    and every gradient vs the float64 token loop; the forward keeps no states."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "FWD_IMPL", "fla_parts")
+    kept, wu = [], []
+    real, real_wu = pc.chunk_prism_fwd_prep, pc.prism_wu1
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        kept.append(out[2:])
+        return out
+
+    def spy_wu(*a, **kw):
+        wu.append(1)
+        return real_wu(*a, **kw)
+
+    monkeypatch.setattr(pc, "chunk_prism_fwd_prep", spy)
+    monkeypatch.setattr(pc, "prism_wu1", spy_wu)
+    assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
+    assert kept == [(None, None)] and wu == [1]
+
+
+@pytest.mark.parametrize("T,K,V", [(64, 16, 24), (100, 32, 16)])
+def test_prism_wu1_kernel(T, K, V):
+    """prism_wu1_kernel's W = A diag(b1 2^g2) K1 and U = A diag(b1) GELU(p_1 (v - u)) equal float64 torch on the same
+    16-bit inputs, with A's strictly-upper entries (which fla's kernel leaves unwritten) filled with NaN: the kernel
+    must mask them. Partial last chunk at T=100."""
+    from prismbench.kernels.prism import chunk as pc
+
+    torch.manual_seed(T + K)
+    B, H, BT = 2, 3, 64
+    dt = torch.bfloat16
+    k1 = torch.nn.functional.normalize(torch.randn(B, T, H, K), dim=-1).to(dt)
+    v, u, p1 = (torch.randn(B, T, H, V).to(dt) for _ in range(3))
+    beta1 = torch.rand(B, T, H).to(dt)
+    g2 = pc._torch_chunk_local_cumsum(-torch.rand(B, T, H) * 0.3, BT, scale=1.4426950408889634)
+    a = torch.randn(B, T, H, BT).to(dt)
+    rows = torch.arange(T) % BT
+    upper = torch.arange(BT)[None, :] > rows[:, None]                  # [T, BT]
+    a_nan = a.masked_fill(upper[None, :, None, :], float("nan"))
+    w, un = pc.prism_wu1(k1, v, u, p1, beta1, g2, a_nan)
+    assert w.dtype == dt and un.dtype == dt
+    al = a.double().masked_fill(upper[None, :, None, :], 0.)
+    d = torch.nn.functional.gelu(p1.double() * (v.double() - u.double())) * beta1.double()[..., None]
+    kb = k1.double() * (beta1.double() * torch.exp2(g2.double()))[..., None]
+    for c in range(0, T, BT):
+        e = min(T, c + BT)
+        ac = al[:, c:e, :, : e - c]                                      # [B, C, H, C]
+        w_ref = torch.einsum("bthi,bihk->bthk", ac, kb[:, c:e])
+        u_ref = torch.einsum("bthi,bihv->bthv", ac, d[:, c:e])
+        assert rel_err(w[:, c:e], w_ref) <= 1e-2 and rel_err(un[:, c:e], u_ref) <= 1e-2
+        assert torch.isfinite(w).all() and torch.isfinite(un).all()
 
 
 def test_chunk_prism_fwd_fla_gdn_falls_back(monkeypatch):
@@ -731,6 +792,18 @@ def test_chunk_prism_gpu_bf16_fwd_fla_gdn(monkeypatch, T):
     from prismbench.kernels.prism import chunk as pc
 
     monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
+    assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T", [64, 1000, 4096])
+def test_chunk_prism_gpu_bf16_fwd_fla_parts(monkeypatch, T):
+    """FWD_IMPL = "fla_parts" on a GPU (fla's GDN kernels around prism_wu1_kernel, Tr's buffer unfilled), bf16, L = 1,
+    K = V = 64: output and every gradient vs float64 within issue 5's 5e-3."""
+    from prismbench.kernels.prism import chunk as pc
+
+    monkeypatch.setattr(pc, "FWD_IMPL", "fla_parts")
     assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
 
 
