@@ -33,7 +33,7 @@ def gdn_fwd(q, k, v, u, p, beta, g, scale):
     """fla's GDN forward as the harness's gdn-fla-chunk calls it, on (q, k1, v, beta1, g) (the same shapes)."""
     if DRY:
         return pc._torch_gdn_fwd(q, k[0], v, g, beta[0], scale, None, False, 64)[0]
-    from baselines.fla_ops.gated_delta import gdn_chunk
+    from prismbench.baselines.fla_ops.gated_delta import gdn_chunk
 
     return gdn_chunk(q, k[0], v, beta[0], g, scale)
 
