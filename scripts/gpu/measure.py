@@ -19,6 +19,23 @@ DTYPE = torch.float32 if DRY else torch.bfloat16
 SWEEP_SHAPE = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
 
 
+def sweep_start():
+    """The one-shape sweeps' start: (out, res, B, T, H, K, BT) with out = `out_dir()`, SWEEP_SHAPE (B from its token
+    budget) and res = `result_header` naming that shape."""
+    T, H, K, BT, tokens = SWEEP_SHAPE
+    B = tokens // T
+    return out_dir(), result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT)), B, T, H, K, BT
+
+
+def forward_states(k, v, u, p, beta, g, BT):
+    """chunk_prism's forward prep and state pass at the module's current settings: (gc, W, Ub, Sw, Tr, hs, V1)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
+    hs, vnew, _ = pc.prism_fwd_h(k, w, ub, sw, gc, BT)
+    return gc, w, ub, sw, tr, hs, vnew
+
+
 def out_dir() -> str:
     """The script's --out folder (default $OUT, else ./out)."""
     ap = argparse.ArgumentParser()

@@ -20,21 +20,17 @@ import torch
 from prismbench.kernels.prism import chunk as pc
 
 # scripts/gpu/measure.py
-from measure import DRY, SWEEP_SHAPE, max_rel_diff, median_ms, out_dir, prism_tensors, result_header, write_json
+from measure import DRY, forward_states, max_rel_diff, median_ms, prism_tensors, sweep_start, write_json
 
 
 def main():
-    out = out_dir()
-    T, H, K, BT, tokens = SWEEP_SHAPE
-    B = tokens // T
-    res = result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT))
+    out, res, B, T, H, K, BT = sweep_start()
     defaults = dict(PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV)
     for L in (1, 3):
         q, k, v, u, p, beta, g = prism_tensors(B, T, H, K, L, L)
         scale = K ** -0.5
         do = torch.randn_like(v)
-        gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
-        hs, vnew, _ = pc.prism_fwd_h(k, w, ub, sw, gc, BT)
+        gc, w, ub, sw, tr, hs, vnew = forward_states(k, v, u, p, beta, g, BT)
         dv1_after_dh = pc.prism_prep_dvloc(q, k, g, do, scale, BT)
         dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1_after_dh, None, BT, False, scale)
         w_s, ub_s, dv1_s = (t.clone() for t in (w, ub, dv1_after_dh))

@@ -18,20 +18,16 @@ import sys
 from prismbench.kernels.prism import chunk as pc
 
 # scripts/gpu/measure.py
-from measure import DRY, SWEEP_SHAPE, max_rel_diff, median_ms, out_dir, prism_tensors, result_header, write_json
+from measure import DRY, forward_states, max_rel_diff, median_ms, prism_tensors, sweep_start, write_json
 
 
 def main():
-    out = out_dir()
-    T, H, K, BT, tokens = SWEEP_SHAPE
-    B = tokens // T
-    res = result_header(shape=dict(B=B, T=T, H=H, K=K, BT=BT))
+    out, res, B, T, H, K, BT = sweep_start()
     for L in (1, 3):
         q, k, v, u, p, beta, g = prism_tensors(B, T, H, K, L, L)
         scale = K ** -0.5
         pc.MAXNREG.clear()   # (since version 8 the output kernel's default is capped: MEASURED_MAXNREG; None lifts it)
-        gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(k, v, u, p, beta, g, BT)
-        hs, vnew, _ = pc.prism_fwd_h(k, w, ub, sw, gc, BT)
+        gc, w, ub, sw, tr, hs, vnew = forward_states(k, v, u, p, beta, g, BT)
 
         def fo():
             return (pc.prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT),)
