@@ -675,35 +675,16 @@ def test_prism_delta1_kernel():
     assert d.dtype == v.dtype and rel_err(d, ref) <= 1e-6
 
 
+@pytest.mark.parametrize("impl", ["fla_gdn", "fla_parts"])
 @pytest.mark.parametrize("T,use_h0,final", [(100, True, True), (64, False, False)])
-def test_chunk_prism_fwd_fla_gdn(monkeypatch, T, use_h0, final):
-    """FWD_IMPL = "fla_gdn" (here with the torch stand-in of fla's GDN forward; on a GPU fla's kernels, see
-    test_chunk_prism_gpu_bf16_fwd_fla_gdn): L = 1, bf16, chunk 64: output, final state and every gradient vs the
-    float64 token loop; the forward keeps no states (the backward recomputes them)."""
+def test_chunk_prism_fwd_fla_l1(monkeypatch, impl, T, use_h0, final):
+    """FWD_IMPL = "fla_gdn" (the torch stand-in of fla's GDN forward) and "fla_parts" (prism_wu1_kernel between torch
+    stand-ins of fla's kkt + solve, state pass and output); on a GPU fla's kernels, see
+    test_chunk_prism_gpu_bf16_fwd_fla_l1. L = 1, bf16, chunk 64: output, final state and every gradient vs the float64
+    token loop; the forward keeps no states (the backward recomputes them); "fla_parts" runs prism_wu1 once."""
     from prismbench.kernels.prism import chunk as pc
 
-    monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
-    kept = []
-    real = pc.chunk_prism_fwd_prep
-
-    def spy(*a, **kw):
-        out = real(*a, **kw)
-        kept.append(out[2:])
-        return out
-
-    monkeypatch.setattr(pc, "chunk_prism_fwd_prep", spy)
-    assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
-    assert kept == [(None, None)]   # no states, no prep
-
-
-@pytest.mark.parametrize("T,use_h0,final", [(100, True, True), (64, False, False)])
-def test_chunk_prism_fwd_fla_parts(monkeypatch, T, use_h0, final):
-    """FWD_IMPL = "fla_parts" (prism_wu1_kernel between torch stand-ins of fla's kkt + solve, state pass and output;
-    on a GPU fla's kernels, see test_chunk_prism_gpu_bf16_fwd_fla_parts): L = 1, bf16, chunk 64: output, final state
-    and every gradient vs the float64 token loop; the forward keeps no states."""
-    from prismbench.kernels.prism import chunk as pc
-
-    monkeypatch.setattr(pc, "FWD_IMPL", "fla_parts")
+    monkeypatch.setattr(pc, "FWD_IMPL", impl)
     kept, wu = [], []
     real, real_wu = pc.chunk_prism_fwd_prep, pc.prism_wu1
 
@@ -719,7 +700,9 @@ def test_chunk_prism_fwd_fla_parts(monkeypatch, T, use_h0, final):
     monkeypatch.setattr(pc, "chunk_prism_fwd_prep", spy)
     monkeypatch.setattr(pc, "prism_wu1", spy_wu)
     assert_errs(run_case(1, T, 2, 16, 24, 1, 64, torch.bfloat16, seed=T, use_h0=use_h0, final=final), TOL_BF16)
-    assert kept == [(None, None)] and wu == [1]
+    assert kept == [(None, None)]   # no states, no prep
+    if impl == "fla_parts":
+        assert wu == [1]
 
 
 @pytest.mark.parametrize("T,K,V", [(64, 16, 24), (100, 32, 16)])
@@ -785,25 +768,15 @@ def test_bwd_recomputed_states_match(L):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["fla_gdn", "fla_parts"])
 @pytest.mark.parametrize("T", [64, 1000, 4096])
-def test_chunk_prism_gpu_bf16_fwd_fla_gdn(monkeypatch, T):
-    """FWD_IMPL = "fla_gdn" on a GPU (fla's GDN forward on delta_1), bf16, L = 1, K = V = 64: output and every
-    gradient vs float64 within issue 5's 5e-3."""
+def test_chunk_prism_gpu_bf16_fwd_fla_l1(monkeypatch, impl, T):
+    """FWD_IMPL = "fla_gdn" (fla's GDN forward on delta_1) and "fla_parts" (fla's GDN kernels around prism_wu1_kernel,
+    Tr's bf16 buffer unfilled) on a GPU, bf16, L = 1, K = V = 64: output and every gradient vs float64 within issue
+    5's 5e-3."""
     from prismbench.kernels.prism import chunk as pc
 
-    monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
-    assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("T", [64, 1000, 4096])
-def test_chunk_prism_gpu_bf16_fwd_fla_parts(monkeypatch, T):
-    """FWD_IMPL = "fla_parts" on a GPU (fla's GDN kernels around prism_wu1_kernel, Tr's buffer unfilled), bf16, L = 1,
-    K = V = 64: output and every gradient vs float64 within issue 5's 5e-3."""
-    from prismbench.kernels.prism import chunk as pc
-
-    monkeypatch.setattr(pc, "FWD_IMPL", "fla_parts")
+    monkeypatch.setattr(pc, "FWD_IMPL", impl)
     assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
 
 
