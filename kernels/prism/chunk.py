@@ -1552,8 +1552,7 @@ def prism_wu1(k1, v, u, p1, beta1, g2, a):
     w, un = torch.empty_like(k1), torch.empty_like(v)
     prism_wu1_kernel[(triton.cdiv(T, BT), B * H)](
         k1, v, u, p1, beta1, g2, a, w, un, T, H, K=K, V=V, BT=BT, BK=min(64, _block(K)), BV=min(64, _block(V)),
-        RAW=_raw_ok(k1.dtype), num_warps=_launch_warps("wu1", min(64, _block(K)), min(64, _block(V))),
-        num_stages=WU1_STAGES,
+        RAW=_raw_ok(k1.dtype), num_warps=_launch_warps("wu1", _block(K), _block(V)), num_stages=WU1_STAGES,
     )
     return w, un
 
