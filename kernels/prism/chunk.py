@@ -50,16 +50,17 @@ ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 1
 take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
 transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
 
-Version 8 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused", PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds"
-with the tail fused into the last per-key launch (KEYS_TAIL="fused"), WY_IMPL="split2"; at L = 1 the forward is fla's
-GDN kernels around prism_wu1_kernel, which builds delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward
-keeps its prep for the backward (KEEP_PREP); the state and dh passes size their V column block to the grid at 4 warps
-(SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run at their measured num_warps (MEASURED_WARPS), the output kernel
-under a measured register cap (MEASURED_MAXNREG); prep_u also computes gc and W (PREP_W="fused"); the output kernel
-loops over the extra keys at run time. Status: every gradient within 5e-3 on an H100 (bf16; release grid 22/22,
-worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness, one process with the peers): L=1 fwd 0.59 ms =
-0.96x fla GDN (issue 5's target 0.9x: met at every T), L=3 fwd 1.82 ms, L=1 fwd+bwd 3.53 ms, L=3 fwd+bwd 7.73 ms =
-0.41x fla chunk_gla, still short of the other two speed targets (NOTES.md).
+Version 8 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
+PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
+(KEYS_TAIL="fused"), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which builds
+delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
+state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
+at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
+prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time. Status:
+every gradient within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16,
+T = 2048 (harness, one process with the peers): L=1 fwd 0.59 ms = 0.96x fla GDN (issue 5's target 0.9x: met at every
+T), L=3 fwd 1.82 ms, L=1 fwd+bwd 3.53 ms, L=3 fwd+bwd 7.73 ms = 0.41x fla chunk_gla, still short of the other two
+speed targets (NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -139,6 +140,15 @@ def _tile16(ptr, i_b, i_h, i_t, T, H, BT: tl.constexpr, r: tl.constexpr, c: tl.c
     of a [B, T, H, BT] tensor."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
                              (i_t * BT + r * 16, c * 16), (16, 16), (1, 0))
+
+
+@triton.jit
+def _tr_load(p_tr, BT: tl.constexpr, TRANS: tl.constexpr = False):
+    """Tr's [BT, BT] tile from a block pointer (Tr^T's with TRANS, from `_rows_t`), zero above Tr's diagonal: fla's
+    fused kkt + solve kernel writes only the 16 x 16 blocks on and below the diagonal, into an unfilled buffer."""
+    o = tl.arange(0, BT)
+    m = (o[:, None] <= o[None, :]) if TRANS else (o[:, None] >= o[None, :])
+    return tl.where(m, tl.load(p_tr, boundary_check=(0, 1)), 0.)
 
 
 @triton.jit
@@ -276,8 +286,8 @@ def prism_fwd_prep_kernel(
     # A = diag(b1) (G< . K1 K1^T) (raw 16-bit operands: exact products, fp32 accumulation);
     # Tr = (I + A)^-1 by the blocked solve (16 x 16 diagonal blocks, merged with dots); W = Tr diag(b1 gamma) K1
     if SOLVED:   # Tr written by prism_fwd_solve_kernel
-        b_Tr = tl.load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
-                                         (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+        b_Tr = _tr_load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                          (i_t * BT, 0), (BT, BT), (1, 0)), BT)
     else:
         b_A = tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC) * b_b1[:, None]
         b_A = tl.where(m_s, b_A * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
@@ -308,8 +318,8 @@ def prism_fwd_prep_kernel(
                 b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
                 b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
     # Tr again from the workspace (not kept live through the loop above)
-    b_Tr = tl.load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
-                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    b_Tr = _tr_load(tl.make_block_ptr(tr_out + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                      (i_t * BT, 0), (BT, BT), (1, 0)), BT)
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_rows(ub_out, i_b, i_h, i_t, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty), boundary_check=(0, 1))
     if STORE_SW:
@@ -341,8 +351,8 @@ def prism_prep_w_kernel(
     tl.store(_vec(gc_out, i_b, i_h, i_t, T, H, BT), b_gc, boundary_check=(0,))
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
-    b_Tr = tl.load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
-                                     (i_t * BT, 0), (BT, BT), (1, 0)), boundary_check=(0, 1))
+    b_Tr = _tr_load(tl.make_block_ptr(tr + (i_b * T * H + i_h).to(tl.int64) * BT, (T, BT), (H * BT, 1),
+                                      (i_t * BT, 0), (BT, BT), (1, 0)), BT)
     b_W = tl.dot(b_Tr, b_k1 * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
     tl.store(_rows(w_out, i_b, i_h, i_t, T, H, K, BT, BK), b_W.to(w_out.dtype.element_ty), boundary_check=(0, 1))
 
@@ -417,7 +427,7 @@ def prism_prep_u_kernel(
         # loop (computed after Ub, it added ~90 B of spills per thread offline at L=3)
         if i_v == 0:
             tl.store(gc_out + off_b, b_gc, mask=m_t)
-            b_W = tl.dot(tl.load(p_tr, boundary_check=(0, 1)),
+            b_W = tl.dot(_tr_load(p_tr, BT),
                          b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
             tl.store(w_out + off_k, b_W.to(w_out.dtype.element_ty), mask=m_k)
     b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
@@ -439,7 +449,10 @@ def prism_prep_u_kernel(
         if STORE_SW:
             b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
             b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
-    b_Tr = tl.load(p_tr, boundary_check=(0, 1))
+    # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
+    # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
+    b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
+                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
@@ -630,7 +643,7 @@ def prism_bwd_wy_kernel(
     b_dw = -tl.dot(b_dv1, tl.trans(b_h), input_precision=PREC)
 
     # ---- WY part: V1 = Ub - W h, Ub = Tr Y, W = Tr Z, Tr = (I + A)^-1
-    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    b_trt = _tr_load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), BT, True)   # Tr^T
     b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
     b_dZ = tl.dot(b_trt, b_dw, input_precision=PREC)
     b_dA = -tl.where(m_s, tl.dot(b_dY, tl.trans(b_ub), input_precision=PREC)
@@ -682,7 +695,9 @@ def prism_bwd_wy2_cols_kernel(
     NT = (T + BT - 1) // BT
     p_ub = _cols(ub, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
     p_dv = _cols(dv1, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
-    b_trt = tl.load(_rows_t(tr, i_b, i_h, i_t, T, H, BT, BT, BT), boundary_check=(0, 1))   # Tr^T
+    o_i = tl.arange(0, BT)   # Tr^T by masked pointer load: zero below its diagonal (fla's unwritten blocks)
+    b_trt = tl.load(tr + (i_b * T * H + i_h).to(tl.int64) * BT + (i_t * BT + o_i[None, :]) * (H * BT) + o_i[:, None],
+                    mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.)
     b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
     b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
@@ -1433,7 +1448,9 @@ def _tr_fla(k1, beta1, g, BT):
     k1 [B, T, H, K] (first key), beta1 [B, T, H], g [B, T, H] log-decay (natural log, <= 0).
     fla's kkt kernel applies exp2 to differences of g, so g's chunk-local inclusive cumsum is taken in log2
     units (scale = 1/ln 2, as fla's gated delta rule does). Returns Tr [B, T, H, BT] fp32, the layout of the
-    `tr` buffer of prism_fwd_prep ([BT, BT] slab of chunk c at rows c*BT.., row stride H*BT).
+    `tr` buffer of prism_fwd_prep ([BT, BT] slab of chunk c at rows c*BT.., row stride H*BT). With TR_FLA_IMPL="fused"
+    at chunk 64 the 16 x 16 blocks above each slab's diagonal are undefined (the kernel does not write them and the
+    buffer is not zero-filled): read it through `_tr_load`, or mask it (tests: `tr_lower`).
 
     Example: `tr = _tr_fla(k[0], beta[0], g, 64)` -> [B, T, H, 64] fp32.
     """
@@ -1443,7 +1460,13 @@ def _tr_fla(k1, beta1, g, BT):
     if impl == "fused" and BT == 64 and not INTERPRET:
         return _fla_fused_kkt_solve(k1, g2, beta1, BT)
     A = kkt(k=k1, g=g2, beta=beta1, chunk_size=BT, output_dtype=torch.float32)
-    return solve(A, output_dtype=torch.float32)
+    tr = solve(A, output_dtype=torch.float32)
+    if impl == "fused" and BT == 64:
+        # interpreter: the torch stand-ins, written as the fused kernel writes (blocks on and below the diagonal, the
+        # rest of the buffer left as allocated) so that the readers' masking (`_tr_load`) is tested on the CPU
+        rows, cols = torch.arange(tr.shape[1], device=tr.device) % BT // 16, torch.arange(BT, device=tr.device) // 16
+        tr = torch.where((cols[None, :] <= rows[:, None])[None, :, None, :], tr, torch.empty_like(tr))
+    return tr
 
 
 # TR_FLA_IMPL: which of fla's kernels build Tr when TR_SOLVER="fla".
@@ -1614,7 +1637,9 @@ def _fla_fused_kkt_solve(k1, g2, beta1, BT):
     """Tr [B, T, H, BT] fp32 from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2 is the chunk-local
     cumsum of g in log2 units, as for the unfused path."""
     B, T, H, K = k1.shape
-    tr = torch.zeros(B, T, H, BT, device=k1.device, dtype=torch.float32)  # the kernel writes the lower blocks only
+    # the kernel writes the blocks on and below the diagonal only; every reader loads Tr through `_tr_load`, which
+    # zeroes the rest, so the buffer is not zero-filled (version 8: 134 MB of writes at the perf shape)
+    tr = torch.empty(B, T, H, BT, device=k1.device, dtype=torch.float32)
     _fla_kkt_solve_launch(k1, g2, beta1, tr, BT)
     return tr
 

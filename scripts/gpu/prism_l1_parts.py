@@ -11,12 +11,16 @@
    both L = 1 paths.
 3. L = 3: chunk_prism_fwd with the output kernel under MEASURED_MAXNREG (maxnreg=168) against uncapped, at every T;
    outputs must be identical.
+4. Tr's fp32 buffer from fla's fused kkt + solve unfilled (version 8's second change) against zero-filled (version 7):
+   the L = 3 forward and the L = 1 backward that recomputes its prep, at the first and last T; outputs identical.
+SECTIONS=l1,wu1,cap,trfill (env) picks the parts.
 Writes $OUT/prism_l1_parts.json. CPU dry run (interpreter, tiny shapes; fla's kernels replaced by the torch stand-ins):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_l1_parts.py --out /tmp/x
 """
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
@@ -26,6 +30,8 @@ from prismbench.kernels.prism import chunk as pc
 from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel, result_header, write_json
 
 TS = (37, 74) if DRY else (2048, 4096, 8192, 16384)
+# SECTIONS (env, comma-separated): which parts run; default all
+SECTIONS = os.environ.get("SECTIONS", "l1,wu1,cap,trfill").split(",")
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 
 
@@ -53,7 +59,7 @@ def main():
         print(json.dumps(row), flush=True)
         write_json(res, out, "prism_l1_parts.json")
 
-    for T in TS:
+    for T in (TS if "l1" in SECTIONS else ()):
         B = TOKENS // T
         x = prism_tensors(B, T, H, K, 1, 1)
         with torch.no_grad():
@@ -90,7 +96,7 @@ def main():
         a = torch.empty(B, T, H, BT, device=k.device, dtype=k.dtype)
         pc._fla_kkt_solve_launch(k[0], g2, beta[0], a, BT)
     wu_ref = pc.prism_wu1(k[0], v, u, p[0], beta[0], g2, a)
-    for warps in ((4,) if DRY else (2, 4, 8)):
+    for warps in (((4,) if DRY else (2, 4, 8)) if "wu1" in SECTIONS else ()):
         for stages in ((2,) if DRY else (2, 3, 4)):
             pc.WARPS["wu1"], st0 = warps, pc.WU1_STAGES
             pc.WU1_STAGES = stages
@@ -107,7 +113,7 @@ def main():
     add(row)
 
     # L = 3: the output kernel's register cap, end to end
-    for T in TS:
+    for T in (TS if "cap" in SECTIONS else ()):
         B = TOKENS // T
         x = prism_tensors(B, T, H, K, 3, 3)
         with torch.no_grad():
@@ -120,6 +126,37 @@ def main():
             pc.MAXNREG.pop("o")
             row["max_rel_diff"] = max_rel_diff(capped, free)
         add(row)
+    # Tr's fp32 buffer unfilled (the default since version 8's second change) against zero-filled, end to end: the
+    # L = 3 forward, and the L = 1 backward that recomputes its prep (hs=None)
+    real = pc._fla_fused_kkt_solve
+
+    def zero_filled(k1, g2, beta1, BT_):   # version 7: torch.zeros, then the kernel
+        B_, T_, H_, K_ = k1.shape
+        tr = torch.zeros(B_, T_, H_, BT_, device=k1.device, dtype=torch.float32)
+        pc._fla_kkt_solve_launch(k1, g2, beta1, tr, BT_)
+        return tr
+
+    for T in ((TS[0], TS[-1]) if "trfill" in SECTIONS else ()):
+        B = TOKENS // T
+        for L in (1, 3):
+            x = prism_tensors(B, T, H, K, L, L)
+            do = torch.randn_like(x[2])
+            row = dict(part="Tr fill", T=T, L=L)
+            with torch.no_grad():
+                if L == 3:
+                    f = lambda: pc.chunk_prism_fwd(*x, scale, None, False, BT)[0]  # noqa: E731
+                else:
+                    f = lambda: pc.chunk_prism_bwd(*x, scale, None, None, do, None, BT)  # noqa: E731
+                got = f()
+                row["ms_unfilled"] = median_ms(f, DRY)
+                pc._fla_fused_kkt_solve = zero_filled
+                ref = f()
+                row["ms_zero_filled"] = median_ms(f, DRY)
+                pc._fla_fused_kkt_solve = real
+                if L == 3:
+                    got, ref = (got,), (ref,)
+                row["max_rel_diff"] = max_rel_diff(got, ref)
+            add(row)
     print(f"wrote {out}/prism_l1_parts.json", flush=True)
 
 
