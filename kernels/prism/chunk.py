@@ -97,6 +97,21 @@ def _gelu_grad(z):
 
 
 @triton.jit
+def _mm(a, b, PREC: tl.constexpr, D16: tl.constexpr):
+    """tl.dot(a, b): with D16 (`DOT16`, bf16 inputs: `_d16`), both operands rounded to bf16 first, fp32 accumulation
+    (as fla's kernels take their dots): D16 = 1 a bf16 tensor-core dot; D16 = 2 (the interpreter, whose dots of raw
+    bf16 multiply the bits) the same roundings as an fp32 dot. D16 = 0: at input precision PREC. No dot result is
+    transposed into these (`tl.trans` of a dot result rounded to bf16 feeding a dot: the Hopper miscompile, SPEC
+    section 6): the kernels build such products transposed instead (`_gmat_t`)."""
+    if D16 == 1:
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif D16 == 2:
+        return tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
 def _rows(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
     """Block pointer on rows [i_t*BT, i_t*BT+BT) of the (b, h) slice of a [B, T, H, F] tensor."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * F, (T, F), (H * F, 1),
@@ -386,6 +401,7 @@ def prism_prep_u_kernel(
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
+    D16: tl.constexpr = 0,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -427,8 +443,7 @@ def prism_prep_u_kernel(
         # loop (computed after Ub, it added ~90 B of spills per thread offline at L=3)
         if i_v == 0:
             tl.store(gc_out + off_b, b_gc, mask=m_t)
-            b_W = tl.dot(_tr_load(p_tr, BT),
-                         b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
+            b_W = _mm(_tr_load(p_tr, BT), b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], PREC, D16)
             tl.store(w_out + off_k, b_W.to(w_out.dtype.element_ty), mask=m_k)
     b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
     b_p = tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32)
@@ -445,15 +460,15 @@ def prism_prep_u_kernel(
         b_D = b_d * b_bl[:, None]
         b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
-        b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
+        b_X -= _mm(b_Bl, b_D, PREC, D16)
         if STORE_SW:
             b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
-            b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
+            b_Sw += _mm(tl.trans(b_ke), b_D, PREC, D16)
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
     b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
                    mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
-    b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
+    b_Ub = _mm(b_Tr, b_X * b_b1[:, None], PREC, D16)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
     if STORE_SW:
@@ -465,7 +480,7 @@ def prism_prep_u_kernel(
 def prism_fwd_h_kernel(
     k, w, ub, sw, gc, h0, hs_out, vnew_out, ht_out, T,
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
 ):
     """Sequential pass over chunks. Grid (cdiv(V, BV), B*H).
 
@@ -485,7 +500,7 @@ def prism_fwd_h_kernel(
         b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         p_ub = tl.make_block_ptr(ub + (i_b * T * H + i_h).to(tl.int64) * V, (T, V), (H * V, 1),
                                  (i_t * BT, i_v * BV), (BT, BV), (1, 0))
-        b_v1 = tl.load(p_ub, boundary_check=(0, 1)).to(tl.float32) - tl.dot(b_w, b_h, input_precision=PREC)
+        b_v1 = tl.load(p_ub, boundary_check=(0, 1)).to(tl.float32) - _mm(b_w, b_h, PREC, D16)
         p_vn = tl.make_block_ptr(vnew_out + (i_b * T * H + i_h).to(tl.int64) * V, (T, V), (H * V, 1),
                                  (i_t * BT, i_v * BV), (BT, BV), (1, 0))
         tl.store(p_vn, b_v1.to(vnew_out.dtype.element_ty), boundary_check=(0, 1))
@@ -494,7 +509,7 @@ def prism_fwd_h_kernel(
         b_e = tl.where(i_t * BT + o_i < T, tl.exp(b_gl - b_gc), 0.)
         b_k = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         b_sw = tl.load(_state(sw, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
-        b_h = b_h * tl.exp(b_gl) + tl.dot(tl.trans(b_k * b_e[:, None]), b_v1, input_precision=PREC) + b_sw
+        b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16) + b_sw
     if STORE_HT:
         p_ht = tl.make_block_ptr(ht_out + i_bh.to(tl.int64) * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_ht, b_h, boundary_check=(0, 1))
@@ -506,6 +521,7 @@ def prism_fwd_o_kernel(
     q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    D16: tl.constexpr = 0,
 ):
     """Outputs, parallel over chunks. Grid (N, B*H). o [B,T,H,V] in q's dtype."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
@@ -520,12 +536,12 @@ def prism_fwd_o_kernel(
     b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
     b_q = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_o = tl.dot(b_q.to(tl.float32), b_h, input_precision=PREC) * (tl.exp(b_gc) * scale)[:, None]
+    b_o = _mm(b_q.to(tl.float32), b_h, PREC, D16) * (tl.exp(b_gc) * scale)[:, None]
     b_k1 = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_v1 = tl.load(_rows(vnew, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     # the decay mask G<= is rebuilt for each key (version 7) rather than held as a [BT, BT] fp32 tile across them
     b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
-    b_o += tl.dot(b_P, b_v1, input_precision=PREC)
+    b_o += _mm(b_P, b_v1, PREC, D16)
     if L > 1:
         b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
                - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
@@ -539,7 +555,7 @@ def prism_fwd_o_kernel(
             b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
             b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
             b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
-            b_o += tl.dot(b_P, b_d * b_bl[:, None], input_precision=PREC)
+            b_o += _mm(b_P, b_d * b_bl[:, None], PREC, D16)
     tl.store(_rows(o, i_b, i_h, i_t, T, H, V, BT, BV), b_o.to(o.dtype.element_ty), boundary_check=(0, 1))
 
 
@@ -604,6 +620,13 @@ def _decays(gc, i_b, i_h, i_t, T, H, BT: tl.constexpr):
 def _gmat(b_gc, m):
     """G_ti = exp(gc_t - gc_i) where m (a [BT, BT] mask within the lower triangle), else 0."""
     return tl.where(m, tl.exp(tl.where(m, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
+
+
+@triton.jit
+def _gmat_t(b_gc, m):
+    """G^T: entry (i, t) = exp(gc_t - gc_i) where m (a [BT, BT] mask within the upper triangle: the transpose of
+    `_gmat`'s), else 0. For products built transposed (D16), so that no dot result is transposed."""
+    return tl.where(m, tl.exp(tl.where(m, b_gc[None, :] - b_gc[:, None], 0.)), 0.)
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -928,22 +951,30 @@ def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr
 @triton.jit
 def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                  sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 PREC: tl.constexpr, RAW: tl.constexpr):
+                 PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0):
     """The columns program of the per-key kernel (prism_bwd_key_kernel's program 1): stores
-    dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l)."""
+    dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l).
+    With D16, dE^T and dF^T are built transposed (D dO^T, D dX^T under G's transposed masks), not transposed."""
     b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_D = _gelu(b_z) * b_bl[:, None]
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dkl = tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC) * b_e[:, None]
+    b_dkl = _mm(b_D, tl.trans(b_dhn), PREC, D16) * b_e[:, None]
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC) * scale
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dkl += tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC)
     b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-    b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
+    if D16:
+        o_i = tl.arange(0, BT)
+        b_dEt = _gmat_t(b_gc, o_i[:, None] <= o_i[None, :]) * _mm(b_D, tl.trans(b_do), PREC, D16) * scale
+        b_dkl += _mm(b_dEt, b_qr.to(tl.float32), PREC, D16)
+        b_dFt = -_gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * _mm(b_D, tl.trans(b_dX), PREC, D16)
+        b_dkl += _mm(b_dFt, b_k1r.to(tl.float32), PREC, D16)
+    else:
+        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC) * scale
+        b_dkl += tl.dot(tl.trans(b_dE), b_qr.to(tl.float32), input_precision=PREC)
+        b_dF = -_gmat(b_gc, m_s) * tl.dot(b_dX, tl.trans(b_D), input_precision=PREC)
+        b_dkl += tl.dot(tl.trans(b_dF), b_k1r.to(tl.float32), input_precision=PREC)
     tl.store(_rows(dk + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), b_dkl.to(dk.dtype.element_ty),
              boundary_check=(0, 1))
 
@@ -955,6 +986,7 @@ def prism_bwd_key_kernel(
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1, LAST: tl.constexpr = False,
+    D16: tl.constexpr = 0,
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
@@ -1003,27 +1035,27 @@ def prism_bwd_key_kernel(
         b_dgc = tl.zeros([BT], dtype=tl.float32)
         # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
         b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-        b_s = b_e * tl.sum(b_kl * tl.dot(b_D, tl.trans(b_dhn), input_precision=PREC), axis=1)
+        b_s = b_e * tl.sum(b_kl * _mm(b_D, tl.trans(b_dhn), PREC, D16), axis=1)
         # read-out
         b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_dE = _gmat(b_gc, m_a) * tl.dot(b_do, tl.trans(b_D), input_precision=PREC)
+        b_dE = _gmat(b_gc, m_a) * _mm(b_do, tl.trans(b_D), PREC, D16)
         b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
         b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
         p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
         if LAST:
             tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
-                     ((tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC)) * scale)
+                     ((tl.load(p_dq, boundary_check=(0, 1)) + _mm(b_dE, b_kl, PREC, D16)) * scale)
                      .to(dq.dtype.element_ty), boundary_check=(0, 1))
         else:
-            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + tl.dot(b_dE, b_kl, input_precision=PREC),
+            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + _mm(b_dE, b_kl, PREC, D16),
                      boundary_check=(0, 1))
         b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
         # intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D^T
         b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
         b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-        b_P = tl.dot(b_dY, tl.trans(b_D), input_precision=PREC)
+        b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
         b_Gs = _gmat(b_gc, m_s)
         b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_db1 = -tl.sum(b_Gs * b_F * b_P, axis=1)
@@ -1034,36 +1066,45 @@ def prism_bwd_key_kernel(
         p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
         if LAST:
             tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
-                     (tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC))
+                     (tl.load(p_dk1, boundary_check=(0, 1)) + _mm(b_dF, b_kl, PREC, D16))
                      .to(dk.dtype.element_ty), boundary_check=(0, 1))
             # the tail's X term of dbeta1: X's Delta_1 = GELU(p_1 r_1) against dY
             b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
             b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
             tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
         else:
-            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + tl.dot(b_dF, b_kl, input_precision=PREC),
+            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + _mm(b_dF, b_kl, PREC, D16),
                      boundary_check=(0, 1))
             tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
         tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
         _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
-                     sb, K, V, BT, BK, BV, PREC, RAW)
+                     sb, K, V, BT, BK, BV, PREC, RAW, D16)
     else:
         # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
         # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
         b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
         b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
+        if D16:   # (G<= . Qs K_l^T)^T built transposed: K_l Qs^T under G's transposed mask
+            b_GEt = (_gmat_t(b_gc, o_i[:, None] <= o_i[None, :]) * scale
+                     * tl.dot(b_klr, tl.trans(b_qr), input_precision=PREC))
+            b_dD = _mm(b_GEt, b_do, PREC, D16)
+        else:
+            b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+            b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
         b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-        b_dD += tl.dot(b_klr.to(tl.float32) * b_e[:, None], b_dhn, input_precision=PREC)
+        b_dD += _mm(b_klr.to(tl.float32) * b_e[:, None], b_dhn, PREC, D16)
         b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-        b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+        if D16:
+            b_GFt = _gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * tl.dot(b_klr, tl.trans(b_k1r), input_precision=PREC)
+            b_dD -= _mm(b_GFt, b_dX, PREC, D16)
+        else:
+            b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+            b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
                  tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
@@ -1332,6 +1373,20 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
     if name in WARPS:
         return WARPS[name]
     return 4 if BK <= 64 else _warps(BK, BT, BT)
+
+
+# DOT16: launchers whose dots round their fp32 operands to bf16 for bf16 inputs (`_mm`; fla's kernels take every dot
+# so): "prep_u", "h" (the state pass), "o", "key" (the per-key backward kinds). Other dtypes keep their precision
+# (`_prec`). Empty: version 8's dots (tf32 for fp32 operands).
+DOT16 = ("prep_u", "h", "o", "key")
+
+
+def _d16(name: str, dtype: torch.dtype) -> int:
+    """The D16 constexpr of launcher `name`: 0 (dots at `_prec`), 1 (bf16 dots: name in DOT16, bf16 inputs, a GPU) or
+    2 (the same roundings under the interpreter)."""
+    if dtype != torch.bfloat16 or name not in DOT16:
+        return 0
+    return 2 if INTERPRET else 1
 
 
 def _raw_ok(dtype: torch.dtype) -> bool:
@@ -1777,7 +1832,8 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
+        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, D16=_d16("prep_u", k.dtype),
+        num_warps=_launch_warps("prep_u", BK, BV, BT),
         **_cap("prep_u", BK, BV),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
@@ -1812,7 +1868,7 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     prism_fwd_h_kernel[(triton.cdiv(V, BV), B * H)](
         k, w, ub, sw, gc, initial_state, hs, vnew, ht, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_H0=initial_state is not None, STORE_HT=output_final_state,
-        PREC=_prec(k.dtype), num_warps=_seq_warps("h", BK, BT),
+        PREC=_prec(k.dtype), D16=_d16("h", k.dtype), num_warps=_seq_warps("h", BK, BT),
     )
     return hs, vnew, ht
 
@@ -1826,7 +1882,7 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV),
+        D16=_d16("o", k.dtype), num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV),
     )
     return o
 
@@ -1987,7 +2043,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
                     dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, num_warps=warps, **_cap(f"key_kind{kind}"),
+                    LAST=fused_tail and l == 1, D16=_d16("key", k.dtype), num_warps=warps,
+                    **_cap(f"key_kind{kind}"),
                 )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)
