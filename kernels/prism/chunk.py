@@ -564,7 +564,7 @@ def prism_fwd_o_kernel(
 def prism_bwd_dh_kernel(
     q, k, w, gc, do, dv, dht, dhs_out, dh0_out, scale, T,
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
 ):
     """Reverse pass over chunks. Grid (cdiv(V, BV), B*H).
 
@@ -591,15 +591,15 @@ def prism_bwd_dh_kernel(
         b_k = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         p_dv = tl.make_block_ptr(dv + (i_b * T * H + i_h).to(tl.int64) * V, (T, V), (H * V, 1),
                                  (i_t * BT, i_v * BV), (BT, BV), (1, 0))
-        b_dv = tl.load(p_dv, boundary_check=(0, 1)) + tl.dot(b_k * b_e[:, None], b_dh, input_precision=PREC)
+        b_dv = tl.load(p_dv, boundary_check=(0, 1)) + _mm(b_k * b_e[:, None], b_dh, PREC, D16)
         tl.store(p_dv, b_dv, boundary_check=(0, 1))
         b_qt = tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         b_wt = tl.load(_rows_t(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         p_do = tl.make_block_ptr(do + (i_b * T * H + i_h).to(tl.int64) * V, (T, V), (H * V, 1),
                                  (i_t * BT, i_v * BV), (BT, BV), (1, 0))
         b_do = tl.load(p_do, boundary_check=(0, 1)).to(tl.float32)
-        b_dh = (b_dh * tl.exp(b_gl) + tl.dot(b_qt * b_gam[None, :], b_do, input_precision=PREC)
-                - tl.dot(b_wt, b_dv, input_precision=PREC))
+        b_dh = (b_dh * tl.exp(b_gl) + _mm(b_qt * b_gam[None, :], b_do, PREC, D16)
+                - _mm(b_wt, b_dv, PREC, D16))
     if STORE_DH0:
         p_dh0 = tl.make_block_ptr(dh0_out + i_bh.to(tl.int64) * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_dh0, b_dh, boundary_check=(0, 1))
@@ -705,7 +705,7 @@ def prism_bwd_wy_kernel(
 def prism_bwd_wy2_cols_kernel(
     tr, hs, w, ub, dv1, T,
     H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", first kernel: the per-column part. Grid (cdiv(V, BV), N, B*H), BV = WY_BV.
 
@@ -722,11 +722,11 @@ def prism_bwd_wy2_cols_kernel(
     b_trt = tl.load(tr + (i_b * T * H + i_h).to(tl.int64) * BT + (i_t * BT + o_i[None, :]) * (H * BT) + o_i[:, None],
                     mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.)
     b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
-    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_dY = _mm(b_trt, b_dv1, PREC, D16)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
     b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
     b_ub = tl.load(p_ub, boundary_check=(0, 1))
-    tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
+    tl.store(p_dv, b_ub - _mm(b_w, b_h, PREC, D16), boundary_check=(0, 1))   # V1 = Ub - W h
     tl.store(p_ub, b_dY, boundary_check=(0, 1))
 
 
@@ -735,6 +735,7 @@ def prism_bwd_wy2_erase_kernel(
     k, beta, gc, hs, dhs, dy, v1, w, dbp, dgp, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", second kernel (after prism_bwd_wy2_cols_kernel): the WY (erase) part and the
     first key's state write. Grid (N, B*H). Reads dY (dy, the Ub buffer), V1 (v1, the dV1 buffer), h, dH', k1;
@@ -753,20 +754,20 @@ def prism_bwd_wy2_erase_kernel(
     # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
+    b_dKd = _mm(b_v1, tl.trans(b_dhn), PREC, D16)            # V1 dH'^T
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
     b_dk1 = b_dKd * b_e[:, None]
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
     b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
+    b_dZ = -_mm(b_dy, tl.trans(b_h), PREC, D16)
     b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
     b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
     b_db1 = b_gam * tl.sum(b_k1 * b_dZ, axis=1)
     b_dk1 += b_dkz
     # dA = -(dY V1^T), used only through G< (strictly lower), so no mask of its own
-    b_dA = -tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC)
+    b_dA = -_mm(b_dy, tl.trans(b_v1), PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_G = _gmat(b_gc, m_s)
     b_GS = b_G * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)      # G< . K1 K1^T
@@ -775,7 +776,7 @@ def prism_bwd_wy2_erase_kernel(
     b_M = b_dA * b_GS
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     b_dSA = b_dA * b_G
-    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
+    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)   # a transposed dot result: at PREC
     tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1, boundary_check=(0, 1))
     tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
     # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay; the
@@ -789,6 +790,7 @@ def prism_bwd_wy2_read_kernel(
     q, k, gc, hs, do, v1, w, dqp, dgp, scale, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", third kernel (after prism_bwd_wy2_erase_kernel): the first key's read-out.
     Grid (N, B*H). Reads V1 (v1, the dV1 buffer), h, dO, q, k1 of its chunk; writes the partial dq dqp; adds
@@ -802,19 +804,19 @@ def prism_bwd_wy2_read_kernel(
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * _mm(b_do, tl.trans(b_v1), PREC, D16)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_dqs = _mm(b_do, tl.trans(b_h), PREC, D16) * b_gam[:, None]  # from diag(gamma) Qs h
     b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
     b_rho = tl.sum(b_qs * b_dqs, axis=1)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_k1 = b_k1r.to(tl.float32)
-    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    b_dqs += _mm(b_dE, b_k1, PREC, D16)
     tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
-    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_M = tl.where(m_s, b_dE * _mm(b_qs, tl.trans(b_k1), PREC, D16), 0.)
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
-    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),
+    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),   # (transposed: PREC)
              boundary_check=(0, 1))
     p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
     tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
@@ -1376,9 +1378,10 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 
 
 # DOT16: launchers whose dots round their fp32 operands to bf16 for bf16 inputs (`_mm`; fla's kernels take every dot
-# so): "prep_u", "h" (the state pass), "o", "key" (the per-key backward kinds). Other dtypes keep their precision
-# (`_prec`). Empty: version 8's dots (tf32 for fp32 operands).
-DOT16 = ("prep_u", "h", "o", "key")
+# so): "prep_u", "h" (the state pass), "o", "dh" (the reverse pass), "wy" (WY_IMPL="split2"'s three kernels), "key"
+# (the per-key backward kinds). Other dtypes keep their precision (`_prec`). Empty: version 8's dots (tf32 for fp32
+# operands).
+DOT16 = ("prep_u", "h", "o", "dh", "wy", "key")
 
 
 def _d16(name: str, dtype: torch.dtype) -> int:
@@ -1924,7 +1927,7 @@ def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
     prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
         q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,
-        PREC=_prec(k.dtype), num_warps=_seq_warps("dh", BK, BT),
+        PREC=_prec(k.dtype), D16=_d16("dh", k.dtype), num_warps=_seq_warps("dh", BK, BT),
     )
     return dhs, dh0
 
@@ -1962,18 +1965,18 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     # "split2"
     BVc = min(BV, WY_BV)
     prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
-        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
+        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec, D16=_d16("wy", k.dtype),
         num_warps=WARPS.get("wy2_cols", 4),
     )
     w2 = 4 if max(BK, BV, BT) <= 64 else 8
     prism_bwd_wy2_erase_kernel[(NT, B * H)](
         k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=_d16("wy", k.dtype),
         num_warps=WARPS.get("wy2_erase", w2),
     )
     prism_bwd_wy2_read_kernel[(NT, B * H)](
         q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=_d16("wy", k.dtype),
         num_warps=WARPS.get("wy2_read", w2),
     )
     return dqp, dbp, dg
