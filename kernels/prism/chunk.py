@@ -1860,14 +1860,17 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
 
 
 def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False):
-    """Phase (ii) launcher. Returns hs [B,N,H,K,V] fp32, V1 [B,T,H,V] (v dtype), final state or None."""
+    """Phase (ii) launcher. Returns hs [B,N,H,K,V] fp32, V1 [B,T,H,V] (fp32; bf16 under DOT16 "o"), final state or
+    None."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
     BV = _seq_bv(BK, V, SEQ_BV.get("h"), B * H, 32)
     hs = torch.empty(B, NT, H, K, V, device=k.device, dtype=torch.float32)
-    vnew = torch.empty_like(ub)
+    # V1 is read by the output kernel alone; with its dots in bf16 (DOT16 "o") it is stored in bf16: the same rounding
+    # the kernel's dot would apply, half the bytes (version 9)
+    vnew = torch.empty_like(ub, dtype=torch.bfloat16 if _d16("o", k.dtype) else torch.float32)
     ht = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
     prism_fwd_h_kernel[(triton.cdiv(V, BV), B * H)](
         k, w, ub, sw, gc, initial_state, hs, vnew, ht, T,
