@@ -9,7 +9,8 @@ merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepd
 PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
 (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
-(phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail). K = V. One JSON line per job. (Version 4
+(phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel).
+K = V. One JSON line per job. KR_D16=1: the kernels that take D16 compiled with bf16 dots (DOT16, version 9). (Version 4
 deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
 
     python scripts/kernel_resources.py "prepw,64,8;prepu,64,3,32,4,0;prepu,64,3,32,4,1;prepdv,64,32,4;solve,64,64,8"
@@ -37,10 +38,29 @@ TGT = GPUTarget("cuda", 90, 32)
 ALIGN = os.environ.get("KR_ALIGN", "1") != "0"
 
 
+# KR_D16=1: compile the kernels that take D16 (version 9's DOT16: bf16 dots) with D16 = 1, as launched for bf16 inputs
+# on a GPU; default 0 (version 8's tf32 dots).
+D16 = int(os.environ.get("KR_D16", "0"))
+
+
 def _src(fn, signature, constexprs):
+    if "D16" in fn.arg_names and "D16" not in signature:   # D16 is each kernel's last parameter
+        signature = dict(signature, D16="constexpr")
+        constexprs = dict(constexprs)
+        constexprs[(len(signature) - 1,)] = D16
     attrs = {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(signature.items())
              if ALIGN and t.startswith("*")}
     return ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+
+
+def fwd_o(K, L, BT, warps):
+    """prism_fwd_o_kernel (V1 in bf16 under D16, as prism_fwd_h stores it then)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, hs=f32, vnew=dt if D16 else f32, o=dt, scale="fp32",
+               T="i32", B="i32", H="i32", K="constexpr", V="constexpr", L="constexpr", BT="constexpr",
+               BK="constexpr", BV="constexpr", PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
+    return _compile(pc.prism_fwd_o_kernel, sig, cst, warps)
 
 
 def usage(ck):
@@ -151,7 +171,7 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
                H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
                FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr", LAST="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last)
-    sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names}
+    sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
 
@@ -263,11 +283,16 @@ for spec in jobs.split(";"):
             K, L, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = keys(K, L, BT, warps); r = dict(kernel="keys_fused", K=K, L=L, BT=BT, warps=warps)
-        elif kind == "key":       # key,K,BV,warps,first[,BT]: prism_bwd_key_kernel (KEYS_IMPL="split")
+        elif kind == "key":       # key,K,BV,warps,first[,BT[,KIND]]: prism_bwd_key_kernel (KIND -1: "split")
             K, BV, warps, first = a[:4]
             BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
-            ck = key(K, BT, BV, warps, bool(first))
-            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first))
+            P = a[5] if len(a) > 5 else -1
+            ck = key(K, BT, BV, warps, bool(first), kind=P)
+            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first), KIND=P)
+        elif kind == "o":         # o,K,L,warps[,BT]: prism_fwd_o_kernel
+            K, L, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = fwd_o(K, L, BT, warps); r = dict(kernel="o", K=K, L=L, BT=BT, warps=warps)
         elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
             K, warps, has_dr = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
@@ -295,7 +320,7 @@ for spec in jobs.split(";"):
         elif kind == "merge":
             BT, warps, stages = a
             ck = fla_merge(BT, warps, stages); r = dict(kernel="fla_solve_tril_merge", BT=BT, warps=warps, stages=stages)
-        r.update(usage(ck))
+        r.update(usage(ck), D16=D16)
     except Exception as e:
         r = dict(spec=spec, error=repr(e)[:400])
     r["sec"] = round(time.time() - t, 1)
