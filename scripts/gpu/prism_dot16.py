@@ -6,6 +6,7 @@
    default; at the first T and L = 3 also each launcher alone, and the default plus "wy" (opt-in). Outputs and every input gradient of
    each variant against the default's (max |x - ref| / max |ref|), and at the first T the L = 3 output against the
    float64 token loop on a slice (B = 1, H = 2) for off and default.
+   At the first T also the default with Tr's fp32 buffer zero-filled (version 8) instead of unfilled.
 2. Per-kernel CUDA times of the L = 3 forward + backward at the first T, off and default.
 Writes $OUT/prism_dot16.json. CPU dry run (interpreter, tiny shapes; fla's kernels replaced by the torch stand-ins):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_dot16.py --out /tmp/x
@@ -27,6 +28,18 @@ H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 DEFAULT = pc.DOT16
 OPT_IN = tuple(n for n in ("wy",) if n not in DEFAULT)   # DOT16 names not on by default
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
+
+
+unfilled = pc._fla_fused_kkt_solve
+
+
+def zero_filled(k1, g2, beta1, BT_):
+    """Version 8's Tr buffer: torch.zeros, then fla's fused kkt + solve kernel (GPU only: the interpreter uses the
+    stand-ins, so a dry run times the same path twice)."""
+    B_, T_, H_, K_ = k1.shape
+    tr = torch.zeros(B_, T_, H_, BT_, device=k1.device, dtype=torch.float32)
+    pc._fla_kkt_solve_launch(k1, g2, beta1, tr, BT_)
+    return tr
 
 
 def fwd_bwd(x, do):
@@ -52,11 +65,15 @@ def main():
             x = prism_tensors(B, T, H, K, L, L)
             do = torch.randn_like(x[2])
             variants = [("default", DEFAULT), ("off", ())]
+            if T == TS[0]:   # Tr's fp32 buffer zero-filled (version 8) against unfilled (version 9's default)
+                variants += [("default, Tr zero-filled", DEFAULT)]
             if T == TS[0] and L == 3:   # each launcher alone, and "wy" (not in the default) with the default
                 variants += [(n, (n,)) for n in DEFAULT + OPT_IN] + [("default+wy", DEFAULT + OPT_IN)]
             ref = None
             for name, d16 in variants:
                 pc.DOT16 = d16
+                if "zero-filled" in name:
+                    pc._fla_fused_kkt_solve = zero_filled
                 row = dict(T=T, L=L, variant=name, dot16=list(d16))
                 try:
                     got = fwd_bwd(x, do)
@@ -79,6 +96,7 @@ def main():
                 except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
                     row["error"] = repr(e)[:400]
                 pc.DOT16 = DEFAULT
+                pc._fla_fused_kkt_solve = unfilled
                 add(row)
     print(f"wrote {out}/prism_dot16.json", flush=True)
 
