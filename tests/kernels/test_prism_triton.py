@@ -11,6 +11,7 @@ NaN-poisoned by tests/conftest.py, so an unwritten tile fails.
 import pytest
 import torch
 
+from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.inputs import make_prism_inputs
 from prismbench.kernels.prism.naive import naive_recurrent_prism
@@ -104,9 +105,25 @@ def test_chunk_prism_strong_decay():
     assert_errs(run_case(1, 40, 1, 16, 16, 3, 16, torch.float32, seed=5, strong_decay=True), TOL_FP32)
 
 
-def test_chunk_prism_bf16():
-    """bf16 inputs (fp32 state and solve inside)."""
-    assert_errs(run_case(1, 37, 1, 16, 16, 2, 16, torch.bfloat16, seed=11), TOL_BF16)
+@pytest.mark.parametrize("dot16", ["default", "off"])
+@pytest.mark.parametrize("L,C", [(1, 64), (3, 16), (3, 64)])
+def test_chunk_prism_bf16(monkeypatch, dot16, L, C):
+    """bf16 inputs (fp32 state and solve inside), with the DOT16 launchers' dots in bf16 (the default; the interpreter
+    replays the roundings) and with every dot at tf32 as in version 8 (DOT16 empty: what fp16 inputs take)."""
+    if dot16 == "off":
+        monkeypatch.setattr(pc, "DOT16", ())
+    else:
+        assert set(pc.DOT16) == {"h", "o", "dh", "key"}
+    assert_errs(run_case(1, 37 + 33 * (C == 64), 1, 16, 16, L, C, torch.bfloat16, seed=11 + L), TOL_BF16)
+
+
+def test_dot16_rounds_operands_to_bf16(monkeypatch):
+    """`_d16`: 1 on a GPU and 2 under the interpreter for bf16 inputs of a DOT16 launcher, else 0."""
+    assert pc._d16("o", torch.bfloat16) == (2 if pc.INTERPRET else 1)
+    assert pc._d16("o", torch.float16) == pc._d16("o", torch.float32) == 0
+    assert pc._d16("prep_u", torch.bfloat16) == 0
+    monkeypatch.setattr(pc, "DOT16", ())
+    assert pc._d16("o", torch.bfloat16) == 0
 
 
 def test_chunk_prism_l1_is_gated_delta_rule():
