@@ -1383,9 +1383,9 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 # from 1.9e-3 to 5.2e-3 at L=1, T=70, above the 5e-3 budget; dg sums rho terms that cancel). Other dtypes keep their
 # precision (`_prec`). Empty: version 8's dots (tf32 for fp32 operands). H100, T=2048, L=3
 # (results/kernels/prism-dot16-h100.json): output kernel 0.521 -> 0.400 ms, state pass 0.284 -> 0.246, dh 0.409 ->
-# 0.288, per-key kinds 4.14 -> 3.69, but prep_u 0.753 -> 0.814 (slower: without it the L=3 forward measured 1.63 ms
-# against 1.68, a configuration not yet checked as a whole on a GPU; NOTES.md, version 9); release grid within 5e-3
-# (worst 3.45e-3, L=3 3.31e-3).
+# 0.288, per-key kinds 4.14 -> 3.69, but prep_u 0.753 -> 0.814 (slower; the set without it is on branch
+# dot16-no-prep-u, not yet checked on a GPU: NOTES.md, version 9); release grid within 5e-3 (worst 3.45e-3, L=3
+# 3.31e-3).
 DOT16 = ("prep_u", "h", "o", "dh", "key")
 
 
