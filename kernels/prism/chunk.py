@@ -46,21 +46,24 @@ backward (prism_bwd.md, phases A, B, C)
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
 by gamma); the solve, the state and all intermediate products are float32 (tf32 dots for 16-bit inputs,
-ieee for float32 inputs, ieee for the solve's 16 x 16 merges); dots of two raw 16-bit inputs (K K^T, Q K^T)
-take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to 16 bits and then
-transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6).
+ieee for float32 inputs, ieee for the solve's 16 x 16 merges), except that for bf16 inputs the launchers named in
+DOT16 round their dots' fp32 operands to bf16 (fp32 accumulation, as fla's kernels do; version 9); dots of two raw
+16-bit inputs (K K^T, Q K^T) take bf16/fp16 operands (exact products, fp32 accumulation); no dot result is cast to
+16 bits and then transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6): such products
+are built transposed instead (`_gmat_t`).
 
-Version 8 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
+Version 9 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
 (KEYS_TAIL="fused"), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which builds
 delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
 at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
-prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time. Status:
-every gradient within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16,
-T = 2048 (harness, one process with the peers): L=1 fwd 0.59 ms = 0.96x fla GDN (issue 5's target 0.9x: met at every
-T), L=3 fwd 1.82 ms, L=1 fwd+bwd 3.53 ms, L=3 fwd+bwd 7.73 ms = 0.41x fla chunk_gla, still short of the other two
-speed targets (NOTES.md).
+prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time; bf16 dots in
+prep_u, the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status: every gradient
+within 5e-3 on an H100 (bf16; release grid 21/21 run, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048
+(harness, one process with the peers, run 14): L=3 fwd 1.68 ms = 1.30x fla GDP n=3, L=1 fwd+bwd 3.29 ms, L=3
+fwd+bwd 6.95 ms = 0.45x fla chunk_gla, short of those two speed targets; L=1 fwd 0.59 ms = 0.96x fla GDN in run 13
+(target 0.9x, met at every T there; NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
