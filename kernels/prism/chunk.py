@@ -819,7 +819,8 @@ def prism_bwd_wy2_read_kernel(
     b_M = tl.where(m_s, b_dE * _mm(b_qs, tl.trans(b_k1), PREC, D16), 0.)
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
-    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),   # (transposed: PREC)
+    # dE^T Qs: a transposed dot result, so at PREC under D16 too
+    tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),
              boundary_check=(0, 1))
     p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
     tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + tl.cumsum(b_rho, axis=0, reverse=True), boundary_check=(0,))
