@@ -204,6 +204,36 @@ def test_backward_refusal_keeps_the_forward_point_and_its_error():
         registry.unregister("test-fwd-only")
 
 
+def test_a_kept_backward_refusal_holds_no_tensors():
+    """ErrorMemo keeps a backward refusal for the fwdbwd point; it must not keep the frames (inputs, outputs) of the
+    check that raised it: on a GPU they stayed allocated and inflated every later point's peak memory."""
+    import gc
+    import weakref
+
+    sdpa = registry.get("sdpa")
+    made = []
+
+    def make_inputs(shape, seed):
+        x = _sdpa_inputs(shape, seed)
+        made.extend(weakref.ref(t) for t in x.values() if isinstance(t, torch.Tensor))
+        return x
+
+    registry.register(Method(name="test-fwd-only", family="peer", backend="test", make_inputs=make_inputs,
+                             fn=lambda x, s: _RefuseBackward.apply(sdpa.fn(x, s)), reference="sdpa"))
+    try:
+        cfg = resolve({**SWEEP, "sweep": {**SWEEP["sweep"], "methods": ["test-fwd-only"], "T": [32]}}, None)
+        spec = next(s for s in runner.expand(cfg, runner.resolve_methods(cfg), torch.device("cpu")) if s.mode == "fwd")
+        memo = runner.ErrorMemo()
+        errs, _ = memo.get(registry.get("test-fwd-only"), spec.shape, "fwd", cfg)
+        assert set(errs) == {"o"} and made
+        gc.collect()
+        assert [r for r in made if r() is not None] == [], "the kept refusal holds the check's input tensors"
+        with pytest.raises(Unsupported, match="refused"):
+            memo.get(registry.get("test-fwd-only"), spec.shape, "fwdbwd", cfg)
+    finally:
+        registry.unregister("test-fwd-only")
+
+
 def _raise(msg):
     raise RuntimeError(msg)
 
