@@ -173,8 +173,9 @@ def relative_errors(method: Method, shape: Shape, mode: str, seed: int) -> tuple
 def _detached(e: BaseException) -> BaseException:
     """e without its traceback and chained exceptions, to keep for the rest of a sweep: their frames hold the check's
     inputs and outputs on the device, and kept alive they count in every later point's peak memory. (fla refuses
-    GDN's and GDP's backward on Hopper; the paper runs' peak memory grew by 1.1-2.4 GiB after their T=2048 and 4096
-    points and not after T=16384, where no float64 check runs: results/paper/README.md. Not yet re-measured.)"""
+    GDN's and GDP's backward on Hopper; the paper runs' peak memory grew by ~1.1 GiB after their T=2048 points and again
+    after their T=4096 points, and not after T=8192, where their float64 check is not affordable and does not run:
+    results/paper/README.md. Not yet re-measured.)"""
     e.__traceback__ = None
     e.__cause__ = e.__context__ = None
     return e
