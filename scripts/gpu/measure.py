@@ -111,3 +111,21 @@ def prism_tensors(B: int, T: int, H: int, K: int, L: int, seed: int) -> tuple:
 
     x = make_prism_inputs(Shape(B, T, H, K, K, L, DTYPE, DEV), seed)
     return tuple(x[n].detach() for n in ("q", "k", "v", "u", "p", "beta", "g"))
+
+
+def float64_slice(x: tuple) -> list:
+    """(q, k, v, u, p, beta, g) cut to batch 1 and heads 2 (k, p and beta keep their leading L axis), contiguous: a
+    slice small enough for the float64 token loop `naive_recurrent_prism`."""
+    lead = (False, True, False, False, True, True, False)   # k, p, beta carry the L axis
+    return [(t[:, :1, :, :2] if ld else t[:1, :, :2]).contiguous() for t, ld in zip(x, lead)]
+
+
+def tr_zero_filled(k1, g2, beta1, BT):
+    """Version 7's Tr buffer for `chunk._fla_fused_kkt_solve` (same signature): torch.zeros, then fla's fused kkt +
+    solve kernel (GPU only: under the interpreter `_tr_fla` uses the torch stand-ins and never calls it)."""
+    from prismbench.kernels.prism import chunk as pc
+
+    B, T, H, _ = k1.shape
+    tr = torch.zeros(B, T, H, BT, device=k1.device, dtype=torch.float32)
+    pc._fla_kkt_solve_launch(k1, g2, beta1, tr, BT)
+    return tr

@@ -21,7 +21,8 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.naive import naive_recurrent_prism
 
-from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel, result_header, write_json
+from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel,
+                     result_header, tr_zero_filled, write_json)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -31,15 +32,6 @@ NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
 unfilled = pc._fla_fused_kkt_solve
-
-
-def zero_filled(k1, g2, beta1, BT_):
-    """Version 8's Tr buffer: torch.zeros, then fla's fused kkt + solve kernel (GPU only: the interpreter uses the
-    stand-ins, so a dry run times the same path twice)."""
-    B_, T_, H_, K_ = k1.shape
-    tr = torch.zeros(B_, T_, H_, BT_, device=k1.device, dtype=torch.float32)
-    pc._fla_kkt_solve_launch(k1, g2, beta1, tr, BT_)
-    return tr
 
 
 def fwd_bwd(x, do):
@@ -73,7 +65,7 @@ def main():
             for name, d16 in variants:
                 pc.DOT16 = d16
                 if "zero-filled" in name:
-                    pc._fla_fused_kkt_solve = zero_filled
+                    pc._fla_fused_kkt_solve = tr_zero_filled
                 row = dict(T=T, L=L, variant=name, dot16=list(d16))
                 try:
                     got = fwd_bwd(x, do)
@@ -86,8 +78,7 @@ def main():
                             row["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
                     row["ms_fwd_bwd"] = median_ms(lambda: fwd_bwd(x, do), DRY)
                     if T == TS[0] and L == 3 and name in ("default", "off"):
-                        lead = (False, True, False, False, True, True, False)   # k, p, beta carry the L axis
-                        xs = [(t[:, :1, :, :2] if ld else t[:1, :, :2]).contiguous() for t, ld in zip(x, lead)]
+                        xs = float64_slice(x)
                         with torch.no_grad():
                             o = chunk_prism(*xs, chunk_size=BT)[0]
                         o64 = naive_recurrent_prism(*[t.double() for t in xs], scale=K ** -0.5)[0]

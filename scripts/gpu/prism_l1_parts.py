@@ -27,7 +27,8 @@ import torch
 from prismbench.kernels.prism import chunk as pc
 
 # scripts/gpu/measure.py
-from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel, result_header, write_json
+from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel,
+                     result_header, tr_zero_filled, write_json)
 
 TS = (37, 74) if DRY else (2048, 4096, 8192, 16384)
 # SECTIONS (env, comma-separated): which parts run; default all
@@ -69,8 +70,7 @@ def main():
             if T == TS[0]:   # both against the float64 token loop, on a slice (the loop is slow)
                 from prismbench.kernels.prism.naive import naive_recurrent_prism
 
-                lead = (False, True, False, False, True, True, False)   # k, p, beta carry the L axis
-                xs = [(t[:, :1, :, :2] if ld else t[:1, :, :2]).contiguous() for t, ld in zip(x, lead)]
+                xs = float64_slice(x)
                 o64 = naive_recurrent_prism(*[t.double() for t in xs], scale=scale)[0]
                 for impl in ("fla_gdn", "fla_parts"):
                     row[f"err_{impl}"] = rel(fwd(xs, scale, impl), o64)
@@ -129,13 +129,6 @@ def main():
     # Tr's fp32 buffer unfilled (the default since version 8's second change) against zero-filled, end to end: the
     # L = 3 forward, and the L = 1 backward that recomputes its prep (hs=None)
     real = pc._fla_fused_kkt_solve
-
-    def zero_filled(k1, g2, beta1, BT_):   # version 7: torch.zeros, then the kernel
-        B_, T_, H_, K_ = k1.shape
-        tr = torch.zeros(B_, T_, H_, BT_, device=k1.device, dtype=torch.float32)
-        pc._fla_kkt_solve_launch(k1, g2, beta1, tr, BT_)
-        return tr
-
     for T in ((TS[0], TS[-1]) if "trfill" in SECTIONS else ()):
         B = TOKENS // T
         for L in (1, 3):
@@ -149,7 +142,7 @@ def main():
                     f = lambda: pc.chunk_prism_bwd(*x, scale, None, None, do, None, BT)  # noqa: E731
                 got = f()
                 row["ms_unfilled"] = median_ms(f, DRY)
-                pc._fla_fused_kkt_solve = zero_filled
+                pc._fla_fused_kkt_solve = tr_zero_filled
                 ref = f()
                 row["ms_zero_filled"] = median_ms(f, DRY)
                 pc._fla_fused_kkt_solve = real

@@ -89,8 +89,6 @@ def test_chunk_prism_fp32(B, T, H, K, V, L, C):
 @pytest.mark.parametrize("C", [16, 64])
 def test_chunk_prism_split_solve(monkeypatch, C):
     """SPLIT_SOLVE (the solve as its own kernel, off by default): same results."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "SPLIT_SOLVE", True)
     assert_errs(run_case(1, 70, 1, 16, 16, 3, C, torch.float32, seed=C), TOL_FP32)
 
@@ -226,8 +224,6 @@ def tr_lower(tr, BT):
 
 
 def test_tr_solver_default_is_fla():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.TR_SOLVER == "fla"
     x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
     with pytest.raises(ValueError, match="tr_solver"):
@@ -261,8 +257,6 @@ TR_FLA_CASES = [  # B, T, H, K, V, L, C, dtype, tol
 def test_chunk_prism_tr_solver_fla(monkeypatch, B, T, H, K, V, L, C, dtype, tol):
     """TR_SOLVER = "fla": Tr from `_tr_fla` (torch stand-ins under the interpreter), prep reads it
     (SOLVED=True) in the forward and in the backward's prep; output and every gradient vs float64."""
-    from prismbench.kernels.prism import chunk as pc
-
     calls = []
     real = pc._tr_fla
 
@@ -290,8 +284,6 @@ def test_tr_fla_vs_own_gpu(monkeypatch, dtype, K, BT):
     against float64. bf16: exact products in both, so both ~1e-6; fp32: fla's kkt dot is tf32 (why
     TR_SOLVER="fla" keeps "own" for fp32 inputs), so only a loose bound for fla. The unfused path (kkt, then
     solve_tril); test_tr_fla_fused_gpu checks the fused kernel, the default at chunk 64."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "unfused")
 
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, 1000, 4, K, K, 1, dtype, DEVICE), K + BT).items()}
@@ -313,8 +305,6 @@ def test_tr_fla_fused_gpu(monkeypatch, K, T):
     16 x 16 inverses with tf32 dots (fla's SOLVE_TRIL_DOT_PRECISION), and its Tr measured 3.1e-5 from the unfused
     path's (results/kernels/prism-triton-v4-tr-fused-config-h100.json), above this 1e-5. End to end, o and every
     gradient stay within the issue's 5e-3 (test_chunk_prism_gpu_bf16_tr_fla_fused; the harness's checks)."""
-    from prismbench.kernels.prism import chunk as pc
-
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 4, K, K, 1, torch.bfloat16, DEVICE), K + T).items()}
     ref = tr_ref64(x["k"][0], x["beta"][0], x["g"], 64)
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "fused")
@@ -332,15 +322,11 @@ def test_tr_fla_fused_gpu(monkeypatch, K, T):
 @pytest.mark.parametrize("T,L", [(1000, 1), (1000, 3)])
 def test_chunk_prism_gpu_bf16_tr_fla_fused(monkeypatch, T, L):
     """TR_FLA_IMPL="fused" on a GPU, bf16: output and every gradient vs float64."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "fused")
     assert_errs(run_case(1, T, 4, 64, 64, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
 
 
 def test_tr_fla_impl_is_validated(monkeypatch):
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.TR_FLA_IMPL == "fused"   # the default since version 4 (H100-checked)
     monkeypatch.setattr(pc, "TR_FLA_IMPL", "magma")
     with pytest.raises(ValueError, match="TR_FLA_IMPL"):
@@ -352,8 +338,6 @@ def test_tr_fla_impl_is_validated(monkeypatch):
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 3, 128)])
 def test_chunk_prism_gpu_bf16_tr_fla(monkeypatch, T, L, K):
     """TR_SOLVER = "fla" on a GPU (fla's kernels), bf16: output and every gradient vs float64."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "TR_SOLVER", "fla")
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
 
@@ -376,8 +360,6 @@ def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv
     blocks, prism_prep_dvloc_kernel in the backward): whole chunk_prism, output, final state and every gradient
     vs the float64 token loop; the split path runs in the forward's prep and, unless the backward reuses it
     (KEEP_PREP), in the backward's."""
-    from prismbench.kernels.prism import chunk as pc
-
     calls = []
     real = pc._prism_fwd_prep_split
 
@@ -400,8 +382,6 @@ def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv
 def test_chunk_prism_prep_fused(monkeypatch, B, T, H, K, V, L, C, dtype, tol, solver):
     """PREP_IMPL = "fused" (version 2's one prep kernel; the default before version 3) with either Tr source:
     output, final state and every gradient vs the float64 token loop."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "PREP_IMPL", "fused")
     monkeypatch.setattr(pc, "TR_SOLVER", solver)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 2), tol)
@@ -413,8 +393,6 @@ def test_prep_split_matches_fused(monkeypatch, C, T, bv, prep_w):
     """Every prep output of the split path (gc, W, Ub, Sw, Tr, dVloc) equals the fused kernel's, fp32, L = 3, with gc
     and W from prism_prep_u_kernel's first column block (PREP_W "fused", V = 24 in one or two blocks) or from
     prism_prep_w_kernel ("kernel")."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "PREP_W", prep_w)
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(2, T, 2, 16, 24, 3, torch.float32, DEVICE), C).items()}
     do = torch.randn(2, T, 2, 24, device=DEVICE)
@@ -436,16 +414,12 @@ def test_prep_split_matches_fused(monkeypatch, C, T, bv, prep_w):
 
 
 def test_prep_w_default_is_fused():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.PREP_W == "fused"
     with pytest.raises(ValueError, match="prep_w"):
         pc._prep_w("inline")
 
 
 def test_prep_impl_default_is_split():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.PREP_IMPL == "split"
     x = make_prism_inputs(Shape(1, 8, 1, 16, 16, 1, torch.float32, DEVICE), 0)
     with pytest.raises(ValueError, match="prep_impl"):
@@ -457,8 +431,6 @@ def test_prep_impl_default_is_split():
 @pytest.mark.parametrize("T,L,K", [(1000, 1, 64), (1000, 3, 64), (300, 3, 128)])
 def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
     """PREP_IMPL = "split" on a GPU, bf16: output and every gradient vs float64."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "PREP_IMPL", "split")
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
 
@@ -466,16 +438,12 @@ def test_chunk_prism_gpu_bf16_prep_split(monkeypatch, T, L, K):
 # ------------------------------------------------------------------ KEYS_IMPL (version 5 default: "kinds")
 def test_keys_tail_default_is_fused():
     """Version 7: the tail of phase C2 runs inside the last per-key launch; the switch is validated."""
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.KEYS_TAIL == "fused"
     with pytest.raises(ValueError, match="keys_tail"):
         pc._keys_tail("later")
 
 
 def test_keys_impl_default_is_kinds():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.KEYS_IMPL == "kinds"
     with pytest.raises(ValueError, match="keys_impl"):
         pc._keys_impl("magma")
@@ -498,8 +466,6 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     (version 2's one kernel): whole chunk_prism, output and every gradient vs the float64 token loop; the per-key
     kernel is launched for l = L-1 .. 1 in reverse key order, FIRST only for l = L-1, with exactly the program
     kinds (KIND) of the impl per key."""
-    from prismbench.kernels.prism import chunk as pc
-
     launches = []
     real = pc.prism_bwd_key_kernel
 
@@ -522,8 +488,6 @@ def _keys_launcher_outputs(L, ref, impl, keys_tail=None):
     """prism_bwd_keys's seven outputs for keys_impl `ref` (dr allocated by the launcher) and `impl` (dr allocated,
     and a garbage workspace), from the same prism_bwd_wy partials: fp32, B=2, T=41 (partial last chunk), H=2,
     K=16 != V=24, chunk 16. Returns {(impl, dr allocated): outputs}."""
-    from prismbench.kernels.prism import chunk as pc
-
     B, T, H, K, V, C = 2, 41, 2, 16, 24, 16
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
     q, k, v, u, p, beta, g = (x[n] for n in NAMES)
@@ -560,8 +524,6 @@ def test_keys_split_matches_fused(L, impl, tail):
 def _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed):
     """KEYS_IMPL = impl on a GPU, bf16: output and every gradient vs float64, and two backward passes give
     bit-identical gradients (no atomics)."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "KEYS_IMPL", impl)
     assert_errs(run_case(1, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L), TOL_BF16)
     x = make_prism_inputs(Shape(1, T, 4, K, K, L, torch.bfloat16, DEVICE), input_seed)
@@ -586,8 +548,6 @@ def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
 
 # ------------------------------------------------------------------ WY_IMPL (version 4 default: "split2", three kernels)
 def test_wy_impl_default_is_split2():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.WY_IMPL == "split2" and pc.WY_BV == 32
     assert pc._wy_impl("fused") == "fused"
     with pytest.raises(ValueError, match="wy_impl"):
@@ -602,8 +562,6 @@ def test_wy_impl_default_is_split2():
 def test_chunk_prism_wy_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, impl):
     """WY_IMPL "split2" (three kernels) and "fused" (version 2's kernel), with KEYS_IMPL "split": whole chunk_prism,
     output and every gradient vs the float64 token loop."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "WY_IMPL", impl)
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 4), tol)
 
@@ -623,8 +581,6 @@ def test_chunk_prism_wy_split2(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv)
     """WY_IMPL "split2" (prism_bwd_wy2_cols_kernel over cdiv(V, WY_BV) column blocks, then the erase and read
     kernels): whole chunk_prism, output, final state and every gradient vs the float64 token loop, L = 1, 2, 3,
     partial last chunk, K != V, one or two (the last partial) column blocks; the fused kernel is not launched."""
-    from prismbench.kernels.prism import chunk as pc
-
     launches = []
     real = pc.prism_bwd_wy2_cols_kernel
 
@@ -653,8 +609,6 @@ def test_wy_split2_matches_fused(monkeypatch, C, T, bv):
     """prism_bwd_wy at the launcher: "split2" equals "fused" to <= 1e-6 on the partial dq, dbeta1, dg and the
     overwritten W (partial dk1) and Ub (dY) buffers, and leaves V1 = Ub - W h in dV1 (which "fused" keeps as it
     is); fp32, L = 2, K != V, partial last chunk, final-state gradient on, one or two column blocks of V."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "WY_BV", bv)
     B, H, K, V, L = 2, 2, 16, 24, 2
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), C).items()}
@@ -681,8 +635,6 @@ def test_wy_split2_matches_fused(monkeypatch, C, T, bv):
 
 # ------------------------------------------------------------------ FWD_IMPL ("fla_gdn", the default since version 6)
 def test_fwd_impl_default_is_fla_parts():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.FWD_IMPL == "fla_parts"   # version 8 (NOTES.md, "Version 8")
     with pytest.raises(ValueError, match="fwd_impl"):
         pc._fwd_impl("magma", 1, 64, torch.bfloat16)
@@ -698,8 +650,6 @@ def test_fwd_impl_default_is_fla_parts():
 
 def test_prism_delta1_kernel():
     """delta_1 = GELU(p_1 (v - u)) from prism_delta1_kernel equals torch's, fp32 (n not a multiple of BLOCK)."""
-    from prismbench.kernels.prism import chunk as pc
-
     v, u, p1 = (torch.randn(2, 33, 3, 24, device=DEVICE) for _ in range(3))
     d = pc.prism_delta1(v, u, p1)
     ref = torch.nn.functional.gelu(p1.double() * (v.double() - u.double()))
@@ -713,8 +663,6 @@ def test_chunk_prism_fwd_fla_l1(monkeypatch, impl, T, use_h0, final):
     stand-ins of fla's kkt + solve, state pass and output); on a GPU fla's kernels, see
     test_chunk_prism_gpu_bf16_fwd_fla_l1. L = 1, bf16, chunk 64: output, final state and every gradient vs the float64
     token loop; the forward keeps no states (the backward recomputes them); "fla_parts" runs prism_wu1 once."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "FWD_IMPL", impl)
     kept, wu = [], []
     real, real_wu = pc.chunk_prism_fwd_prep, pc.prism_wu1
@@ -741,8 +689,6 @@ def test_prism_wu1_kernel(T, K, V):
     """prism_wu1_kernel's W = A diag(b1 2^g2) K1 and U = A diag(b1) GELU(p_1 (v - u)) equal float64 torch on the same
     16-bit inputs, with A's strictly-upper entries (which fla's kernel leaves unwritten) filled with NaN: the kernel
     must mask them. Partial last chunk at T=100."""
-    from prismbench.kernels.prism import chunk as pc
-
     torch.manual_seed(T + K)
     B, H, BT = 2, 3, 64
     dt = torch.bfloat16
@@ -770,8 +716,6 @@ def test_prism_wu1_kernel(T, K, V):
 
 def test_chunk_prism_fwd_fla_gdn_falls_back(monkeypatch):
     """FWD_IMPL = "fla_gdn" at L = 3 runs our forward (states kept) and stays exact, fp32."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "FWD_IMPL", "fla_gdn")
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(1, 40, 1, 16, 16, 3, torch.bfloat16, DEVICE), 0).items()}
     _, _, hs = pc.chunk_prism_fwd(*(x[n] for n in NAMES), 0.25, None, False, 64)
@@ -783,8 +727,6 @@ def test_chunk_prism_fwd_fla_gdn_falls_back(monkeypatch):
 def test_bwd_recomputed_states_match(L):
     """chunk_prism_bwd with hs=None (states recomputed in the backward) equals the backward given the forward's
     states, to <= 1e-6 on every gradient; fp32, K != V, partial last chunk, initial and final state on."""
-    from prismbench.kernels.prism import chunk as pc
-
     B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L).items()}
     args = [x[n] for n in NAMES]
@@ -805,16 +747,12 @@ def test_chunk_prism_gpu_bf16_fwd_fla_l1(monkeypatch, impl, T):
     """FWD_IMPL = "fla_gdn" (fla's GDN forward on delta_1) and "fla_parts" (fla's GDN kernels around prism_wu1_kernel,
     Tr's bf16 buffer unfilled) on a GPU, bf16, L = 1, K = V = 64: output and every gradient vs float64 within issue
     5's 5e-3."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "FWD_IMPL", impl)
     assert_errs(run_case(1, T, 4, 64, 64, 1, 64, torch.bfloat16, seed=T + 11), TOL_BF16)
 
 
 # ------------------------------------------------------------------ KEEP_PREP (version 6: the forward's prep kept)
 def test_keep_prep_default_is_on():
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc.KEEP_PREP is True
 
 
@@ -822,8 +760,6 @@ def test_keep_prep_default_is_on():
 def test_bwd_with_kept_prep_matches(monkeypatch, L, PREP):
     """chunk_prism_bwd given the forward's prep (gc, W, Ub, Tr) equals the backward that recomputes it, to <= 1e-6 on
     every gradient; fp32, K != V, partial last chunk, initial and final state on; both prep implementations."""
-    from prismbench.kernels.prism import chunk as pc
-
     monkeypatch.setattr(pc, "PREP_IMPL", PREP)
     B, T, H, K, V, C = 1, 41, 2, 16, 24, 16
     x = {n: t.detach() for n, t in make_prism_inputs(Shape(B, T, H, K, V, L, torch.float32, DEVICE), L + 7).items()}
@@ -844,8 +780,6 @@ def test_chunk_prism_keeps_prep_only_for_a_backward(monkeypatch):
     """The autograd forward keeps the prep when an input needs a gradient (not with KEEP_PREP off, not where fla's
     GDN forward runs; under no_grad it is freed with the outputs), and a second backward through the same graph (retain_graph; the first
     consumed the prep) gives the same gradients (it recomputes)."""
-    from prismbench.kernels.prism import chunk as pc
-
     seen = []
     real_bwd = pc.chunk_prism_bwd
 
@@ -901,8 +835,6 @@ def test_chunk_prism_keeps_prep_only_for_a_backward(monkeypatch):
 def test_seq_bv_column_blocks_match(monkeypatch):
     """SEQ_BV (tuning override of the sequential passes' V column block): the state pass and the dh pass in 16-wide
     blocks equal the whole-V launch (the column blocks are independent); fp32, V = 24 (a partial block)."""
-    from prismbench.kernels.prism import chunk as pc
-
     assert pc._seq_bv(64, 64, 16) == 16 and pc._seq_bv(64, 24, 64) == 32
     if not pc.INTERPRET:   # the rule (H100-measured): the largest block <= cap with >= SEQ_MIN_PROGRAMS programs
         assert [pc._seq_bv(64, 64, None, bh, 32) for bh in (256, 64, 32)] == [32, 32, 16]
