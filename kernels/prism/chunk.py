@@ -59,7 +59,8 @@ delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep fo
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
 at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
 prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time; bf16 dots in
-prep_u, the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status: every gradient
+the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16; on this branch prep_u keeps tf32,
+which main's call-1 configuration does not: not yet checked on a GPU). Status of main's configuration: every gradient
 within 5e-3 on an H100 (bf16; release grid 21/21 run, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048
 (harness, one process with the peers, run 14): L=3 fwd 1.68 ms = 1.30x fla GDP n=3, L=1 fwd+bwd 3.29 ms, L=3
 fwd+bwd 6.95 ms = 0.45x fla chunk_gla, short of those two speed targets; L=1 fwd 0.59 ms = 0.96x fla GDN in run 13
@@ -404,7 +405,6 @@ def prism_prep_u_kernel(
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
-    D16: tl.constexpr = 0,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -446,7 +446,8 @@ def prism_prep_u_kernel(
         # loop (computed after Ub, it added ~90 B of spills per thread offline at L=3)
         if i_v == 0:
             tl.store(gc_out + off_b, b_gc, mask=m_t)
-            b_W = _mm(_tr_load(p_tr, BT), b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], PREC, D16)
+            b_W = tl.dot(_tr_load(p_tr, BT),
+                         b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
             tl.store(w_out + off_k, b_W.to(w_out.dtype.element_ty), mask=m_k)
     b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
     b_p = tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32)
@@ -463,15 +464,15 @@ def prism_prep_u_kernel(
         b_D = b_d * b_bl[:, None]
         b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
-        b_X -= _mm(b_Bl, b_D, PREC, D16)
+        b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
         if STORE_SW:
             b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
-            b_Sw += _mm(tl.trans(b_ke), b_D, PREC, D16)
+            b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
     b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
                    mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
-    b_Ub = _mm(b_Tr, b_X * b_b1[:, None], PREC, D16)
+    b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
     if STORE_SW:
@@ -708,7 +709,7 @@ def prism_bwd_wy_kernel(
 def prism_bwd_wy2_cols_kernel(
     tr, hs, w, ub, dv1, T,
     H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):
     """Phase C1, WY_IMPL="split2", first kernel: the per-column part. Grid (cdiv(V, BV), N, B*H), BV = WY_BV.
 
@@ -725,11 +726,11 @@ def prism_bwd_wy2_cols_kernel(
     b_trt = tl.load(tr + (i_b * T * H + i_h).to(tl.int64) * BT + (i_t * BT + o_i[None, :]) * (H * BT) + o_i[:, None],
                     mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.)
     b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
-    b_dY = _mm(b_trt, b_dv1, PREC, D16)
+    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
     b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
     b_ub = tl.load(p_ub, boundary_check=(0, 1))
-    tl.store(p_dv, b_ub - _mm(b_w, b_h, PREC, D16), boundary_check=(0, 1))   # V1 = Ub - W h
+    tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
     tl.store(p_ub, b_dY, boundary_check=(0, 1))
 
 
@@ -738,7 +739,6 @@ def prism_bwd_wy2_erase_kernel(
     k, beta, gc, hs, dhs, dy, v1, w, dbp, dgp, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", second kernel (after prism_bwd_wy2_cols_kernel): the WY (erase) part and the
     first key's state write. Grid (N, B*H). Reads dY (dy, the Ub buffer), V1 (v1, the dV1 buffer), h, dH', k1;
@@ -757,20 +757,20 @@ def prism_bwd_wy2_erase_kernel(
     # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dKd = _mm(b_v1, tl.trans(b_dhn), PREC, D16)            # V1 dH'^T
+    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
     b_dk1 = b_dKd * b_e[:, None]
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
     b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dZ = -_mm(b_dy, tl.trans(b_h), PREC, D16)
+    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
     b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
     b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
     b_db1 = b_gam * tl.sum(b_k1 * b_dZ, axis=1)
     b_dk1 += b_dkz
     # dA = -(dY V1^T), used only through G< (strictly lower), so no mask of its own
-    b_dA = -_mm(b_dy, tl.trans(b_v1), PREC, D16)
+    b_dA = -tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_G = _gmat(b_gc, m_s)
     b_GS = b_G * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)      # G< . K1 K1^T
@@ -779,7 +779,7 @@ def prism_bwd_wy2_erase_kernel(
     b_M = b_dA * b_GS
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     b_dSA = b_dA * b_G
-    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)   # a transposed dot result: at PREC
+    b_dk1 += tl.dot(b_dSA + tl.trans(b_dSA), b_k1, input_precision=PREC)
     tl.store(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), b_dk1, boundary_check=(0, 1))
     tl.store(_vec(dbp, i_b, i_h, i_t, T, H, BT), b_db1, boundary_check=(0,))
     # dg_j = sum_{t >= j} rho_t + sum_{t < j} s_t + gamma_C <h, dH'>  (split form, exact under strong decay; the
@@ -793,7 +793,6 @@ def prism_bwd_wy2_read_kernel(
     q, k, gc, hs, do, v1, w, dqp, dgp, scale, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", third kernel (after prism_bwd_wy2_erase_kernel): the first key's read-out.
     Grid (N, B*H). Reads V1 (v1, the dV1 buffer), h, dO, q, k1 of its chunk; writes the partial dq dqp; adds
@@ -807,19 +806,18 @@ def prism_bwd_wy2_read_kernel(
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * _mm(b_do, tl.trans(b_v1), PREC, D16)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_dqs = _mm(b_do, tl.trans(b_h), PREC, D16) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
     b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
     b_rho = tl.sum(b_qs * b_dqs, axis=1)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_k1 = b_k1r.to(tl.float32)
-    b_dqs += _mm(b_dE, b_k1, PREC, D16)
+    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
     tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
-    b_M = tl.where(m_s, b_dE * _mm(b_qs, tl.trans(b_k1), PREC, D16), 0.)
+    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
-    # dE^T Qs: a transposed dot result, so at PREC under D16 too
     tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),
              boundary_check=(0, 1))
     p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
@@ -1382,15 +1380,13 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 
 
 # DOT16: launchers whose dots round their fp32 operands to bf16 for bf16 inputs (`_mm`; fla's kernels take every dot
-# so): "prep_u", "h" (the state pass), "o" (V1 then stored in bf16), "dh" (the reverse pass), "key" (the per-key
-# backward kinds), and, not by default, "wy" (WY_IMPL="split2"'s three kernels: under the interpreter dg's error rose
-# from 1.9e-3 to 5.2e-3 at L=1, T=70, above the 5e-3 budget; dg sums rho terms that cancel). Other dtypes keep their
-# precision (`_prec`). Empty: version 8's dots (tf32 for fp32 operands). H100, T=2048, L=3
+# so): "h" (the state pass), "o" (V1 then stored in bf16), "dh" (the reverse pass), "key" (the per-key backward kinds).
+# Other dtypes keep their precision (`_prec`). Empty: version 8's dots (tf32 for fp32 operands). H100, T=2048, L=3
 # (results/kernels/prism-dot16-h100.json): output kernel 0.521 -> 0.400 ms, state pass 0.284 -> 0.246, dh 0.409 ->
-# 0.288, per-key kinds 4.14 -> 3.69, but prep_u 0.753 -> 0.814 (slower; the set without it is on branch
-# dot16-no-prep-u, not yet checked on a GPU: NOTES.md, version 9); release grid within 5e-3 (worst 3.45e-3, L=3
-# 3.31e-3).
-DOT16 = ("prep_u", "h", "o", "dh", "key")
+# 0.288, per-key kinds 4.14 -> 3.69; release grid within 5e-3 (worst 3.45e-3, L=3 3.31e-3). Measured and removed:
+# prep_u in bf16 was slower (0.753 -> 0.814 ms); the WY kernels' bf16 dots saved 0.07 ms but raised dg's interpreter
+# error to 5.2e-3 at L=1 (NOTES.md, version 9).
+DOT16 = ("h", "o", "dh", "key")
 
 
 def _d16(name: str, dtype: torch.dtype) -> int:
@@ -1844,8 +1840,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, D16=_d16("prep_u", k.dtype),
-        num_warps=_launch_warps("prep_u", BK, BV, BT),
+        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
         **_cap("prep_u", BK, BV),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
@@ -1977,18 +1972,18 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     # "split2"
     BVc = min(BV, WY_BV)
     prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
-        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec, D16=_d16("wy", k.dtype),
+        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
         num_warps=WARPS.get("wy2_cols", 4),
     )
     w2 = 4 if max(BK, BV, BT) <= 64 else 8
     prism_bwd_wy2_erase_kernel[(NT, B * H)](
         k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=_d16("wy", k.dtype),
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy2_erase", w2),
     )
     prism_bwd_wy2_read_kernel[(NT, B * H)](
         q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=_d16("wy", k.dtype),
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy2_read", w2),
     )
     return dqp, dbp, dg

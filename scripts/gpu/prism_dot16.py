@@ -3,7 +3,8 @@
 
 1. At T = 2048 and 16384, L = 1 and 3: chunk_prism's forward (L = 3 only: the L = 1 forward is fla's kernels, which
    DOT16 does not touch) and forward + backward (autograd, as the harness times them), DOT16 off (()) against the
-   default; at the first T and L = 3 also each launcher alone, and the default plus "wy" (opt-in). Outputs and every input gradient of
+   default; at the first T and L = 3 also each launcher alone. (Call 1 of session 9 ran it with "prep_u" and "wy" as
+   DOT16 names too, since removed: results/kernels/prism-dot16-h100.json.) Outputs and every input gradient of
    each variant against the default's (max |x - ref| / max |ref|), and at the first T the L = 3 output against the
    float64 token loop on a slice (B = 1, H = 2) for off and default.
    At the first T also the default with Tr's fp32 buffer zero-filled (version 8) instead of unfilled.
@@ -27,7 +28,6 @@ from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 DEFAULT = pc.DOT16
-OPT_IN = tuple(n for n in ("wy",) if n not in DEFAULT)   # DOT16 names not on by default
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -59,8 +59,8 @@ def main():
             variants = [("default", DEFAULT), ("off", ())]
             if T == TS[0]:   # Tr's fp32 buffer zero-filled (version 8) against unfilled (version 9's default)
                 variants += [("default, Tr zero-filled", DEFAULT)]
-            if T == TS[0] and L == 3:   # each launcher alone, and "wy" (not in the default) with the default
-                variants += [(n, (n,)) for n in DEFAULT + OPT_IN] + [("default+wy", DEFAULT + OPT_IN)]
+            if T == TS[0] and L == 3:   # each launcher alone
+                variants += [(n, (n,)) for n in DEFAULT]
             ref = None
             for name, d16 in variants:
                 pc.DOT16 = d16
