@@ -41,13 +41,20 @@ ALIGN = os.environ.get("KR_ALIGN", "1") != "0"
 # KR_D16=1: compile the kernels that take D16 (version 9's DOT16: bf16 dots) with D16 = 1, as launched for bf16 inputs
 # on a GPU; default 0 (version 8's tf32 dots).
 D16 = int(os.environ.get("KR_D16", "0"))
+# KR_KEYS_BF16: the per-key kinds' bf16 copies (chunk.py's KEYS_BF16, version 10; they need D16): "dh" (dH' read in
+# bf16), "d" (STASH_D: D_l read from the values launch's bf16 store); default "dh,d" with KR_D16=1, else none.
+KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "").split(",") if x)
 
 
 def _src(fn, signature, constexprs):
-    if "D16" in fn.arg_names and "D16" not in signature:   # D16 is each kernel's last parameter
+    if "D16" in fn.arg_names and "D16" not in signature:   # D16 placed where the kernel declares it
+        names = list(signature)
+        cst = {names[i[0]]: v for i, v in constexprs.items()}
         signature = dict(signature, D16="constexpr")
-        constexprs = dict(constexprs)
-        constexprs[(len(signature) - 1,)] = D16
+        cst["D16"] = D16
+        order = [n for n in fn.arg_names if n in signature]
+        signature = {n: signature[n] for n in order}
+        constexprs = {(order.index(n),): v for n, v in cst.items()}
     attrs = {(i,): [["tt.divisibility", 16]] for i, (n, t) in enumerate(signature.items())
              if ALIGN and t.startswith("*")}
     return ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
@@ -166,11 +173,13 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
     branched on program_id(0) (KEYS_IMPL="split"); 0, 1, 2: that kind alone (KEYS_IMPL="kinds"). last: the l = 1
     launch with the tail fused (KEYS_TAIL="fused", version 7)."""
     f32, dt = "*fp32", "*bf16"
-    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=f32, do=dt, dy=f32, dqp=f32, dkp=f32, dbp=f32,
-               dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, dq=dt, dv=dt, du=dt, scale="fp32", T="i32", B="i32",
-               H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
-               FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr", LAST="constexpr")
-    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last)
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
+               dqp=f32, dkp=f32, dbp=f32, dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, dq=dt, dv=dt, du=dt, dd=dt,
+               scale="fp32", T="i32", B="i32", H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr",
+               BK="constexpr", BV="constexpr", FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr",
+               LAST="constexpr", STASH_D="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last,
+               STASH_D="d" in KEYS_BF16)
     sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 

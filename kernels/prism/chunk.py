@@ -566,14 +566,16 @@ def prism_fwd_o_kernel(
 # ----------------------------------------------------------------------------------------- backward (B)
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_dh_kernel(
-    q, k, w, gc, do, dv, dht, dhs_out, dh0_out, scale, T,
+    q, k, w, gc, do, dv, dht, dhs_out, dh0_out, dhs16_out, scale, T,
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
+    STORE16: tl.constexpr = False,
 ):
     """Reverse pass over chunks. Grid (cdiv(V, BV), B*H).
 
     dv [B,T,H,V] holds dVloc on entry and dV1 = dVloc + (e K1) dH_{c+1} on exit (in place);
     dhs [B,N,H,K,V] gets dH_{c+1} = dL/d(state at the end of chunk c); dh0 [B,H,K,V] = dH_0.
+    STORE16: dhs16 [B,N,H,K,V] (its dtype, bf16) also gets dH_{c+1}, rounded (KEYS_BF16 "dh").
     """
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -587,6 +589,9 @@ def prism_bwd_dh_kernel(
     for j in range(NT):
         i_t = NT - 1 - j
         tl.store(_state(dhs_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_dh, boundary_check=(0, 1))
+        if STORE16:
+            tl.store(_state(dhs16_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v),
+                     b_dh.to(dhs16_out.dtype.element_ty), boundary_check=(0, 1))
         b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
         b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
         m_t = i_t * BT + o_i < T
@@ -953,15 +958,19 @@ def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr
 
 
 @triton.jit
-def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
+def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                  sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0):
+                 PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False):
     """The columns program of the per-key kernel (prism_bwd_key_kernel's program 1): stores
     dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l).
-    With D16, dE^T and dF^T are built transposed (D dO^T, D dX^T under G's transposed masks), not transposed."""
-    b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+    With D16, dE^T and dF^T are built transposed (D dO^T, D dX^T under G's transposed masks), not transposed.
+    STASH_D: D_l read from dd (stored by the values program) instead of recomputed."""
+    if STASH_D:
+        b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    else:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_D = _gelu(b_z) * b_bl[:, None]
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_D = _gelu(b_z) * b_bl[:, None]
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dkl = _mm(b_D, tl.trans(b_dhn), PREC, D16) * b_e[:, None]
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
@@ -986,11 +995,11 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scal
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
-    dk, dp, dbeta, dq, dv, du, scale, T,
+    dk, dp, dbeta, dq, dv, du, dd, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1, LAST: tl.constexpr = False,
-    D16: tl.constexpr = 0,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
@@ -1014,6 +1023,10 @@ def prism_bwd_key_kernel(
     LAST (l == 1, the last launch; KEYS_TAIL="fused"): the rows program also does the tail's rows part (stores dq,
     dk[0] and dbeta[0] in the input dtype instead of the fp32 partials) and the values program the solver's first step
     (dp[0], dv, du, instead of storing the running dr), so prism_bwd_keys_tail_kernel is not launched.
+    STASH_D (KEYS_BF16 "d", KIND >= 0 with D16, the values launch first): the values program stores D_l =
+    GELU(z_l) beta_l rounded to dd's dtype (bf16, [B,T,H,V]) and the rows and columns programs read it instead of
+    recomputing D_l from v, u, p_0..p_l (they only use D_l as an operand of bf16 dots: the same rounding). dhs may be
+    a bf16 copy of dH' (KEYS_BF16 "dh"): every read of it here is an operand of a bf16 dot.
     """
     i_t, i_bh = tl.program_id(1), tl.program_id(2)
     if KIND < 0:
@@ -1032,9 +1045,12 @@ def prism_bwd_key_kernel(
         # the read-out terms and the intra-chunk-write terms are added to dg as soon as each is complete (dg is
         # linear in rho and s), so their tiles die early: 32 B of spills per thread at 4 warps offline (version 4's
         # order: 336 B)
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        if STASH_D:
+            b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        else:
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_D = _gelu(b_z) * b_bl[:, None]
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_D = _gelu(b_z) * b_bl[:, None]
         b_kl = b_klr.to(tl.float32)
         b_dgc = tl.zeros([BT], dtype=tl.float32)
         # state write's dg term: s = e . rowsum(K_l . (D dH'^T))
@@ -1083,8 +1099,8 @@ def prism_bwd_key_kernel(
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
         tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
-        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
-                     sb, K, V, BT, BK, BV, PREC, RAW, D16)
+        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT,
+                     ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D)
     else:
         # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
         # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
@@ -1110,6 +1126,9 @@ def prism_bwd_key_kernel(
             b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
             b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        if STASH_D:
+            tl.store(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty),
+                     boundary_check=(0, 1))
         tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
                  tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
         # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
@@ -1387,6 +1406,14 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 # prep_u in bf16 was slower (0.753 -> 0.814 ms); the WY kernels' bf16 dots saved 0.07 ms but raised dg's interpreter
 # error to 5.2e-3 at L=1 (NOTES.md, version 9).
 DOT16 = ("h", "o", "dh", "key")
+# KEYS_BF16 (version 10; KEYS_IMPL "kinds" with "key" in DOT16, bf16 inputs): bf16 copies of the two operands that the
+# per-key kinds use only inside bf16 dots, so each launch reads half or a fifth of the bytes with the same results:
+#   "dh": dH' [B,N,H,K,V], stored a second time in bf16 by the reverse pass (the WY kernels keep reading the fp32
+#         one); the six launches at L=3 read 8 KB per chunk instead of 16 KB.
+#   "d":  D_l = GELU(z_l) beta_l, stored in bf16 by each key's values launch (run first) and read by its rows and
+#         columns launches, which otherwise recompute it from v, u, p_0..p_l (l+3 tiles of the chunk).
+# Memory: + [B,N,H,K,V] and [B,T,H,V] bf16 during the backward. Empty: version 9's reads.
+KEYS_BF16 = ("dh", "d")
 
 
 def _d16(name: str, dtype: torch.dtype) -> int:
@@ -1921,22 +1948,24 @@ def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_fi
     return o, ht, hs, (gc, w, ub, tr)
 
 
-def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale):
+def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale, with_dhs16=False):
     """Phase (B) launcher; dv1 [B,T,H,V] fp32 holds dVloc on entry and dV1 on exit.
-    Returns dhs [B,N,H,K,V] fp32 and dh0 [B,H,K,V] fp32 or None."""
+    Returns dhs [B,N,H,K,V] fp32 and dh0 [B,H,K,V] fp32 or None; with with_dhs16 a third value, dhs rounded to
+    bf16 (stored by the same pass), for the per-key kinds (`_keys_bf16`)."""
     L, B, T, H, K = k.shape
     V = dv1.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
     dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
+    dhs16 = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.bfloat16) if with_dhs16 else None
     BVs = _seq_bv(BK, V, SEQ_BV.get("dh"), B * H, 64)
     prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
-        q, k, w, gc, do, dv1, dht, dhs, dh0, scale, T,
+        q, k, w, gc, do, dv1, dht, dhs, dh0, dhs16, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,
-        PREC=_prec(k.dtype), D16=_d16("dh", k.dtype), num_warps=_seq_warps("dh", BK, BT),
+        PREC=_prec(k.dtype), D16=_d16("dh", k.dtype), STORE16=with_dhs16, num_warps=_seq_warps("dh", BK, BT),
     )
-    return dhs, dh0
+    return (dhs, dh0, dhs16) if with_dhs16 else (dhs, dh0)
 
 
 def _wy_impl(wy_impl):
@@ -2005,8 +2034,20 @@ def _keys_tail(keys_tail):
     return s
 
 
+def _keys_bf16(keys_bf16, impl: str, dtype: torch.dtype) -> tuple:
+    """The KEYS_BF16 parts that apply: only with KEYS_IMPL "kinds" (the stash needs the launch order) and bf16 dots in
+    the per-key kinds (D16 of "key": the copies are then bit-identical in effect)."""
+    parts = KEYS_BF16 if keys_bf16 is None else keys_bf16
+    unknown = set(parts) - {"dh", "d"}
+    if unknown:
+        raise ValueError(f"KEYS_BF16: unknown parts {sorted(unknown)} (known: 'dh', 'd')")
+    if impl != "kinds" or _d16("key", dtype) == 0:
+        return ()
+    return tuple(parts)
+
+
 def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None,
-                   keys_tail=None):
+                   keys_tail=None, dhs16=None, keys_bf16=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
@@ -2016,7 +2057,10 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     buffers are modified (as dg always was); then the tail: with keys_tail (default KEYS_TAIL) "fused" inside the
     l = 1 launches (LAST), with "separate" (and always at L = 1) prism_bwd_keys_tail_kernel. dr: optional fp32 [B,T,H,V]
     workspace for the solver chain's running dr (L > 1; contents overwritten; chunk_prism_bwd passes the dead
-    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel)."""
+    dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel).
+    keys_bf16 (default KEYS_BF16; "kinds" with DOT16 "key" only, `_keys_bf16`): "dh" has the kinds read dH' from
+    dhs16 (bf16, from prism_bwd_dh(with_dhs16=True); converted from dhs here when None), "d" has each key's values
+    launch run first and store D_l in bf16 for that key's rows and columns launches."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2044,16 +2088,24 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         assert dqp.dtype == dkp.dtype == dbp.dtype == dg.dtype == torch.float32
         # "kinds": the three program kinds as three launches of their own (the kinds write disjoint buffers, so
         # the order does not matter); "split": one launch, the kind from program_id(0)
-        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in (0, 1, 2)) if impl == "kinds" \
+        bf16 = _keys_bf16(keys_bf16, impl, k.dtype)
+        if "dh" in bf16 and dhs16 is None:
+            dhs16 = dhs.to(torch.bfloat16)
+        dhk = dhs16 if "dh" in bf16 else dhs
+        stash = "d" in bf16
+        dd = torch.empty(B, T, H, V, device=q.device, dtype=torch.bfloat16) if stash else None
+        # with the D_l stash the values launch (kind 2) goes first: it stores D_l for the other two
+        kinds = (2, 0, 1) if stash else (0, 1, 2)
+        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         fused_tail = _keys_tail(keys_tail) == "fused"
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
-                    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, dq, dv, du, scale, T, B, H, l,
+                    q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
+                    dk, dp, dbeta, dq, dv, du, dd, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, D16=_d16("key", k.dtype), num_warps=warps,
+                    LAST=fused_tail and l == 1, D16=_d16("key", k.dtype), STASH_D=stash, num_warps=warps,
                     **_cap(f"key_kind{kind}"),
                 )
         if fused_tail:
@@ -2085,13 +2137,14 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
             hs, _, _ = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, False)
             del sw
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
-    dhs, dh0 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale)
+    copy16 = "dh" in _keys_bf16(None, _keys_impl(None), k.dtype) and k.shape[0] > 1
+    dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, copy16)
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
     dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
     # phase C2: extra keys and the solver's chain rule
     # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)
     dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT,
-                                                   dr=dv1)
+                                                   dr=dv1, dhs16=dhs16[0] if dhs16 else None)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 
 

@@ -472,16 +472,75 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     class Counted:
         def __getitem__(self, grid):
             def launch(*a, **kw):
-                launches.append((a[25], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
+                launches.append((a[26], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
                 return real[grid](*a, **kw)
             return launch
 
     monkeypatch.setattr(pc, "KEYS_IMPL", impl)
     monkeypatch.setattr(pc, "prism_bwd_key_kernel", Counted())
     assert_errs(run_case(B, T, H, K, V, L, C, dtype, seed=T + L + 3), tol)
-    expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1, l == 1) for l in range(L - 1, 0, -1)
-              for kind in KEYS_LAUNCHES[impl]]
+    kinds = KEYS_LAUNCHES[impl]
+    if "d" in pc._keys_bf16(None, impl, dtype):   # the D_l stash: each key's values launch first
+        kinds = (2, 0, 1)
+    expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1, l == 1) for l in range(L - 1, 0, -1) for kind in kinds]
     assert launches == expect, launches
+
+
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity holds where the recomputed D_l is the stored one; a GPU "
+                    "compiles D_l's fp32 arithmetic per kernel (the GPU tests check these copies against float64)")
+@pytest.mark.parametrize("L,K,V,C", [(2, 16, 16, 16), (3, 16, 24, 32)])
+def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
+    """KEYS_BF16 ("dh": the per-key kinds read dH' from the reverse pass's bf16 copy; "d": each key's values launch
+    stores D_l in bf16 for its rows and columns launches): bf16 inputs, partial last chunk, output and every gradient
+    bit-identical to version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part
+    alone and both; the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D
+    and the values launch first, the reverse pass storing its copy)."""
+    assert pc.KEYS_BF16 == ("dh", "d")
+    x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
+    seen = []
+    real_key, real_dh = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel
+
+    class Spy:
+        def __init__(self, real, what):
+            self.real, self.what = real, what
+
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                seen.append(self.what(a, kw))
+                return self.real[grid](*a, **kw)
+            return launch
+
+    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Spy(real_key, lambda a, kw: (a[7].dtype, kw["STASH_D"], kw["KIND"])))
+    monkeypatch.setattr(pc, "prism_bwd_dh_kernel", Spy(real_dh, lambda a, kw: ("dh", kw["STORE16"])))
+
+    def run(parts):
+        monkeypatch.setattr(pc, "KEYS_BF16", parts)
+        seen.clear()
+        o, _ = chunk_prism(**x, chunk_size=C)
+        return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
+
+    ref, launches = run(())
+    assert launches[0] == ("dh", False) and {a[:2] for a in launches[1:]} == {(torch.float32, False)}
+    for parts in (("dh",), ("d",), ("dh", "d")):
+        got, launches = run(parts)
+        assert launches[0] == ("dh", "dh" in parts)
+        dh_dtype = torch.bfloat16 if "dh" in parts else torch.float32
+        kinds = (2, 0, 1) if "d" in parts else (0, 1, 2)
+        assert launches[1:] == [(dh_dtype, "d" in parts, kind) for _ in range(L - 1) for kind in kinds]
+        for n, a, b in zip(("o",) + NAMES, ref, got):
+            assert torch.equal(a, b), (parts, n)
+
+
+def test_keys_bf16_applies_to_bf16_kinds_only(monkeypatch):
+    """The copies need the kinds' launch order and bf16 dots: no part applies to "split", fp16 / fp32 inputs or an
+    empty DOT16; an unknown part is an error naming KEYS_BF16."""
+    assert pc._keys_bf16(None, "kinds", torch.bfloat16) == ("dh", "d")
+    assert pc._keys_bf16(None, "split", torch.bfloat16) == ()
+    assert pc._keys_bf16(None, "kinds", torch.float16) == pc._keys_bf16(None, "kinds", torch.float32) == ()
+    with pytest.raises(ValueError, match="KEYS_BF16"):
+        pc._keys_bf16(("dh", "x"), "kinds", torch.bfloat16)
+    monkeypatch.setattr(pc, "DOT16", ("h", "o"))
+    assert pc._keys_bf16(None, "kinds", torch.bfloat16) == ()
 
 
 def _keys_launcher_outputs(L, ref, impl, keys_tail=None):
@@ -544,6 +603,16 @@ def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
     """KEYS_IMPL = impl on a GPU, bf16: output and every gradient vs float64, and two backward passes give
     bit-identical gradients (no atomics)."""
     _check_keys_impl_gpu(monkeypatch, impl, T, L, K, input_seed=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("parts", [(), ("dh",), ("d",)])
+def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts):
+    """KEYS_BF16's parts alone and none on a GPU (both, the default, is test_chunk_prism_gpu_bf16_keys_impl's
+    "kinds"): output and every gradient vs float64, two backward passes bit-identical."""
+    monkeypatch.setattr(pc, "KEYS_BF16", parts)
+    _check_keys_impl_gpu(monkeypatch, "kinds", 1000, 3, 64, input_seed=2)
 
 
 # ------------------------------------------------------------------ WY_IMPL (version 4 default: "split2", three kernels)

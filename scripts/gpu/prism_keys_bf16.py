@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""The per-key kinds' bf16 copies (`chunk.KEYS_BF16`, version 10) against version 9's reads, one process (H=16,
+K=V=64, 32768 tokens, bf16, L=3).
+
+At T = 2048 and 16384: chunk_prism forward + backward (autograd, as the harness times them) with KEYS_BF16 off (()),
+"dh" alone, "d" alone and both (the default); at the first T also the default with the columns launches under a
+register cap of 168 (188 registers uncapped offline: 3 CTAs of 4 warps per SM fit under 170) and the forward alone
+(which KEYS_BF16 does not touch: this branch's prep_u at tf32 against run 14's 1.682 ms). Outputs and every input
+gradient of each variant against the off variant's (max |x - ref| / max |ref|: the copies are bit-identical under the
+interpreter, so anything but ~0 here is a GPU difference to look at). Per-kernel CUDA times of forward + backward at
+the first T, off and default.
+Writes $OUT/prism_keys_bf16.json. CPU dry run (interpreter, tiny shapes; fla's kernels replaced by the torch
+stand-ins): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_keys_bf16.py --out /tmp/x
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from prismbench.kernels.prism import chunk as pc
+from prismbench.kernels.prism.chunk import chunk_prism
+
+from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, result_header, write_json
+
+TS = (37, 74) if DRY else (2048, 16384)
+H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
+L = 3
+DEFAULT = pc.KEYS_BF16
+NAMES = ("q", "k", "v", "u", "p", "beta", "g")
+
+
+def fwd_bwd(x, do):
+    """The outputs and every input gradient of one chunk_prism forward + backward."""
+    leaves = [t.detach().requires_grad_(True) for t in x]
+    o = chunk_prism(*leaves, chunk_size=BT)[0]
+    return (o, *torch.autograd.grad(o, leaves, do))
+
+
+def main():
+    out = out_dir()
+    res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L), keys_bf16_default=list(DEFAULT),
+                        dot16=list(pc.DOT16))
+    rows = res["rows"]
+
+    def add(row):
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write_json(res, out, "prism_keys_bf16.json")
+
+    for T in TS:
+        B = TOKENS // T
+        x = prism_tensors(B, T, H, K, L, L)
+        do = torch.randn_like(x[2])
+        variants = [("off", (), {}), ("dh", ("dh",), {}), ("d", ("d",), {}), ("default", DEFAULT, {})]
+        if T == TS[0]:
+            variants += [("default, columns capped at 168", DEFAULT, {"key_kind1": 168})]
+        ref = None
+        for name, parts, cap in variants:
+            pc.KEYS_BF16, pc.MAXNREG = parts, dict(cap)
+            row = dict(T=T, L=L, variant=name, keys_bf16=list(parts), maxnreg=cap)
+            try:
+                got = fwd_bwd(x, do)
+                if ref is None:
+                    ref = got
+                row["max_rel_diff_vs_off"] = {n: max_rel_diff([a], [b]) for n, a, b in zip(("o",) + NAMES, got, ref)}
+                row["ms_fwd_bwd"] = median_ms(lambda: fwd_bwd(x, do), DRY)
+                if T == TS[0] and name == "default":
+                    with torch.no_grad():
+                        row["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
+                if T == TS[0] and name in ("off", "default"):
+                    row["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
+            except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
+                row["error"] = repr(e)[:400]
+            pc.KEYS_BF16, pc.MAXNREG = DEFAULT, {}
+            add(row)
+    print(f"wrote {out}/prism_keys_bf16.json", flush=True)
+
+
+if __name__ == "__main__":
+    main()
