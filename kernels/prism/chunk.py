@@ -1157,6 +1157,92 @@ def prism_bwd_key_kernel(
             tl.store(p_dr, b_dr, boundary_check=(0, 1))
 
 
+@triton.jit(do_not_specialize=["T", "H", "B", "L"])
+def prism_bwd_key_rows_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dq, dk, dbeta, dd, scale, T,
+    B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+):
+    """The rows program of every extra key in one launch (KEYS_ROWS="loop"): prism_bwd_key_kernel's KIND 0 for
+    l = L-1 .. 1 in a runtime loop, in two passes so that one [BT, BK] fp32 accumulator is live at a time: the
+    read-out pass (dE_l K_l into dq, rho_l and s_l into dg) and the intra-chunk-write pass (dF_l K_l into dk1, dbeta1,
+    dg). The fp32 partials dqp, dkp (prism_bwd_wy's) are read and written once per chunk instead of once per key,
+    and q, dO, dH' (pass 1), K1, dY, beta1 (pass 2) are read once. Grid (N, B*H). LAST (KEYS_TAIL="fused"): stores
+    dq, dk[0] (input dtype) and dbeta[0] with the tail's X term, as the l = 1 rows launch does; dg is finished in dgp
+    either way. STASH_D: D_l from dd [L-1,B,T,H,V] (the values launches' bf16 stores), else recomputed."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    sb = (B * T * H).to(tl.int64)
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    m_a = o_i[:, None] >= o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_dgc = tl.zeros([BT], dtype=tl.float32)
+    # pass 1: the read-out terms and the state write's s
+    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_acc = tl.zeros([BT, BK], dtype=tl.float32)
+    for j in range(1, L):
+        ll = (L - j).to(tl.int64)
+        if STASH_D:
+            b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        else:
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_D = _gelu(b_z) * b_bl[:, None]
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_kl = b_klr.to(tl.float32)
+        b_s = b_e * tl.sum(b_kl * _mm(b_D, tl.trans(b_dhn), PREC, D16), axis=1)
+        b_dE = _gmat(b_gc, m_a) * _mm(b_do, tl.trans(b_D), PREC, D16)
+        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+        b_acc += _mm(b_dE, b_kl, PREC, D16)
+        b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
+    p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+    if LAST:
+        tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
+                 ((tl.load(p_dq, boundary_check=(0, 1)) + b_acc) * scale).to(dq.dtype.element_ty),
+                 boundary_check=(0, 1))
+    else:
+        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
+    # pass 2: the intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D_l^T
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    b_acc = tl.zeros([BT, BK], dtype=tl.float32)
+    b_db1 = tl.zeros([BT], dtype=tl.float32)
+    for j in range(1, L):
+        ll = (L - j).to(tl.int64)
+        if STASH_D:
+            b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        else:
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_D = _gelu(b_z) * b_bl[:, None]
+        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
+        b_Gs = _gmat(b_gc, m_s)
+        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_db1 -= tl.sum(b_Gs * b_F * b_P, axis=1)
+        b_dF = -b_Gs * (b_P * b_b1[:, None])
+        b_M = b_dF * b_F
+        b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
+        b_acc += _mm(b_dF, b_klr.to(tl.float32), PREC, D16)
+    p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+    p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+    if LAST:
+        tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
+                 (tl.load(p_dk1, boundary_check=(0, 1)) + b_acc).to(dk.dtype.element_ty), boundary_check=(0, 1))
+        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+        b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
+        tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
+    else:
+        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
+        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+    p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
+    tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
+
+
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_keys_tail_kernel(
     q, v, u, p, beta, dy, dqp, dkp, dbp, dgp, drp,
@@ -1321,6 +1407,11 @@ KEYS_IMPL = "kinds"
 # partials and dr) is not launched; "separate" (version 6) launches the tail kernel after the per-key launches.
 # L = 1 always runs the tail kernel (no per-key launch).
 KEYS_TAIL = "fused"
+# KEYS_ROWS (KEYS_IMPL "kinds", L > 1; version 10 candidate): "loop" runs the rows programs of every extra key in one
+# launch (prism_bwd_key_rows_kernel, after the per-key columns and values launches): a runtime loop over the keys in
+# two passes (read-out, intra-chunk write), one fp32 accumulator live at a time, so the fp32 partials dq, dk1 are
+# read and written once per chunk and q, dO, dH', K1, dY once; "per_key" (version 9) one rows launch per key.
+KEYS_ROWS = "loop"
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -2026,6 +2117,14 @@ def _keys_impl(keys_impl):
     return s
 
 
+def _keys_rows(keys_rows):
+    """KEYS_ROWS / keys_rows: "loop" or "per_key"."""
+    s = KEYS_ROWS if keys_rows is None else keys_rows
+    if s not in ("loop", "per_key"):
+        raise ValueError(f"KEYS_ROWS / keys_rows must be 'loop' or 'per_key', got {s!r}")
+    return s
+
+
 def _keys_tail(keys_tail):
     """Where the tail of phase C2 runs at L > 1 ("kinds" or "split"): keys_tail if given, else KEYS_TAIL."""
     s = KEYS_TAIL if keys_tail is None else keys_tail
@@ -2047,7 +2146,7 @@ def _keys_bf16(keys_bf16, impl: str, dtype: torch.dtype) -> tuple:
 
 
 def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None,
-                   keys_tail=None, dhs16=None, keys_bf16=None):
+                   keys_tail=None, dhs16=None, keys_bf16=None, keys_rows=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
@@ -2060,7 +2159,9 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel).
     keys_bf16 (default KEYS_BF16; "kinds" with DOT16 "key" only, `_keys_bf16`): "dh" has the kinds read dH' from
     dhs16 (bf16, from prism_bwd_dh(with_dhs16=True); converted from dhs here when None), "d" has each key's values
-    launch run first and store D_l in bf16 for that key's rows and columns launches."""
+    launch run first and store D_l in bf16 for that key's rows and columns launches. keys_rows (default KEYS_ROWS;
+    "kinds" only): "loop" runs the rows programs of every key in one prism_bwd_key_rows_kernel launch after the
+    per-key columns and values launches (with "d", one D_l buffer per key), "per_key" one rows launch per key."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2093,21 +2194,33 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             dhs16 = dhs.to(torch.bfloat16)
         dhk = dhs16 if "dh" in bf16 else dhs
         stash = "d" in bf16
-        dd = torch.empty(B, T, H, V, device=q.device, dtype=torch.bfloat16) if stash else None
-        # with the D_l stash the values launch (kind 2) goes first: it stores D_l for the other two
+        rows_loop = impl == "kinds" and _keys_rows(keys_rows) == "loop"
+        # D_l's bf16 buffer: one per key when the rows loop reads them all after the per-key launches
+        dd = torch.empty(L - 1 if rows_loop else 1, B, T, H, V, device=q.device, dtype=torch.bfloat16) \
+            if stash else None
+        # with the D_l stash the values launch (kind 2) goes first: it stores D_l for the others
         kinds = (2, 0, 1) if stash else (0, 1, 2)
+        if rows_loop:
+            kinds = tuple(x for x in kinds if x != 0)
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         fused_tail = _keys_tail(keys_tail) == "fused"
+        d16 = _d16("key", k.dtype)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, dq, dv, du, dd, scale, T, B, H, l,
+                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if rows_loop else 0] if stash else None, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, D16=_d16("key", k.dtype), STASH_D=stash, num_warps=warps,
+                    LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, num_warps=warps,
                     **_cap(f"key_kind{kind}"),
                 )
+        if rows_loop:
+            prism_bwd_key_rows_kernel[(NT, B * H)](
+                q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dq, dk, dbeta, dd, scale, T, B, H, L,
+                K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, LAST=fused_tail, D16=d16, STASH_D=stash,
+                num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"),
+            )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)
             return dq, dk, dv, du, dp, dbeta, dg

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""The per-key kinds' bf16 copies (`chunk.KEYS_BF16`, version 10) against version 9's reads, one process (H=16,
-K=V=64, 32768 tokens, bf16, L=3).
+"""The per-key kinds' bf16 copies (`chunk.KEYS_BF16`) and the rows loop (`chunk.KEYS_ROWS`), version 10 candidates,
+against version 9's per-key launches, one process (H=16, K=V=64, 32768 tokens, bf16, L=3).
 
-At T = 2048 and 16384: chunk_prism forward + backward (autograd, as the harness times them) with KEYS_BF16 off (()),
-"dh" alone, "d" alone and both (the default); at the first T also the default with the columns launches under a
-register cap of 168 (188 registers uncapped offline: 3 CTAs of 4 warps per SM fit under 170) and the forward alone
-(which KEYS_BF16 does not touch: this branch's prep_u at tf32 against run 14's 1.682 ms). Outputs and every input
-gradient of each variant against the off variant's (max |x - ref| / max |ref|: the copies are bit-identical under the
-interpreter, so anything but ~0 here is a GPU difference to look at). Per-kernel CUDA times of forward + backward at
-the first T, off and default.
+At T = 2048 and 16384: chunk_prism forward + backward (autograd, as the harness times them) with version 9's phase C2
+("off": KEYS_BF16 (), KEYS_ROWS "per_key"), each KEYS_BF16 part alone and both with per-key rows launches, the
+defaults (both parts, the rows loop at 4 warps) and the rows loop at 8 warps (236 registers, no spills offline,
+against 255 and 76-128 B of spills at 4); at the first T also the defaults with the columns launches under a register
+cap of 168 (188 registers uncapped offline: 3 CTAs of 4 warps per SM fit under 170), and the forward alone (which
+neither touches: this branch's prep_u at tf32 against run 14's 1.682 ms). Outputs and every input gradient of each
+variant against the off variant's (max |x - ref| / max |ref|: the copies are bit-identical under the interpreter and
+the loop sums in another order, so anything above ~1e-6 here is a GPU difference to look at). Per-kernel CUDA times
+of forward + backward at the first T, off and default.
 Writes $OUT/prism_keys_bf16.json. CPU dry run (interpreter, tiny shapes; fla's kernels replaced by the torch
 stand-ins): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_keys_bf16.py --out /tmp/x
 """
@@ -26,7 +28,7 @@ from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_t
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 L = 3
-DEFAULT = pc.KEYS_BF16
+DEFAULT = dict(KEYS_BF16=pc.KEYS_BF16, KEYS_ROWS=pc.KEYS_ROWS, WARPS=dict(pc.WARPS), MAXNREG=dict(pc.MAXNREG))
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -39,7 +41,8 @@ def fwd_bwd(x, do):
 
 def main():
     out = out_dir()
-    res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L), keys_bf16_default=list(DEFAULT),
+    res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L),
+                        defaults={n: v if isinstance(v, (str, dict)) else list(v) for n, v in DEFAULT.items()},
                         dot16=list(pc.DOT16))
     rows = res["rows"]
 
@@ -52,13 +55,19 @@ def main():
         B = TOKENS // T
         x = prism_tensors(B, T, H, K, L, L)
         do = torch.randn_like(x[2])
-        variants = [("off", (), {}), ("dh", ("dh",), {}), ("d", ("d",), {}), ("default", DEFAULT, {})]
+        per_key = dict(KEYS_ROWS="per_key")
+        variants = [("off", dict(per_key, KEYS_BF16=())), ("both, per-key rows", per_key), ("default", {}),
+                    ("default, rows loop at 8 warps", dict(WARPS={"key_rows": 8}))]
         if T == TS[0]:
-            variants += [("default, columns capped at 168", DEFAULT, {"key_kind1": 168})]
+            variants[1:1] = [("dh, per-key rows", dict(per_key, KEYS_BF16=("dh",))),
+                             ("d, per-key rows", dict(per_key, KEYS_BF16=("d",)))]
+            variants += [("default, columns capped at 168", dict(MAXNREG={"key_kind1": 168}))]
         ref = None
-        for name, parts, cap in variants:
-            pc.KEYS_BF16, pc.MAXNREG = parts, dict(cap)
-            row = dict(T=T, L=L, variant=name, keys_bf16=list(parts), maxnreg=cap)
+        for name, settings in variants:
+            for n, val in {**DEFAULT, **settings}.items():
+                setattr(pc, n, val)
+            row = dict(T=T, L=L, variant=name, settings={n: v if isinstance(v, (str, dict)) else list(v)
+                                                         for n, v in settings.items()})
             try:
                 got = fwd_bwd(x, do)
                 if ref is None:
@@ -72,7 +81,8 @@ def main():
                     row["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
             except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
                 row["error"] = repr(e)[:400]
-            pc.KEYS_BF16, pc.MAXNREG = DEFAULT, {}
+            for n, val in DEFAULT.items():
+                setattr(pc, n, val)
             add(row)
     print(f"wrote {out}/prism_keys_bf16.json", flush=True)
 

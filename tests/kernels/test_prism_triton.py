@@ -482,6 +482,8 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     kinds = KEYS_LAUNCHES[impl]
     if "d" in pc._keys_bf16(None, impl, dtype):   # the D_l stash: each key's values launch first
         kinds = (2, 0, 1)
+    if impl == "kinds" and pc.KEYS_ROWS == "loop":   # the rows programs in one launch of their own, after the keys
+        kinds = tuple(x for x in kinds if x != 0)
     expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1, l == 1) for l in range(L - 1, 0, -1) for kind in kinds]
     assert launches == expect, launches
 
@@ -495,7 +497,7 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
     bit-identical to version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part
     alone and both; the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D
     and the values launch first, the reverse pass storing its copy)."""
-    assert pc.KEYS_BF16 == ("dh", "d")
+    assert pc.KEYS_BF16 == ("dh", "d") and pc.KEYS_ROWS == "loop"
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
     seen = []
     real_key, real_dh = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel
@@ -525,7 +527,7 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
         got, launches = run(parts)
         assert launches[0] == ("dh", "dh" in parts)
         dh_dtype = torch.bfloat16 if "dh" in parts else torch.float32
-        kinds = (2, 0, 1) if "d" in parts else (0, 1, 2)
+        kinds = (2, 1) if "d" in parts else (1, 2)   # the rows programs: prism_bwd_key_rows_kernel (KEYS_ROWS)
         assert launches[1:] == [(dh_dtype, "d" in parts, kind) for _ in range(L - 1) for kind in kinds]
         for n, a, b in zip(("o",) + NAMES, ref, got):
             assert torch.equal(a, b), (parts, n)
@@ -543,7 +545,7 @@ def test_keys_bf16_applies_to_bf16_kinds_only(monkeypatch):
     assert pc._keys_bf16(None, "kinds", torch.bfloat16) == ()
 
 
-def _keys_launcher_outputs(L, ref, impl, keys_tail=None):
+def _keys_launcher_outputs(L, ref, impl, keys_tail=None, **impl_kw):
     """prism_bwd_keys's seven outputs for keys_impl `ref` (dr allocated by the launcher) and `impl` (dr allocated,
     and a garbage workspace), from the same prism_bwd_wy partials: fp32, B=2, T=41 (partial last chunk), H=2,
     K=16 != V=24, chunk 16. Returns {(impl, dr allocated): outputs}."""
@@ -560,7 +562,8 @@ def _keys_launcher_outputs(L, ref, impl, keys_tail=None):
         bufs = [t.clone() for t in (dqp, w, dbp, dgp)]
         outs[name, dr is None] = pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, bufs[0], bufs[1], bufs[2],
                                                    bufs[3], scale, C, dr=dr, keys_impl=name,
-                                                   keys_tail=keys_tail if name == impl else None)
+                                                   keys_tail=keys_tail if name == impl else None,
+                                                   **(impl_kw if name == impl else {}))
     return outs
 
 
@@ -575,6 +578,28 @@ def test_keys_split_matches_fused(L, impl, tail):
     outs = _keys_launcher_outputs(L, ref="fused", impl=impl, keys_tail=tail)
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
     for key in ((impl, True), (impl, False)):
+        for name, a, b in zip(names, outs["fused", True], outs[key]):
+            assert b.shape == a.shape and b.dtype == a.dtype, name
+            assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
+
+
+def test_keys_rows_default_is_loop():
+    assert pc.KEYS_ROWS == "loop" and pc._keys_rows("per_key") == "per_key"
+    with pytest.raises(ValueError, match="keys_rows"):
+        pc._keys_rows("rows")
+
+
+@pytest.mark.parametrize("rows", ["loop", "per_key"])
+@pytest.mark.parametrize("tail", ["fused", "separate"])
+@pytest.mark.parametrize("L", [2, 4])
+def test_keys_rows_matches_fused(L, tail, rows):
+    """KEYS_ROWS "loop" (every key's rows programs in one launch, two passes) and "per_key" (one rows launch per key),
+    "kinds", the tail fused into the last launches or separate, at the launcher: every output within 1e-6 of version
+    2's "fused" kernel (fp32 sums in another order), fp32, partial last chunk, K != V, the same prism_bwd_wy
+    partials, dr allocated or a garbage workspace."""
+    outs = _keys_launcher_outputs(L, ref="fused", impl="kinds", keys_tail=tail, keys_rows=rows)
+    names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
+    for key in (("kinds", True), ("kinds", False)):
         for name, a, b in zip(names, outs["fused", True], outs[key]):
             assert b.shape == a.shape and b.dtype == a.dtype, name
             assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
@@ -607,11 +632,13 @@ def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("parts", [(), ("dh",), ("d",)])
-def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts):
-    """KEYS_BF16's parts alone and none on a GPU (both, the default, is test_chunk_prism_gpu_bf16_keys_impl's
-    "kinds"): output and every gradient vs float64, two backward passes bit-identical."""
+@pytest.mark.parametrize("parts,rows", [((), "loop"), (("dh",), "loop"), (("d",), "loop"), (("dh", "d"), "per_key")])
+def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts, rows):
+    """KEYS_BF16's parts alone and none, and KEYS_ROWS "per_key", on a GPU (both parts with "loop", the defaults, is
+    test_chunk_prism_gpu_bf16_keys_impl's "kinds"): output and every gradient vs float64, two backward passes
+    bit-identical."""
     monkeypatch.setattr(pc, "KEYS_BF16", parts)
+    monkeypatch.setattr(pc, "KEYS_ROWS", rows)
     _check_keys_impl_gpu(monkeypatch, "kinds", 1000, 3, 64, input_seed=2)
 
 
