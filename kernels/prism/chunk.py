@@ -42,6 +42,10 @@ backward (prism_bwd.md, phases A, B, C)
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores), or, at L > 1
                        with KEYS_TAIL="fused" (version 7), that tail inside the l = 1 launches (LAST).
+                       (KEYS_ROWS="loop", version 10) the rows programs of every key in one launch after the
+                       per-key columns and values launches: prism_bwd_key_rows_kernel, a loop over the keys.
+                       (KEYS_BF16, version 10) the kinds read bf16 copies of dH' (stored by prism_bwd_dh) and
+                       D_l (stored by each key's values launch, run first).
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
 
 Numerics: decays are exp of masked differences of the chunk-local cumulative log-decay (never a division
@@ -52,19 +56,18 @@ DOT16 round their dots' fp32 operands to bf16 (fp32 accumulation, as fla's kerne
 16 bits and then transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6): such products
 are built transposed instead (`_gmat_t`).
 
-Version 9 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
+Version 10 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
-(KEYS_TAIL="fused"), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which builds
-delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
+(KEYS_TAIL="fused"), every key's rows programs in one launch (KEYS_ROWS="loop") and the kinds reading bf16 copies of
+dH' and D_l (KEYS_BF16), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which
+builds delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
 at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
 prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time; bf16 dots in
-the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16; on this branch prep_u keeps tf32,
-which main's call-1 configuration does not: not yet checked on a GPU). Status of main's configuration: every gradient
-within 5e-3 on an H100 (bf16; release grid 21/21 run, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048
-(harness, one process with the peers, run 14): L=3 fwd 1.68 ms = 1.30x fla GDP n=3, L=1 fwd+bwd 3.29 ms, L=3
-fwd+bwd 6.95 ms = 0.45x fla chunk_gla, short of those two speed targets; L=1 fwd 0.59 ms = 0.96x fla GDN in run 13
-(target 0.9x, met at every T there; NOTES.md).
+the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status: every gradient within 5e-3
+on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness, one process
+with the peers, run 15): L=3 fwd 1.62 ms = 1.35x fla GDP n=3, L=1 fwd+bwd 3.30 ms, L=3 fwd+bwd 5.69 ms = 0.55x fla
+chunk_gla, short of those two speed targets; L=1 fwd 0.58 ms = 0.97x fla GDN (target 0.9x, met at every T).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -1411,6 +1414,9 @@ KEYS_TAIL = "fused"
 # launch (prism_bwd_key_rows_kernel, after the per-key columns and values launches): a runtime loop over the keys in
 # two passes (read-out, intra-chunk write), one fp32 accumulator live at a time, so the fp32 partials dq, dk1 are
 # read and written once per chunk and q, dO, dH', K1, dY once; "per_key" (version 9) one rows launch per key.
+# H100, T=2048, L=3 fwd+bwd with KEYS_BF16 (results/kernels/prism-keys-bf16-h100.json): 5.98 ms per key, 5.69 loop
+# (8 warps: 6.17); T=16384 6.80 -> 6.44; release grid 22/22 within 5e-3. Offline sm_90, 4 warps: 255 registers,
+# 76-128 B of spills, 65 KB of shared memory.
 KEYS_ROWS = "loop"
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
@@ -1503,7 +1509,9 @@ DOT16 = ("h", "o", "dh", "key")
 #         one); the six launches at L=3 read 8 KB per chunk instead of 16 KB.
 #   "d":  D_l = GELU(z_l) beta_l, stored in bf16 by each key's values launch (run first) and read by its rows and
 #         columns launches, which otherwise recompute it from v, u, p_0..p_l (l+3 tiles of the chunk).
-# Memory: + [B,N,H,K,V] and [B,T,H,V] bf16 during the backward. Empty: version 9's reads.
+# Memory: + [B,N,H,K,V] and [B,T,H,V] (one per extra key with KEYS_ROWS="loop") bf16 during the backward. Empty:
+# version 9's reads. H100, T=2048, L=3 fwd+bwd with per-key rows launches (results/kernels/prism-keys-bf16-h100.json):
+# 6.80 ms without, 6.73 "dh", 6.06 "d", 5.98 both; outputs and every gradient equal to the last bit there too.
 KEYS_BF16 = ("dh", "d")
 
 
