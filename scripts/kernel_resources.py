@@ -10,7 +10,8 @@ PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and pri
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
 (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
-rows,K,warps,last[,BT] (KEYS_ROWS="loop").
+rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] | vals,K,warps,last[,BT] (KEYS_LOOP
+"columns", "values").
 K = V. One JSON line per job. KR_D16=1: the kernels that take D16 compiled with bf16 dots (DOT16, version 9). (Version 4
 deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
 
@@ -153,6 +154,8 @@ def _compile(fn, sig, cst, warps):
     names = list(sig)
     src = _src(fn=fn, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
     opts = dict(num_warps=warps)
+    if os.environ.get("KR_STAGES"):        # software pipelining depth (num_stages launch option)
+        opts["num_stages"] = int(os.environ["KR_STAGES"])
     if os.environ.get("KR_MAXNREG"):       # a register cap, as the `maxnreg` launch option sets it
         opts["maxnreg"] = int(os.environ["KR_MAXNREG"])
     return triton.compile(src, target=TGT, options=opts)
@@ -186,7 +189,7 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
 
 
 def key_rows(K, L, BT, warps, last):
-    """prism_bwd_key_rows_kernel (KEYS_ROWS="loop": every key's rows programs in one launch; L a runtime argument,
+    """prism_bwd_key_rows_kernel (KEYS_LOOP "rows": every key's rows programs in one launch; L a runtime argument,
     given for the record)."""
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
@@ -196,6 +199,19 @@ def key_rows(K, L, BT, warps, last):
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16)
     sig = {n: sig[n] for n in pc.prism_bwd_key_rows_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_rows_kernel, sig, cst, warps)
+
+
+def key_loop(name, K, BT, warps, last):
+    """prism_bwd_key_columns_kernel / prism_bwd_key_values_kernel (KEYS_LOOP "columns" / "values")."""
+    f32, dt = "*fp32", "*bf16"
+    fn = pc.prism_bwd_key_columns_kernel if name == "cols" else pc.prism_bwd_key_values_kernel
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
+               drp=f32, dk=dt, dp=dt, dbeta=dt, dv=dt, du=dt, dd=dt, scale="fp32", T="i32", B="i32", H="i32", L="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr", LAST="constexpr", STASH_D="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16)
+    sig = {n: sig[n] for n in fn.arg_names if n in sig}
+    return _compile(fn, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
 
 def keys_tail(K, BT, warps, has_dr):
@@ -312,11 +328,18 @@ for spec in jobs.split(";"):
             P = a[5] if len(a) > 5 else -1
             ck = key(K, BT, BV, warps, bool(first), kind=P)
             r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first), KIND=P)
-        elif kind == "rows":      # rows,K,warps,last[,BT]: prism_bwd_key_rows_kernel (KEYS_ROWS="loop")
+        elif kind == "rows":      # rows,K,warps,last[,BT]: prism_bwd_key_rows_kernel (KEYS_LOOP "rows")
             K, warps, last = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = key_rows(K, 3, BT, warps, bool(last))
             r = dict(kernel="key_rows", K=K, BT=BT, warps=warps, last=bool(last))
+        elif kind in ("cols", "vals"):   # cols,K,warps[,BT] | vals,K,warps,last[,BT]: KEYS_LOOP columns / values
+            K, warps = a[:2]
+            last = bool(a[2]) if kind == "vals" else False
+            rest = a[3:] if kind == "vals" else a[2:]
+            BT = rest[0] if rest else (64 if K <= 64 else 32)
+            ck = key_loop(kind, K, BT, warps, last)
+            r = dict(kernel=f"key_{kind}_loop", K=K, BT=BT, warps=warps, last=last)
         elif kind == "o":         # o,K,L,warps[,BT]: prism_fwd_o_kernel
             K, L, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)

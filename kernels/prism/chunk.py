@@ -42,8 +42,9 @@ backward (prism_bwd.md, phases A, B, C)
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores), or, at L > 1
                        with KEYS_TAIL="fused" (version 7), that tail inside the l = 1 launches (LAST).
-                       (KEYS_ROWS="loop", version 10) the rows programs of every key in one launch after the
-                       per-key columns and values launches: prism_bwd_key_rows_kernel, a loop over the keys.
+                       (KEYS_LOOP, version 10) the rows programs of every key in one launch after the per-key
+                       columns and values launches: prism_bwd_key_rows_kernel, a loop over the keys (the columns
+                       and values kinds likewise when named there).
                        (KEYS_BF16, version 10) the kinds read bf16 copies of dH' (stored by prism_bwd_dh) and
                        D_l (stored by each key's values launch, run first).
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
@@ -58,7 +59,7 @@ are built transposed instead (`_gmat_t`).
 
 Version 10 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
-(KEYS_TAIL="fused"), every key's rows programs in one launch (KEYS_ROWS="loop") and the kinds reading bf16 copies of
+(KEYS_TAIL="fused"), every key's rows programs in one launch (KEYS_LOOP "rows") and the kinds reading bf16 copies of
 dH' and D_l (KEYS_BF16), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which
 builds delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
@@ -961,6 +962,37 @@ def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr
 
 
 @triton.jit
+def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K: tl.constexpr,
+            V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+            RAW: tl.constexpr, D16: tl.constexpr = 0):
+    """The values program's dD_l = (G<= . Qs K_l^T)^T dO + diag(e) K_l dH' - (G< . K1 K_l^T)^T dX (dX = diag(beta1)
+    dY), fp32 [BT, BV]; with D16 the transposed products are built transposed (`_gmat_t`)."""
+    o_i = tl.arange(0, BT)
+    b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    if D16:   # (G<= . Qs K_l^T)^T built transposed: K_l Qs^T under G's transposed mask
+        b_GEt = (_gmat_t(b_gc, o_i[:, None] <= o_i[None, :]) * scale
+                 * tl.dot(b_klr, tl.trans(b_qr), input_precision=PREC))
+        b_dD = _mm(b_GEt, b_do, PREC, D16)
+    else:
+        b_GE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
+        b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dD += _mm(b_klr.to(tl.float32) * b_e[:, None], b_dhn, PREC, D16)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+    if D16:
+        b_GFt = _gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * tl.dot(b_klr, tl.trans(b_k1r), input_precision=PREC)
+        b_dD -= _mm(b_GFt, b_dX, PREC, D16)
+    else:
+        b_GF = _gmat(b_gc, o_i[:, None] > o_i[None, :]) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+        b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+    return b_dD
+
+
+@triton.jit
 def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
                  sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                  PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False):
@@ -1107,27 +1139,8 @@ def prism_bwd_key_kernel(
     else:
         # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
         # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-        if D16:   # (G<= . Qs K_l^T)^T built transposed: K_l Qs^T under G's transposed mask
-            b_GEt = (_gmat_t(b_gc, o_i[:, None] <= o_i[None, :]) * scale
-                     * tl.dot(b_klr, tl.trans(b_qr), input_precision=PREC))
-            b_dD = _mm(b_GEt, b_do, PREC, D16)
-        else:
-            b_GE = _gmat(b_gc, m_a) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
-            b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
-        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-        b_dD += _mm(b_klr.to(tl.float32) * b_e[:, None], b_dhn, PREC, D16)
-        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-        if D16:
-            b_GFt = _gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * tl.dot(b_klr, tl.trans(b_k1r), input_precision=PREC)
-            b_dD -= _mm(b_GFt, b_dX, PREC, D16)
-        else:
-            b_GF = _gmat(b_gc, m_s) * tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-            b_dD -= tl.dot(tl.trans(b_GF), b_dX, input_precision=PREC)
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
+                       PREC, RAW, D16)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         if STASH_D:
             tl.store(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty),
@@ -1147,6 +1160,7 @@ def prism_bwd_key_kernel(
                  boundary_check=(0, 1))
         if LAST:
             # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
+            b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
             b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
             b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
                      - b_dr) * _gelu_grad(b_p0 * b_r0)
@@ -1161,12 +1175,86 @@ def prism_bwd_key_kernel(
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
+def prism_bwd_key_values_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, scale, T,
+    B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+):
+    """The values program of every extra key in one launch (KEYS_LOOP "values"): prism_bwd_key_kernel's KIND 2 for
+    l = L-1 .. 1 in a runtime loop, the solver chain's running dr kept in registers across the keys (not stored
+    and re-read per key). Grid (N, B*H). LAST (KEYS_TAIL="fused"): then the solver's first step (dp[0], dv, du), as
+    the l = 1 values launch does; else dr is stored to drp for prism_bwd_keys_tail_kernel. STASH_D: stores each D_l
+    in dd [L-1,B,T,H,V] (bf16) for the other kinds."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    sb = (B * T * H).to(tl.int64)
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    b_dr = tl.zeros([BT, BV], dtype=tl.float32)
+    for j in range(1, L):
+        ll = (L - j).to(tl.int64)
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
+                       PREC, RAW, D16)
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        if STASH_D:
+            tl.store(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV),
+                     (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty), boundary_check=(0, 1))
+        tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
+                 tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
+        # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l); dr = 0 before the last key (l = L-1)
+        b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
+        b_dr += b_dz * b_p
+        tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
+    if LAST:
+        # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+        b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+                 - b_dr) * _gelu_grad(b_p0 * b_r0)
+        b_dr += b_dz0 * b_p0
+        tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
+        tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+        tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+    else:
+        tl.store(_rows(drp, i_b, i_h, i_t, T, H, V, BT, BV), b_dr, boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H", "B", "L"])
+def prism_bwd_key_columns_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, dk, dd, scale, T,
+    B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+):
+    """The columns program of every extra key in one launch (KEYS_LOOP "columns"): prism_bwd_key_kernel's KIND 1 for
+    l = L-1 .. 1 in a runtime loop (dk_l stored per key; the chunk's shared tiles re-read per key mostly from L2).
+    Grid (N, B*H). STASH_D: D_l from dd [L-1,B,T,H,V]."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    NT = (T + BT - 1) // BT
+    sb = (B * T * H).to(tl.int64)
+    o_i = tl.arange(0, BT)
+    m_s = o_i[:, None] > o_i[None, :]
+    m_a = o_i[:, None] >= o_i[None, :]
+    b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
+    for j in range(1, L):
+        ll = (L - j).to(tl.int64)
+        if STASH_D:
+            p_d = dd + (ll - 1) * sb * V
+        else:
+            p_d = dd
+        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, p_d, b_gc, b_e, m_a, m_s, scale,
+                     i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D)
+
+
+@triton.jit(do_not_specialize=["T", "H", "B", "L"])
 def prism_bwd_key_rows_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dq, dk, dbeta, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
 ):
-    """The rows program of every extra key in one launch (KEYS_ROWS="loop"): prism_bwd_key_kernel's KIND 0 for
+    """The rows program of every extra key in one launch (KEYS_LOOP "rows"): prism_bwd_key_kernel's KIND 0 for
     l = L-1 .. 1 in a runtime loop, in two passes so that one [BT, BK] fp32 accumulator is live at a time: the
     read-out pass (dE_l K_l into dq, rho_l and s_l into dg) and the intra-chunk-write pass (dF_l K_l into dk1, dbeta1,
     dg). The fp32 partials dqp, dkp (prism_bwd_wy's) are read and written once per chunk instead of once per key,
@@ -1410,14 +1498,19 @@ KEYS_IMPL = "kinds"
 # partials and dr) is not launched; "separate" (version 6) launches the tail kernel after the per-key launches.
 # L = 1 always runs the tail kernel (no per-key launch).
 KEYS_TAIL = "fused"
-# KEYS_ROWS (KEYS_IMPL "kinds", L > 1; version 10 candidate): "loop" runs the rows programs of every extra key in one
-# launch (prism_bwd_key_rows_kernel, after the per-key columns and values launches): a runtime loop over the keys in
-# two passes (read-out, intra-chunk write), one fp32 accumulator live at a time, so the fp32 partials dq, dk1 are
-# read and written once per chunk and q, dO, dH', K1, dY once; "per_key" (version 9) one rows launch per key.
-# H100, T=2048, L=3 fwd+bwd with KEYS_BF16 (results/kernels/prism-keys-bf16-h100.json): 5.98 ms per key, 5.69 loop
-# (8 warps: 6.17); T=16384 6.80 -> 6.44; release grid 22/22 within 5e-3. Offline sm_90, 4 warps: 255 registers,
-# 76-128 B of spills, 65 KB of shared memory.
-KEYS_ROWS = "loop"
+# KEYS_LOOP (KEYS_IMPL "kinds", L > 1): the program kinds that run for every extra key in one launch, a runtime loop
+# over the keys, instead of one launch per key (version 9):
+#   "rows" (version 10; KEYS_ROWS="loop" in its first commits): prism_bwd_key_rows_kernel, after the per-key launches,
+#          in two passes (read-out, intra-chunk write), one fp32 accumulator live at a time, so the fp32 partials dq,
+#          dk1 are read and written once per chunk and q, dO, dH', K1, dY once. H100, T=2048, L=3 fwd+bwd with
+#          KEYS_BF16 (results/kernels/prism-keys-bf16-h100.json): 5.98 ms per key, 5.69 loop (8 warps: 6.17); T=16384
+#          6.80 -> 6.44; release grid 22/22 within 5e-3. Offline sm_90, 4 warps: 255 registers, 76-128 B of spills.
+#   "values" (candidate): prism_bwd_key_values_kernel, first: the solver chain's running dr stays in registers across
+#          the keys (not stored and re-read per key), the chunk's shared tiles re-read per key mostly from L2. 8 warps
+#          (offline sm_90: 255 registers and 980 B of spills at 4 warps, 96 B at 8).
+#   "columns" (candidate): prism_bwd_key_columns_kernel, after the per-key launches: dk_l per key in one launch; one
+#          pipelining stage (MEASURED_STAGES; offline: 246 registers, no spills, 32 KB of shared memory).
+KEYS_LOOP = ("rows", "columns", "values")
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -1458,6 +1551,23 @@ def _cap(name: str, BK: int = 64, BV: int = 64) -> dict:
         return {}
     n = MAXNREG[name] if name in MAXNREG else (MEASURED_MAXNREG.get(name) if max(BK, BV) <= 64 else None)
     return dict(maxnreg=n) if n else {}
+
+
+# STAGES: software-pipelining depth (Triton's `num_stages` launch option) per launcher name, for tuning runs; empty =
+# MEASURED_STAGES, else Triton's default (3). The loop kernels of KEYS_LOOP ("key_rows", "key_columns",
+# "key_values") are the launchers it is read for: their runtime loop over the keys is what Triton pipelines, with one
+# shared-memory buffer per stage for each loaded tile (offline sm_90, 4 warps: the columns loop 155 KB of shared memory
+# at 3 stages, one CTA per SM; 32 KB at 1).
+STAGES: dict = {}
+MEASURED_STAGES: dict = {"key_columns": 1}
+
+
+def _stages(name: str) -> dict:
+    """Launch options of launcher `name`'s pipelining depth (STAGES, MEASURED_STAGES); none under the interpreter."""
+    if INTERPRET:
+        return {}
+    n = STAGES[name] if name in STAGES else MEASURED_STAGES.get(name)
+    return dict(num_stages=n) if n else {}
 
 
 # SEQ_BV: column block of V in the two sequential passes over chunks ("h": prism_fwd_h_kernel, "dh":
@@ -1509,7 +1619,7 @@ DOT16 = ("h", "o", "dh", "key")
 #         one); the six launches at L=3 read 8 KB per chunk instead of 16 KB.
 #   "d":  D_l = GELU(z_l) beta_l, stored in bf16 by each key's values launch (run first) and read by its rows and
 #         columns launches, which otherwise recompute it from v, u, p_0..p_l (l+3 tiles of the chunk).
-# Memory: + [B,N,H,K,V] and [B,T,H,V] (one per extra key with KEYS_ROWS="loop") bf16 during the backward. Empty:
+# Memory: + [B,N,H,K,V] and [B,T,H,V] (one per extra key with a KEYS_LOOP kind) bf16 during the backward. Empty:
 # version 9's reads. H100, T=2048, L=3 fwd+bwd with per-key rows launches (results/kernels/prism-keys-bf16-h100.json):
 # 6.80 ms without, 6.73 "dh", 6.06 "d", 5.98 both; outputs and every gradient equal to the last bit there too.
 KEYS_BF16 = ("dh", "d")
@@ -2125,12 +2235,15 @@ def _keys_impl(keys_impl):
     return s
 
 
-def _keys_rows(keys_rows):
-    """KEYS_ROWS / keys_rows: "loop" or "per_key"."""
-    s = KEYS_ROWS if keys_rows is None else keys_rows
-    if s not in ("loop", "per_key"):
-        raise ValueError(f"KEYS_ROWS / keys_rows must be 'loop' or 'per_key', got {s!r}")
-    return s
+_KIND_NAMES = ("rows", "columns", "values")   # prism_bwd_key_kernel's KIND 0, 1, 2
+
+
+def _keys_loop(keys_loop) -> tuple:
+    """KEYS_LOOP / keys_loop: a tuple of kinds among "rows", "columns", "values"."""
+    s = KEYS_LOOP if keys_loop is None else keys_loop
+    if isinstance(s, str) or not set(s) <= set(_KIND_NAMES):
+        raise ValueError(f"KEYS_LOOP / keys_loop must be a tuple of kinds among {_KIND_NAMES}, got {s!r}")
+    return tuple(s)
 
 
 def _keys_tail(keys_tail):
@@ -2154,7 +2267,7 @@ def _keys_bf16(keys_bf16, impl: str, dtype: torch.dtype) -> tuple:
 
 
 def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None,
-                   keys_tail=None, dhs16=None, keys_bf16=None, keys_rows=None):
+                   keys_tail=None, dhs16=None, keys_bf16=None, keys_loop=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
@@ -2167,9 +2280,10 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel).
     keys_bf16 (default KEYS_BF16; "kinds" with DOT16 "key" only, `_keys_bf16`): "dh" has the kinds read dH' from
     dhs16 (bf16, from prism_bwd_dh(with_dhs16=True); converted from dhs here when None), "d" has each key's values
-    launch run first and store D_l in bf16 for that key's rows and columns launches. keys_rows (default KEYS_ROWS;
-    "kinds" only): "loop" runs the rows programs of every key in one prism_bwd_key_rows_kernel launch after the
-    per-key columns and values launches (with "d", one D_l buffer per key), "per_key" one rows launch per key."""
+    launch run first and store D_l in bf16 for that key's rows and columns launches. keys_loop (default KEYS_LOOP;
+    "kinds" only): the kinds ("rows", "columns", "values") whose programs run for every key in one launch, a loop over
+    the keys (prism_bwd_key_rows_kernel / _columns_kernel / _values_kernel; the values loop first, then the per-key
+    launches of the other kinds, then the columns and rows loops; with "d", one D_l buffer per key)."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2202,32 +2316,42 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             dhs16 = dhs.to(torch.bfloat16)
         dhk = dhs16 if "dh" in bf16 else dhs
         stash = "d" in bf16
-        rows_loop = impl == "kinds" and _keys_rows(keys_rows) == "loop"
-        # D_l's bf16 buffer: one per key when the rows loop reads them all after the per-key launches
-        dd = torch.empty(L - 1 if rows_loop else 1, B, T, H, V, device=q.device, dtype=torch.bfloat16) \
+        loops = _keys_loop(keys_loop) if impl == "kinds" else ()
+        # D_l's bf16 buffer: one per key when a loop launch reads or writes them all
+        dd = torch.empty(L - 1 if loops else 1, B, T, H, V, device=q.device, dtype=torch.bfloat16) \
             if stash else None
-        # with the D_l stash the values launch (kind 2) goes first: it stores D_l for the others
-        kinds = (2, 0, 1) if stash else (0, 1, 2)
-        if rows_loop:
-            kinds = tuple(x for x in kinds if x != 0)
-        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
-            else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         fused_tail = _keys_tail(keys_tail) == "fused"
         d16 = _d16("key", k.dtype)
+        common = dict(K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=d16, STASH_D=stash)
+        if "values" in loops:   # first: it stores every D_l and the running dr (or the solver's first step)
+            prism_bwd_key_values_kernel[(NT, B * H)](
+                q, k, v, u, p, beta, gc, dhk, do, dy, dr, dp, dbeta, dv, du, dd, scale, T, B, H, L,
+                LAST=fused_tail, num_warps=WARPS.get("key_values", 8), **_cap("key_values"), **_stages("key_values"),
+                **common,
+            )
+        # with the D_l stash a per-key values launch (kind 2) goes first: it stores D_l for the others
+        kinds = (2, 0, 1) if stash else (0, 1, 2)
+        kinds = tuple(x for x in kinds if _KIND_NAMES[x] not in loops)
+        launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
+            else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if rows_loop else 0] if stash else None, scale, T, B, H, l,
+                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
                     LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, num_warps=warps,
                     **_cap(f"key_kind{kind}"),
                 )
-        if rows_loop:
+        if "columns" in loops:
+            prism_bwd_key_columns_kernel[(NT, B * H)](
+                q, k, v, u, p, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L,
+                num_warps=WARPS.get("key_columns", 4), **_cap("key_columns"), **_stages("key_columns"), **common,
+            )
+        if "rows" in loops:
             prism_bwd_key_rows_kernel[(NT, B * H)](
                 q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dq, dk, dbeta, dd, scale, T, B, H, L,
-                K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, LAST=fused_tail, D16=d16, STASH_D=stash,
-                num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"),
+                LAST=fused_tail, num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"), **_stages("key_rows"), **common,
             )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The per-key kinds' bf16 copies (`chunk.KEYS_BF16`) and the rows loop (`chunk.KEYS_ROWS`), version 10 candidates,
+"""The per-key kinds' bf16 copies (`chunk.KEYS_BF16`) and the rows loop (`chunk.KEYS_LOOP` "rows"; `KEYS_ROWS="loop"`
+when this ran in session 10's call 1: results/kernels/prism-keys-bf16-h100.json), version 10 candidates,
 against version 9's per-key launches, one process (H=16, K=V=64, 32768 tokens, bf16, L=3).
 
 At T = 2048 and 16384: chunk_prism forward + backward (autograd, as the harness times them) with version 9's phase C2
-("off": KEYS_BF16 (), KEYS_ROWS "per_key"), each KEYS_BF16 part alone and both with per-key rows launches, the
+("off": KEYS_BF16 (), KEYS_LOOP ()), each KEYS_BF16 part alone and both with per-key rows launches, the
 defaults (both parts, the rows loop at 4 warps) and the rows loop at 8 warps (236 registers, no spills offline,
 against 255 and 76-128 B of spills at 4); at the first T also the defaults with the columns launches under a register
 cap of 168 (188 registers uncapped offline: 3 CTAs of 4 warps per SM fit under 170), and the forward alone (which
@@ -28,7 +29,8 @@ from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_t
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 L = 3
-DEFAULT = dict(KEYS_BF16=pc.KEYS_BF16, KEYS_ROWS=pc.KEYS_ROWS, WARPS=dict(pc.WARPS), MAXNREG=dict(pc.MAXNREG))
+# "default" is version 10's configuration as call 1 ran it (both copies, the rows loop alone)
+DEFAULT = dict(KEYS_BF16=("dh", "d"), KEYS_LOOP=("rows",), WARPS=dict(pc.WARPS), MAXNREG=dict(pc.MAXNREG))
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
@@ -55,7 +57,7 @@ def main():
         B = TOKENS // T
         x = prism_tensors(B, T, H, K, L, L)
         do = torch.randn_like(x[2])
-        per_key = dict(KEYS_ROWS="per_key")
+        per_key = dict(KEYS_LOOP=())
         variants = [("off", dict(per_key, KEYS_BF16=())), ("both, per-key rows", per_key), ("default", {}),
                     ("default, rows loop at 8 warps", dict(WARPS={"key_rows": 8}))]
         if T == TS[0]:

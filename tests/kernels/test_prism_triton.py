@@ -482,8 +482,8 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     kinds = KEYS_LAUNCHES[impl]
     if "d" in pc._keys_bf16(None, impl, dtype):   # the D_l stash: each key's values launch first
         kinds = (2, 0, 1)
-    if impl == "kinds" and pc.KEYS_ROWS == "loop":   # the rows programs in one launch of their own, after the keys
-        kinds = tuple(x for x in kinds if x != 0)
+    if impl == "kinds":   # KEYS_LOOP's kinds run in launches of their own (prism_bwd_key_<kind>_kernel)
+        kinds = tuple(x for x in kinds if pc._KIND_NAMES[x] not in pc.KEYS_LOOP)
     expect = [(l, l == L - 1, kind, 3 if kind < 0 else 1, l == 1) for l in range(L - 1, 0, -1) for kind in kinds]
     assert launches == expect, launches
 
@@ -497,7 +497,8 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
     bit-identical to version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part
     alone and both; the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D
     and the values launch first, the reverse pass storing its copy)."""
-    assert pc.KEYS_BF16 == ("dh", "d") and pc.KEYS_ROWS == "loop"
+    assert pc.KEYS_BF16 == ("dh", "d")
+    monkeypatch.setattr(pc, "KEYS_LOOP", ("rows",))   # the columns and values kinds launched per key
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
     seen = []
     real_key, real_dh = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel
@@ -527,10 +528,29 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
         got, launches = run(parts)
         assert launches[0] == ("dh", "dh" in parts)
         dh_dtype = torch.bfloat16 if "dh" in parts else torch.float32
-        kinds = (2, 1) if "d" in parts else (1, 2)   # the rows programs: prism_bwd_key_rows_kernel (KEYS_ROWS)
+        kinds = (2, 1) if "d" in parts else (1, 2)   # the rows programs: prism_bwd_key_rows_kernel (KEYS_LOOP)
         assert launches[1:] == [(dh_dtype, "d" in parts, kind) for _ in range(L - 1) for kind in kinds]
         for n, a, b in zip(("o",) + NAMES, ref, got):
             assert torch.equal(a, b), (parts, n)
+
+
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity of separately compiled kernels holds under the interpreter")
+@pytest.mark.parametrize("loop", [("values",), ("columns",), ("columns", "values")])
+def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
+    """KEYS_LOOP "columns" / "values" do per chunk what the per-key launches do, in the same order of operations
+    (the running dr starts at 0 and stays in registers instead of an fp32 buffer), so with bf16 inputs, the D_l stash
+    (one buffer per key, written by the values loop or launches, read by the others) and the rows loop, the output and
+    every gradient equal the per-key launches' to the last bit; L = 3, partial last chunk."""
+    x = make_prism_inputs(Shape(1, 41, 2, 16, 24, 3, torch.bfloat16, DEVICE), 6)
+
+    def run(kinds):
+        monkeypatch.setattr(pc, "KEYS_LOOP", kinds)
+        o, _ = chunk_prism(**x, chunk_size=32)
+        return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES])
+
+    ref = run(("rows",))
+    for n, a, b in zip(("o",) + NAMES, ref, run(("rows",) + loop)):
+        assert torch.equal(a, b), (loop, n)
 
 
 def test_keys_bf16_applies_to_bf16_kinds_only(monkeypatch):
@@ -583,21 +603,24 @@ def test_keys_split_matches_fused(L, impl, tail):
             assert rel_err(b, a) <= 1e-6, (key, name, rel_err(b, a))
 
 
-def test_keys_rows_default_is_loop():
-    assert pc.KEYS_ROWS == "loop" and pc._keys_rows("per_key") == "per_key"
-    with pytest.raises(ValueError, match="keys_rows"):
-        pc._keys_rows("rows")
+def test_keys_loop_default_is_every_kind():
+    assert pc.KEYS_LOOP == ("rows", "columns", "values") and pc._keys_loop(()) == ()
+    with pytest.raises(ValueError, match="keys_loop"):
+        pc._keys_loop(("rows", "cols"))
+    with pytest.raises(ValueError, match="keys_loop"):
+        pc._keys_loop("rows")
 
 
-@pytest.mark.parametrize("rows", ["loop", "per_key"])
+@pytest.mark.parametrize("loop", [(), ("rows",), ("columns",), ("values",), ("rows", "columns", "values")])
 @pytest.mark.parametrize("tail", ["fused", "separate"])
 @pytest.mark.parametrize("L", [2, 4])
-def test_keys_rows_matches_fused(L, tail, rows):
-    """KEYS_ROWS "loop" (every key's rows programs in one launch, two passes) and "per_key" (one rows launch per key),
-    "kinds", the tail fused into the last launches or separate, at the launcher: every output within 1e-6 of version
-    2's "fused" kernel (fp32 sums in another order), fp32, partial last chunk, K != V, the same prism_bwd_wy
-    partials, dr allocated or a garbage workspace."""
-    outs = _keys_launcher_outputs(L, ref="fused", impl="kinds", keys_tail=tail, keys_rows=rows)
+def test_keys_loop_matches_fused(L, tail, loop):
+    """KEYS_LOOP: the named kinds' programs for every key in one launch (a loop over the keys; rows in two passes,
+    values with the running dr in registers), the others one launch per key; "kinds", the tail fused into the last
+    launches or separate, at the launcher: every output within 1e-6 of version 2's "fused" kernel (fp32 sums in
+    another order), fp32, partial last chunk, K != V, the same prism_bwd_wy partials, dr allocated or a garbage
+    workspace."""
+    outs = _keys_launcher_outputs(L, ref="fused", impl="kinds", keys_tail=tail, keys_loop=loop)
     names = ("dq", "dk", "dv", "du", "dp", "dbeta", "dg")
     for key in (("kinds", True), ("kinds", False)):
         for name, a, b in zip(names, outs["fused", True], outs[key]):
@@ -632,13 +655,14 @@ def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("parts,rows", [((), "loop"), (("dh",), "loop"), (("d",), "loop"), (("dh", "d"), "per_key")])
-def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts, rows):
-    """KEYS_BF16's parts alone and none, and KEYS_ROWS "per_key", on a GPU (both parts with "loop", the defaults, is
-    test_chunk_prism_gpu_bf16_keys_impl's "kinds"): output and every gradient vs float64, two backward passes
+@pytest.mark.parametrize("parts,loop", [((), ("rows",)), (("dh",), ("rows",)), (("d",), ("rows",)), (("dh", "d"), ()),
+                                        (("dh", "d"), ("rows", "columns", "values")), (("dh", "d"), ("values",))])
+def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts, loop):
+    """KEYS_BF16's parts alone and none, and KEYS_LOOP's kinds, on a GPU (both parts with the rows loop, the defaults,
+    is test_chunk_prism_gpu_bf16_keys_impl's "kinds"): output and every gradient vs float64, two backward passes
     bit-identical."""
     monkeypatch.setattr(pc, "KEYS_BF16", parts)
-    monkeypatch.setattr(pc, "KEYS_ROWS", rows)
+    monkeypatch.setattr(pc, "KEYS_LOOP", loop)
     _check_keys_impl_gpu(monkeypatch, "kinds", 1000, 3, 64, input_seed=2)
 
 
