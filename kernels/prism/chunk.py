@@ -962,6 +962,21 @@ def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr
 
 
 @triton.jit
+def _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr,
+                       BV: tl.constexpr):
+    """The solver's first step (the tail's), after the extra keys' running dr: dDelta_1 = dX = diag(beta1) dY,
+    r_1 = v - u; stores dp[0] and dv = dr_1, du = -dr_1 (input dtypes)."""
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+    b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+             - b_dr) * _gelu_grad(b_p0 * b_r0)
+    b_dr += b_dz0 * b_p0
+    tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
 def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K: tl.constexpr,
             V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
             RAW: tl.constexpr, D16: tl.constexpr = 0):
@@ -1159,17 +1174,7 @@ def prism_bwd_key_kernel(
         tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
                  boundary_check=(0, 1))
         if LAST:
-            # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
-            b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
-            b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-                     - b_dr) * _gelu_grad(b_p0 * b_r0)
-            b_dr += b_dz0 * b_p0
-            tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
-                     boundary_check=(0, 1))
-            tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
-            tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty),
-                     boundary_check=(0, 1))
+            _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V, BT, BV)
         else:
             tl.store(p_dr, b_dr, boundary_check=(0, 1))
 
@@ -1207,16 +1212,7 @@ def prism_bwd_key_values_kernel(
         tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
                  boundary_check=(0, 1))
     if LAST:
-        # the solver's first step (the tail's): dDelta_1 = dX, r_1 = v - u, dv = dr_1, du = -dr_1
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
-        b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-                 - b_dr) * _gelu_grad(b_p0 * b_r0)
-        b_dr += b_dz0 * b_p0
-        tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
-                 boundary_check=(0, 1))
-        tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
-        tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+        _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V, BT, BV)
     else:
         tl.store(_rows(drp, i_b, i_h, i_t, T, H, V, BT, BV), b_dr, boundary_check=(0, 1))
 

@@ -36,6 +36,16 @@ def forward_states(k, v, u, p, beta, g, BT):
     return gc, w, ub, sw, tr, hs, vnew
 
 
+def prism_fwd_bwd(x, do, BT):
+    """The output and every input gradient of one chunk_prism forward + backward (autograd, as the harness times it)
+    of the inputs x (q, k, v, u, p, beta, g), output gradient do, chunk BT."""
+    from prismbench.kernels.prism.chunk import chunk_prism
+
+    leaves = [t.detach().requires_grad_(True) for t in x]
+    o = chunk_prism(*leaves, chunk_size=BT)[0]
+    return (o, *torch.autograd.grad(o, leaves, do))
+
+
 def out_dir() -> str:
     """The script's --out folder (default $OUT, else ./out)."""
     ap = argparse.ArgumentParser()

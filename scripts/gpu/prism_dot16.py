@@ -22,8 +22,8 @@ from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.naive import naive_recurrent_prism
 
-from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel,
-                     result_header, tr_zero_filled, write_json)
+from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_fwd_bwd, prism_tensors,
+                     rel, result_header, tr_zero_filled, write_json)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -35,10 +35,7 @@ unfilled = pc._fla_fused_kkt_solve
 
 
 def fwd_bwd(x, do):
-    """The outputs and every input gradient of one chunk_prism forward + backward."""
-    leaves = [t.detach().requires_grad_(True) for t in x]
-    o = chunk_prism(*leaves, chunk_size=BT)[0]
-    return (o, *torch.autograd.grad(o, leaves, do))
+    return prism_fwd_bwd(x, do, BT)
 
 
 def main():

@@ -24,7 +24,8 @@ import torch
 from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 
-from measure import DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, result_header, write_json
+from measure import (DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+                     write_json)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -35,10 +36,7 @@ NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 
 
 def fwd_bwd(x, do):
-    """The outputs and every input gradient of one chunk_prism forward + backward."""
-    leaves = [t.detach().requires_grad_(True) for t in x]
-    o = chunk_prism(*leaves, chunk_size=BT)[0]
-    return (o, *torch.autograd.grad(o, leaves, do))
+    return prism_fwd_bwd(x, do, BT)
 
 
 def main():
