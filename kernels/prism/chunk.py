@@ -1501,12 +1501,16 @@ KEYS_TAIL = "fused"
 #          dk1 are read and written once per chunk and q, dO, dH', K1, dY once. H100, T=2048, L=3 fwd+bwd with
 #          KEYS_BF16 (results/kernels/prism-keys-bf16-h100.json): 5.98 ms per key, 5.69 loop (8 warps: 6.17); T=16384
 #          6.80 -> 6.44; release grid 22/22 within 5e-3. Offline sm_90, 4 warps: 255 registers, 76-128 B of spills.
-#   "values" (candidate): prism_bwd_key_values_kernel, first: the solver chain's running dr stays in registers across
-#          the keys (not stored and re-read per key), the chunk's shared tiles re-read per key mostly from L2. 8 warps
-#          (offline sm_90: 255 registers and 980 B of spills at 4 warps, 96 B at 8).
-#   "columns" (candidate): prism_bwd_key_columns_kernel, after the per-key launches: dk_l per key in one launch; one
-#          pipelining stage (MEASURED_STAGES; offline: 246 registers, no spills, 32 KB of shared memory).
-KEYS_LOOP = ("rows", "columns", "values")
+#   "columns" (version 10, session 10's call 2): prism_bwd_key_columns_kernel, after the per-key launches: dk_l per
+#          key in one launch, the chunk's shared tiles re-read per key mostly from L2; one pipelining stage
+#          (MEASURED_STAGES; offline: 246 registers, no spills, 32 KB of shared memory; 155 KB at 3 stages). H100,
+#          T=2048, L=3 fwd+bwd (results/kernels/prism-keys-loop-h100.json): 5.709 ms with the rows loop alone, 5.538
+#          with the columns loop too (0.29 ms for both keys' columns), 5.819 with it at 3 stages; outputs and every
+#          gradient bit-identical to the per-key launches there.
+#   "values" (measured slower, not in the default): prism_bwd_key_values_kernel, first: the solver chain's running dr
+#          stays in registers across the keys. 8 warps (offline: 980 B of spills at 4 warps, 96 B at 8). H100: 1.41 ms
+#          for both keys against ~1.28 for the per-key launches (5.753 ms with rows + values loops; 6.389 at 4 warps).
+KEYS_LOOP = ("rows", "columns")
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);

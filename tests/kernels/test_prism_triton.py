@@ -604,7 +604,7 @@ def test_keys_split_matches_fused(L, impl, tail):
 
 
 def test_keys_loop_default_is_every_kind():
-    assert pc.KEYS_LOOP == ("rows", "columns", "values") and pc._keys_loop(()) == ()
+    assert pc.KEYS_LOOP == ("rows", "columns") and pc._keys_loop(()) == ()
     with pytest.raises(ValueError, match="keys_loop"):
         pc._keys_loop(("rows", "cols"))
     with pytest.raises(ValueError, match="keys_loop"):
