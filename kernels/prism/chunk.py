@@ -42,9 +42,10 @@ backward (prism_bwd.md, phases A, B, C)
                        buffers (its own rows only: no atomics, deterministic; dr lives in the dead dV1 buffer);
                        then prism_bwd_keys_tail_kernel (first solver step, dv, du, final stores), or, at L > 1
                        with KEYS_TAIL="fused" (version 7), that tail inside the l = 1 launches (LAST).
-                       (KEYS_LOOP, version 10) the rows programs of every key in one launch after the per-key
-                       columns and values launches: prism_bwd_key_rows_kernel, a loop over the keys (the columns
-                       and values kinds likewise when named there).
+                       (KEYS_LOOP, version 10) the rows and the columns programs of every key in one launch
+                       each, after the per-key values launches: prism_bwd_key_rows_kernel and
+                       prism_bwd_key_columns_kernel, loops over the keys (prism_bwd_key_values_kernel likewise
+                       for the values kind, opt-in: measured slower).
                        (KEYS_BF16, version 10) the kinds read bf16 copies of dH' (stored by prism_bwd_dh) and
                        D_l (stored by each key's values launch, run first).
                        (KEYS_IMPL="fused", version 2) prism_bwd_keys_kernel: all keys in one program per chunk
@@ -59,15 +60,15 @@ are built transposed instead (`_gmat_t`).
 
 Version 10 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
-(KEYS_TAIL="fused"), every key's rows programs in one launch (KEYS_LOOP "rows") and the kinds reading bf16 copies of
-dH' and D_l (KEYS_BF16), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which
+(KEYS_TAIL="fused"), every key's rows and columns programs in one launch each (KEYS_LOOP) and the kinds reading bf16
+copies of dH' and D_l (KEYS_BF16), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which
 builds delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its prep for the backward (KEEP_PREP); the
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
 at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
 prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time; bf16 dots in
 the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status: every gradient within 5e-3
 on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness, one process
-with the peers, run 15): L=3 fwd 1.62 ms = 1.35x fla GDP n=3, L=1 fwd+bwd 3.30 ms, L=3 fwd+bwd 5.69 ms = 0.55x fla
+with the peers, run 17): L=3 fwd 1.62 ms = 1.34x fla GDP n=3, L=1 fwd+bwd 3.29 ms, L=3 fwd+bwd 5.59 ms = 0.55x fla
 chunk_gla, short of those two speed targets; L=1 fwd 0.58 ms = 0.97x fla GDN (target 0.9x, met at every T).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
@@ -1496,6 +1497,8 @@ KEYS_IMPL = "kinds"
 KEYS_TAIL = "fused"
 # KEYS_LOOP (KEYS_IMPL "kinds", L > 1): the program kinds that run for every extra key in one launch, a runtime loop
 # over the keys, instead of one launch per key (version 9):
+# Default ("rows", "columns"): release grid 22/22 within 5e-3 with all three kinds looped (session 10's call 2; the
+# columns and values loops bit-identical to the per-key launches there), L=3 fwd+bwd 5.59 ms at T=2048 (run 17).
 #   "rows" (version 10; KEYS_ROWS="loop" in its first commits): prism_bwd_key_rows_kernel, after the per-key launches,
 #          in two passes (read-out, intra-chunk write), one fp32 accumulator live at a time, so the fp32 partials dq,
 #          dk1 are read and written once per chunk and q, dO, dH', K1, dY once. H100, T=2048, L=3 fwd+bwd with
