@@ -535,7 +535,7 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
 
 
 @pytest.mark.skipif(not pc.INTERPRET, reason="bit identity of separately compiled kernels holds under the interpreter")
-@pytest.mark.parametrize("loop", [("values",), ("columns",), ("columns", "values")])
+@pytest.mark.parametrize("loop", [("values",), ("columns",)])   # each reads the D_l stash the other kind writes
 def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
     """KEYS_LOOP "columns" / "values" do per chunk what the per-key launches do, in the same order of operations
     (the running dr starts at 0 and stays in registers instead of an fp32 buffer), so with bf16 inputs, the D_l stash
@@ -611,9 +611,12 @@ def test_keys_loop_default_is_every_kind():
         pc._keys_loop("rows")
 
 
-@pytest.mark.parametrize("loop", [(), ("rows",), ("columns",), ("values",), ("rows", "columns", "values")])
+ALL_LOOPS = ("rows", "columns", "values")
+
+
+# every kind per key at L = 2, every kind looped at L = 2 and 4 (the default pair: test_keys_split_matches_fused)
+@pytest.mark.parametrize("L,loop", [(2, ()), (2, ALL_LOOPS), (4, ALL_LOOPS)])
 @pytest.mark.parametrize("tail", ["fused", "separate"])
-@pytest.mark.parametrize("L", [2, 4])
 def test_keys_loop_matches_fused(L, tail, loop):
     """KEYS_LOOP: the named kinds' programs for every key in one launch (a loop over the keys; rows in two passes,
     values with the running dr in registers), the others one launch per key; "kinds", the tail fused into the last
