@@ -46,6 +46,34 @@ def prism_fwd_bwd(x, do, BT):
     return (o, *torch.autograd.grad(o, leaves, do))
 
 
+def as_json(settings: dict) -> dict:
+    """Module settings as JSON values (tuples as lists)."""
+    return {n: list(v) if isinstance(v, tuple) else v for n, v in settings.items()}
+
+
+def settings_variant(module, base: dict, settings: dict, call, ref, names, diff_key: str, extra=None):
+    """One variant of a sweep over a module's settings: sets the module's attributes to base updated by settings,
+    runs call() once (its outputs and gradients: `got`), records each one's max_rel_diff against ref's (against got
+    itself when ref is None) under diff_key and the median ms of call under "ms_fwd_bwd", then extra(fields) if
+    given, all under those settings; base is put back afterwards. A variant that fails is a result: its fields get
+    "error". Returns (fields, got, or None after an error)."""
+    fields, got = {}, None
+    for n, val in {**base, **settings}.items():
+        setattr(module, n, val)
+    try:
+        got = call()
+        fields[diff_key] = {n: max_rel_diff([a], [b]) for n, a, b in zip(names, got, got if ref is None else ref)}
+        fields["ms_fwd_bwd"] = median_ms(call, DRY)
+        if extra is not None:
+            extra(fields)
+    except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
+        fields["error"] = repr(e)[:400]
+    finally:
+        for n, val in base.items():
+            setattr(module, n, val)
+    return fields, got
+
+
 def out_dir() -> str:
     """The script's --out folder (default $OUT, else ./out)."""
     ap = argparse.ArgumentParser()

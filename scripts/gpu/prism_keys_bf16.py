@@ -24,8 +24,8 @@ import torch
 from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 
-from measure import (DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
-                     write_json)
+from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+                     settings_variant, write_json)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -42,7 +42,7 @@ def fwd_bwd(x, do):
 def main():
     out = out_dir()
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L),
-                        defaults={n: v if isinstance(v, (str, dict)) else list(v) for n, v in DEFAULT.items()},
+                        defaults=as_json(DEFAULT),
                         dot16=list(pc.DOT16))
     rows = res["rows"]
 
@@ -64,26 +64,16 @@ def main():
             variants += [("default, columns capped at 168", dict(MAXNREG={"key_kind1": 168}))]
         ref = None
         for name, settings in variants:
-            for n, val in {**DEFAULT, **settings}.items():
-                setattr(pc, n, val)
-            row = dict(T=T, L=L, variant=name, settings={n: v if isinstance(v, (str, dict)) else list(v)
-                                                         for n, v in settings.items()})
-            try:
-                got = fwd_bwd(x, do)
-                if ref is None:
-                    ref = got
-                row["max_rel_diff_vs_off"] = {n: max_rel_diff([a], [b]) for n, a, b in zip(("o",) + NAMES, got, ref)}
-                row["ms_fwd_bwd"] = median_ms(lambda: fwd_bwd(x, do), DRY)
+            def extra(fields, name=name):
                 if T == TS[0] and name == "default":
                     with torch.no_grad():
-                        row["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
+                        fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
                 if T == TS[0] and name in ("off", "default"):
-                    row["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
-            except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
-                row["error"] = repr(e)[:400]
-            for n, val in DEFAULT.items():
-                setattr(pc, n, val)
-            add(row)
+                    fields["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
+            fields, got = settings_variant(pc, DEFAULT, settings, lambda: fwd_bwd(x, do), ref, ("o",) + NAMES,
+                                           "max_rel_diff_vs_off", extra)
+            ref = got if ref is None else ref
+            add(dict(T=T, L=L, variant=name, settings=as_json(settings), **fields))
     print(f"wrote {out}/prism_keys_bf16.json", flush=True)
 
 

@@ -20,15 +20,16 @@ import torch
 
 from prismbench.kernels.prism import chunk as pc
 
-from measure import (DRY, kernel_times, max_rel_diff, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+from measure import (DRY, as_json, kernel_times, out_dir, prism_fwd_bwd, prism_tensors, result_header, settings_variant,
                      write_json)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-SETTINGS = ("KEYS_LOOP", "KEYS_BF16", "WARPS", "STAGES", "MAXNREG")
-CANDIDATE = {n: getattr(pc, n) for n in SETTINGS}
+# "candidate" is the configuration session 10's call 2 measured (all three loops; the values loop's 8 warps and the
+# columns loop's 1 stage are the launchers' defaults): the module's default has since become rows + columns
+CANDIDATE = dict(KEYS_LOOP=("rows", "columns", "values"), KEYS_BF16=("dh", "d"), WARPS={}, STAGES={}, MAXNREG={})
 V10 = dict(KEYS_LOOP=("rows",))
 
 
@@ -36,14 +37,10 @@ def fwd_bwd(x, do):
     return prism_fwd_bwd(x, do, BT)
 
 
-def _json(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
 def main():
     out = out_dir()
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L),
-                        candidate={n: _json(v) for n, v in CANDIDATE.items()},
+                        candidate=as_json(CANDIDATE),
                         measured_stages=dict(pc.MEASURED_STAGES))
     rows = res["rows"]
 
@@ -67,22 +64,13 @@ def main():
                          ("candidate, columns at 3 stages", dict(STAGES={"key_columns": 3}))]
         ref = None
         for name, settings in variants:
-            for n, val in {**CANDIDATE, **settings}.items():
-                setattr(pc, n, val)
-            row = dict(T=T, L=L, variant=name, settings={n: _json(v) for n, v in settings.items()})
-            try:
-                got = fwd_bwd(x, do)
-                if ref is None:
-                    ref = got
-                row["max_rel_diff_vs_v10"] = {n: max_rel_diff([a], [b]) for n, a, b in zip(("o",) + NAMES, got, ref)}
-                row["ms_fwd_bwd"] = median_ms(lambda: fwd_bwd(x, do), DRY)
+            def extra(fields, name=name):
                 if T == TS[0] and name.startswith(("v10", "candidate:")):
-                    row["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
-            except Exception as e:  # noqa: BLE001  (a variant that fails is a result)
-                row["error"] = repr(e)[:400]
-            for n, val in CANDIDATE.items():
-                setattr(pc, n, val)
-            add(row)
+                    fields["kernels_us_fwd_bwd"] = kernel_times(lambda: fwd_bwd(x, do), n=10, dry=DRY, top=20)
+            fields, got = settings_variant(pc, CANDIDATE, settings, lambda: fwd_bwd(x, do), ref, ("o",) + NAMES,
+                                           "max_rel_diff_vs_v10", extra)
+            ref = got if ref is None else ref
+            add(dict(T=T, L=L, variant=name, settings=as_json(settings), **fields))
     print(f"wrote {out}/prism_keys_loop.json", flush=True)
 
 
