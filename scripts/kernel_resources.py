@@ -44,9 +44,8 @@ ALIGN = os.environ.get("KR_ALIGN", "1") != "0"
 # on a GPU; default 0 (version 8's tf32 dots).
 D16 = int(os.environ.get("KR_D16", "0"))
 # KR_KEYS_BF16: the per-key kinds' bf16 copies (chunk.py's KEYS_BF16, version 10; they need D16): "dh" (dH' read in
-# bf16), "d" (STASH_D: D_l read from the values launch's bf16 store), "dx" (DX16: diag(beta1) dY read in bf16; version
-# 11); default "dh,d,dx" with KR_D16=1, else none.
-KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d,dx" if D16 else "").split(",") if x)
+# bf16), "d" (STASH_D: D_l read from the values launch's bf16 store); default "dh,d" with KR_D16=1, else none.
+KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "").split(",") if x)
 
 
 def _src(fn, signature, constexprs):
@@ -180,11 +179,11 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
                dqp=f32, dkp=f32, dbp=f32, dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, dq=dt, dv=dt, du=dt, dd=dt,
-               dx=dt, scale="fp32", T="i32", B="i32", H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr",
+               scale="fp32", T="i32", B="i32", H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr",
                BK="constexpr", BV="constexpr", FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr",
-               LAST="constexpr", STASH_D="constexpr", DX16="constexpr")
+               LAST="constexpr", STASH_D="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last,
-               STASH_D="d" in KEYS_BF16, DX16="dx" in KEYS_BF16)
+               STASH_D="d" in KEYS_BF16)
     sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
@@ -207,11 +206,10 @@ def key_loop(name, K, BT, warps, last):
     f32, dt = "*fp32", "*bf16"
     fn = pc.prism_bwd_key_columns_kernel if name == "cols" else pc.prism_bwd_key_values_kernel
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
-               drp=f32, dk=dt, dp=dt, dbeta=dt, dv=dt, du=dt, dd=dt, dx=dt, scale="fp32", T="i32", B="i32", H="i32",
-               L="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
-               RAW="constexpr", LAST="constexpr", STASH_D="constexpr", DX16="constexpr")
-    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16,
-               DX16="dx" in KEYS_BF16)
+               drp=f32, dk=dt, dp=dt, dbeta=dt, dv=dt, du=dt, dd=dt, scale="fp32", T="i32", B="i32", H="i32", L="i32",
+               K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
+               RAW="constexpr", LAST="constexpr", STASH_D="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16)
     sig = {n: sig[n] for n in fn.arg_names if n in sig}
     return _compile(fn, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
@@ -242,10 +240,9 @@ def wy(K, BT, warps):
 def wy2_cols(K, BT, BV, warps):
     """prism_bwd_wy2_cols_kernel (WY_IMPL="split2", first kernel; BV = its column block of V)."""
     f32 = "*fp32"
-    sig = dict(tr=f32, hs=f32, w=f32, ub=f32, dv1=f32, beta="*bf16", dx16="*bf16", T="i32", H="i32", K="constexpr",
-               V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr", DX16="constexpr")
-    return _compile(pc.prism_bwd_wy2_cols_kernel, sig,
-                    dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32", DX16="dx" in KEYS_BF16), warps)
+    sig = dict(tr=f32, hs=f32, w=f32, ub=f32, dv1=f32, T="i32", H="i32", K="constexpr", V="constexpr",
+               BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr")
+    return _compile(pc.prism_bwd_wy2_cols_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32"), warps)
 
 
 def wy2_erase(K, BT, warps):

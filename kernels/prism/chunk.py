@@ -717,17 +717,15 @@ def prism_bwd_wy_kernel(
 
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_wy2_cols_kernel(
-    tr, hs, w, ub, dv1, beta, dx16, T,
+    tr, hs, w, ub, dv1, T,
     H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, DX16: tl.constexpr = False,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
 ):
     """Phase C1, WY_IMPL="split2", first kernel: the per-column part. Grid (cdiv(V, BV), N, B*H), BV = WY_BV.
 
     For columns [BV i_v, BV i_v + BV) of V (no product here reduces over V) and its chunk's rows: dY = Tr^T dV1
     stored over Ub and V1 = Ub - W h stored over dV1 (each program reads, then overwrites, only its own block).
     W is read, not written. After this, the WY part needs only dY, V1 and h (prism_bwd_wy2_erase_kernel).
-    DX16 (KEYS_BF16 "dx"): also stores dX = diag(beta1) dY rounded to dx16's dtype (bf16, [B,T,H,V]) for the per-key
-    kinds, which use dX only as an operand of bf16 dots (`_dx_tile`).
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -744,10 +742,6 @@ def prism_bwd_wy2_cols_kernel(
     b_ub = tl.load(p_ub, boundary_check=(0, 1))
     tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
     tl.store(p_ub, b_dY, boundary_check=(0, 1))
-    if DX16:
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        tl.store(_cols(dx16, i_b, i_h, i_t, i_v, T, H, V, BT, BV), (b_dY * b_b1[:, None]).to(dx16.dtype.element_ty),
-                 boundary_check=(0, 1))
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -984,25 +978,14 @@ def _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H,
 
 
 @triton.jit
-def _dx_tile(dy, dx, beta, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
-             DX16: tl.constexpr):
-    """dX = diag(beta1) dY of chunk i_t: fp32 from dY, or (DX16, KEYS_BF16 "dx") the bf16 copy dx that
-    prism_bwd_wy2_cols_kernel stored, the same product rounded as a bf16 dot rounds its operand."""
-    if DX16:
-        return tl.load(_rows(dx, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    else:
-        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-        return tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-
-
-@triton.jit
-def _key_dD(q, k, beta, dhs, do, dy, dx, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K: tl.constexpr,
+def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K: tl.constexpr,
             V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
-            RAW: tl.constexpr, D16: tl.constexpr = 0, DX16: tl.constexpr = False):
+            RAW: tl.constexpr, D16: tl.constexpr = 0):
     """The values program's dD_l = (G<= . Qs K_l^T)^T dO + diag(e) K_l dH' - (G< . K1 K_l^T)^T dX (dX = diag(beta1)
-    dY, `_dx_tile`), fp32 [BT, BV]; with D16 the transposed products are built transposed (`_gmat_t`)."""
+    dY), fp32 [BT, BV]; with D16 the transposed products are built transposed (`_gmat_t`)."""
     o_i = tl.arange(0, BT)
     b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     if D16:   # (G<= . Qs K_l^T)^T built transposed: K_l Qs^T under G's transposed mask
@@ -1015,7 +998,7 @@ def _key_dD(q, k, beta, dhs, do, dy, dx, b_gc, b_e, scale, i_b, i_h, i_t, T, H, 
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dD += _mm(b_klr.to(tl.float32) * b_e[:, None], b_dhn, PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dX = _dx_tile(dy, dx, beta, i_b, i_h, i_t, T, H, V, BT, BV, DX16)
+    b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
     if D16:
         b_GFt = _gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * tl.dot(b_klr, tl.trans(b_k1r), input_precision=PREC)
         b_dD -= _mm(b_GFt, b_dX, PREC, D16)
@@ -1026,24 +1009,24 @@ def _key_dD(q, k, beta, dhs, do, dy, dx, b_gc, b_e, scale, i_b, i_h, i_t, T, H, 
 
 
 @triton.jit
-def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dx, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT,
-                 ll, sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                 PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
-                 DX16: tl.constexpr = False):
+def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT, ll,
+                 sb, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                 PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False):
     """The columns program of the per-key kernel (prism_bwd_key_kernel's program 1): stores
     dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l).
     With D16, dE^T and dF^T are built transposed (D dO^T, D dX^T under G's transposed masks), not transposed.
-    STASH_D: D_l read from dd (stored by the values program) instead of recomputed; DX16: dX from `_dx_tile`'s copy."""
+    STASH_D: D_l read from dd (stored by the values program) instead of recomputed."""
     if STASH_D:
         b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     else:
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         b_D = _gelu(b_z) * b_bl[:, None]
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dkl = _mm(b_D, tl.trans(b_dhn), PREC, D16) * b_e[:, None]
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dX = _dx_tile(dy, dx, beta, i_b, i_h, i_t, T, H, V, BT, BV, DX16)
+    b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     if D16:
         o_i = tl.arange(0, BT)
@@ -1063,11 +1046,11 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dx, dk, dd, b_gc, b_e, m_a, m
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
-    dk, dp, dbeta, dq, dv, du, dd, dx, scale, T,
+    dk, dp, dbeta, dq, dv, du, dd, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1, LAST: tl.constexpr = False,
-    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False, DX16: tl.constexpr = False,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
@@ -1167,13 +1150,13 @@ def prism_bwd_key_kernel(
         p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
         tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
     elif i_p == 1:
-        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dx, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H,
-                     NT, ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D, DX16)
+        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, scale, i_b, i_h, i_t, T, H, NT,
+                     ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D)
     else:
         # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
         # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
-        b_dD = _key_dD(q, k, beta, dhs, do, dy, dx, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK,
-                       BV, PREC, RAW, D16, DX16)
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
+                       PREC, RAW, D16)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         if STASH_D:
             tl.store(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty),
@@ -1199,10 +1182,9 @@ def prism_bwd_key_kernel(
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
 def prism_bwd_key_values_kernel(
-    q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, dx, scale, T,
+    q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
-    DX16: tl.constexpr = False,
 ):
     """The values program of every extra key in one launch (KEYS_LOOP "values"): prism_bwd_key_kernel's KIND 2 for
     l = L-1 .. 1 in a runtime loop, the solver chain's running dr kept in registers across the keys (not stored
@@ -1217,8 +1199,8 @@ def prism_bwd_key_values_kernel(
     b_dr = tl.zeros([BT, BV], dtype=tl.float32)
     for j in range(1, L):
         ll = (L - j).to(tl.int64)
-        b_dD = _key_dD(q, k, beta, dhs, do, dy, dx, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK,
-                       BV, PREC, RAW, D16, DX16)
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
+                       PREC, RAW, D16)
         b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
         if STASH_D:
             tl.store(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV),
@@ -1238,10 +1220,9 @@ def prism_bwd_key_values_kernel(
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
 def prism_bwd_key_columns_kernel(
-    q, k, v, u, p, beta, gc, dhs, do, dy, dk, dd, dx, scale, T,
+    q, k, v, u, p, beta, gc, dhs, do, dy, dk, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
-    DX16: tl.constexpr = False,
 ):
     """The columns program of every extra key in one launch (KEYS_LOOP "columns"): prism_bwd_key_kernel's KIND 1 for
     l = L-1 .. 1 in a runtime loop (dk_l stored per key; the chunk's shared tiles re-read per key mostly from L2).
@@ -1260,8 +1241,8 @@ def prism_bwd_key_columns_kernel(
             p_d = dd + (ll - 1) * sb * V
         else:
             p_d = dd
-        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dx, dk, p_d, b_gc, b_e, m_a, m_s, scale,
-                     i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D, DX16)
+        _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, p_d, b_gc, b_e, m_a, m_s, scale,
+                     i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV, PREC, RAW, D16, STASH_D)
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
@@ -1644,11 +1625,7 @@ DOT16 = ("h", "o", "dh", "key")
 # Memory: + [B,N,H,K,V] and [B,T,H,V] (one per extra key with a KEYS_LOOP kind) bf16 during the backward. Empty:
 # version 9's reads. H100, T=2048, L=3 fwd+bwd with per-key rows launches (results/kernels/prism-keys-bf16-h100.json):
 # 6.80 ms without, 6.73 "dh", 6.06 "d", 5.98 both; outputs and every gradient equal to the last bit there too.
-#   "dx": dX = diag(beta1) dY, stored in bf16 by prism_bwd_wy2_cols_kernel (WY_IMPL "split2") beside the fp32 dY and
-#         read by the values and columns kinds (`_dx_tile`) for their bf16 dots: 8 KB per chunk and read instead of
-#         16 KB (four reads at L=3), for one 8 KB store; the rows kind and the solver's first step keep the fp32 dY
-#         (dbeta1 and dz_1 use it outside dots). Version 11 (prediction: -0.1 ms at L=3, T=2048).
-KEYS_BF16 = ("dh", "d", "dx")
+KEYS_BF16 = ("dh", "d")
 
 
 def _d16(name: str, dtype: torch.dtype) -> int:
@@ -2211,14 +2188,13 @@ def _wy_impl(wy_impl):
     return s
 
 
-def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None, dx16=None):
+def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None):
     """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
     Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
 
     wy_impl (default WY_IMPL): "split2" runs prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V),
     prism_bwd_wy2_erase_kernel and prism_bwd_wy2_read_kernel and also overwrites dv1 (with V1 = Ub - W h);
-    "fused" (version 2) runs prism_bwd_wy_kernel and leaves dv1 as it is. dx16 ("split2" only; KEYS_BF16 "dx"): a bf16
-    [B,T,H,V] buffer that receives diag(beta1) dY (`_dx_tile`)."""
+    "fused" (version 2) runs prism_bwd_wy_kernel and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2228,7 +2204,6 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
     prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
     if _wy_impl(wy_impl) == "fused":
-        assert dx16 is None, "dx16: WY_IMPL 'split2' only"
         prism_bwd_wy_kernel[(NT, B * H)](
             q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
             H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
@@ -2238,7 +2213,7 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     # "split2"
     BVc = min(BV, WY_BV)
     prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
-        tr, hs, w, ub, dv1, beta[0], dx16, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec, DX16=dx16 is not None,
+        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
         num_warps=WARPS.get("wy2_cols", 4),
     )
     w2 = 4 if max(BK, BV, BT) <= 64 else 8
@@ -2286,16 +2261,16 @@ def _keys_bf16(keys_bf16, impl: str, dtype: torch.dtype) -> tuple:
     """The KEYS_BF16 parts that apply: only with KEYS_IMPL "kinds" (the stash needs the launch order) and bf16 dots in
     the per-key kinds (D16 of "key": the copies are then bit-identical in effect)."""
     parts = KEYS_BF16 if keys_bf16 is None else keys_bf16
-    unknown = set(parts) - {"dh", "d", "dx"}
+    unknown = set(parts) - {"dh", "d"}
     if unknown:
-        raise ValueError(f"KEYS_BF16: unknown parts {sorted(unknown)} (known: 'dh', 'd', 'dx')")
+        raise ValueError(f"KEYS_BF16: unknown parts {sorted(unknown)} (known: 'dh', 'd')")
     if impl != "kinds" or _d16("key", dtype) == 0:
         return ()
     return tuple(parts)
 
 
 def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scale, BT, dr=None, keys_impl=None,
-                   keys_tail=None, dhs16=None, keys_bf16=None, keys_loop=None, dx16=None):
+                   keys_tail=None, dhs16=None, keys_bf16=None, keys_loop=None):
     """Phase (C2) launcher: extra keys and the solver's chain rule; finishes dg in place.
     Returns dq, dk, dv, du, dp, dbeta (input dtypes) and dg [B,T,H] fp32.
 
@@ -2308,8 +2283,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
     dV1 buffer), allocated when None. "fused" runs prism_bwd_keys_kernel (version 2: all keys in one kernel).
     keys_bf16 (default KEYS_BF16; "kinds" with DOT16 "key" only, `_keys_bf16`): "dh" has the kinds read dH' from
     dhs16 (bf16, from prism_bwd_dh(with_dhs16=True); converted from dhs here when None), "d" has each key's values
-    launch run first and store D_l in bf16 for that key's rows and columns launches; dx16 (bf16 [B,T,H,V], from
-    prism_bwd_wy's "dx" copy, or None): the values and columns programs read dX = diag(beta1) dY from it. keys_loop (default KEYS_LOOP;
+    launch run first and store D_l in bf16 for that key's rows and columns launches. keys_loop (default KEYS_LOOP;
     "kinds" only): the kinds ("rows", "columns", "values") whose programs run for every key in one launch, a loop over
     the keys (prism_bwd_key_rows_kernel / _columns_kernel / _values_kernel; the values loop first, then the per-key
     launches of the other kinds, then the columns and rows loops; with "d", one D_l buffer per key)."""
@@ -2351,12 +2325,10 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             if stash else None
         fused_tail = _keys_tail(keys_tail) == "fused"
         d16 = _d16("key", k.dtype)
-        if d16 == 0:   # the copy's rounding is a bf16 dot's: no use to tf32 dots
-            dx16 = None
-        common = dict(K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=d16, STASH_D=stash, DX16=dx16 is not None)
+        common = dict(K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=d16, STASH_D=stash)
         if "values" in loops:   # first: it stores every D_l and the running dr (or the solver's first step)
             prism_bwd_key_values_kernel[(NT, B * H)](
-                q, k, v, u, p, beta, gc, dhk, do, dy, dr, dp, dbeta, dv, du, dd, dx16, scale, T, B, H, L,
+                q, k, v, u, p, beta, gc, dhk, do, dy, dr, dp, dbeta, dv, du, dd, scale, T, B, H, L,
                 LAST=fused_tail, num_warps=WARPS.get("key_values", 8), **_cap("key_values"), **_stages("key_values"),
                 **common,
             )
@@ -2369,21 +2341,20 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             for n_prog, kind, warps in launches:
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None, dx16, scale, T, B, H, l,
+                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l,
                     K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, DX16=dx16 is not None, num_warps=warps,
+                    LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, num_warps=warps,
                     **_cap(f"key_kind{kind}"),
                 )
         if "columns" in loops:
             prism_bwd_key_columns_kernel[(NT, B * H)](
-                q, k, v, u, p, beta, gc, dhk, do, dy, dk, dd, dx16, scale, T, B, H, L,
+                q, k, v, u, p, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L,
                 num_warps=WARPS.get("key_columns", 4), **_cap("key_columns"), **_stages("key_columns"), **common,
             )
         if "rows" in loops:
             prism_bwd_key_rows_kernel[(NT, B * H)](
                 q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dq, dk, dbeta, dd, scale, T, B, H, L,
-                LAST=fused_tail, num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"), **_stages("key_rows"),
-                **{n: c for n, c in common.items() if n != "DX16"},   # the rows kind needs dY itself (dbeta1)
+                LAST=fused_tail, num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"), **_stages("key_rows"), **common,
             )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)
@@ -2414,16 +2385,14 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
             hs, _, _ = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, False)
             del sw
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
-    copies = _keys_bf16(None, _keys_impl(None), k.dtype) if k.shape[0] > 1 else ()
-    dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, "dh" in copies)
-    # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse); with
-    # KEYS_BF16 "dx" also diag(beta1) dY in bf16 for the per-key kinds
-    dx16 = torch.empty_like(ub, dtype=torch.bfloat16) if "dx" in copies and _wy_impl(None) == "split2" else None
-    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, dx16=dx16)
+    copy16 = "dh" in _keys_bf16(None, _keys_impl(None), k.dtype) and k.shape[0] > 1
+    dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, copy16)
+    # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
+    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
     # phase C2: extra keys and the solver's chain rule
     # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)
     dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT,
-                                                   dr=dv1, dhs16=dhs16[0] if dhs16 else None, dx16=dx16)
+                                                   dr=dv1, dhs16=dhs16[0] if dhs16 else None)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 
 

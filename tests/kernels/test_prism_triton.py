@@ -472,7 +472,7 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     class Counted:
         def __getitem__(self, grid):
             def launch(*a, **kw):
-                launches.append((a[27], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
+                launches.append((a[26], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
                 return real[grid](*a, **kw)
             return launch
 
@@ -493,16 +493,15 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
 @pytest.mark.parametrize("L,K,V,C", [(2, 16, 16, 16), (3, 16, 24, 32)])
 def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
     """KEYS_BF16 ("dh": the per-key kinds read dH' from the reverse pass's bf16 copy; "d": each key's values launch
-    stores D_l in bf16 for its rows and columns launches; "dx": the values and columns kinds read diag(beta1) dY from
-    the WY column kernel's bf16 copy): bf16 inputs, partial last chunk, output and every gradient bit-identical to
-    version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part alone and all three;
-    the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D and the values
-    launch first, DX16, the reverse pass and the WY column kernel storing their copies)."""
-    assert pc.KEYS_BF16 == ("dh", "d", "dx")
+    stores D_l in bf16 for its rows and columns launches): bf16 inputs, partial last chunk, output and every gradient
+    bit-identical to version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part
+    alone and both; the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D
+    and the values launch first, the reverse pass storing its copy)."""
+    assert pc.KEYS_BF16 == ("dh", "d")
     monkeypatch.setattr(pc, "KEYS_LOOP", ("rows",))   # the columns and values kinds launched per key
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
     seen = []
-    real_key, real_dh, real_wy = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel, pc.prism_bwd_wy2_cols_kernel
+    real_key, real_dh = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel
 
     class Spy:
         def __init__(self, real, what):
@@ -514,10 +513,8 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
                 return self.real[grid](*a, **kw)
             return launch
 
-    monkeypatch.setattr(pc, "prism_bwd_key_kernel",
-                        Spy(real_key, lambda a, kw: (a[7].dtype, kw["STASH_D"], kw["KIND"], kw["DX16"], a[22] is None)))
+    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Spy(real_key, lambda a, kw: (a[7].dtype, kw["STASH_D"], kw["KIND"])))
     monkeypatch.setattr(pc, "prism_bwd_dh_kernel", Spy(real_dh, lambda a, kw: ("dh", kw["STORE16"])))
-    monkeypatch.setattr(pc, "prism_bwd_wy2_cols_kernel", Spy(real_wy, lambda a, kw: ("wy", kw["DX16"], a[6] is None)))
 
     def run(parts):
         monkeypatch.setattr(pc, "KEYS_BF16", parts)
@@ -526,15 +523,13 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
         return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
 
     ref, launches = run(())
-    assert launches[:2] == [("dh", False), ("wy", False, True)]
-    assert {a[:2] + a[3:] for a in launches[2:]} == {(torch.float32, False, False, True)}
-    for parts in (("dh",), ("d",), ("dx",), ("dh", "d", "dx")):
+    assert launches[0] == ("dh", False) and {a[:2] for a in launches[1:]} == {(torch.float32, False)}
+    for parts in (("dh",), ("d",), ("dh", "d")):
         got, launches = run(parts)
-        dx = "dx" in parts
-        assert launches[:2] == [("dh", "dh" in parts), ("wy", dx, not dx)]
+        assert launches[0] == ("dh", "dh" in parts)
         dh_dtype = torch.bfloat16 if "dh" in parts else torch.float32
         kinds = (2, 1) if "d" in parts else (1, 2)   # the rows programs: prism_bwd_key_rows_kernel (KEYS_LOOP)
-        assert launches[2:] == [(dh_dtype, "d" in parts, kind, dx, not dx) for _ in range(L - 1) for kind in kinds]
+        assert launches[1:] == [(dh_dtype, "d" in parts, kind) for _ in range(L - 1) for kind in kinds]
         for n, a, b in zip(("o",) + NAMES, ref, got):
             assert torch.equal(a, b), (parts, n)
 
@@ -561,7 +556,7 @@ def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
 def test_keys_bf16_applies_to_bf16_kinds_only(monkeypatch):
     """The copies need the kinds' launch order and bf16 dots: no part applies to "split", fp16 / fp32 inputs or an
     empty DOT16; an unknown part is an error naming KEYS_BF16."""
-    assert pc._keys_bf16(None, "kinds", torch.bfloat16) == ("dh", "d", "dx")
+    assert pc._keys_bf16(None, "kinds", torch.bfloat16) == ("dh", "d")
     assert pc._keys_bf16(None, "split", torch.bfloat16) == ()
     assert pc._keys_bf16(None, "kinds", torch.float16) == pc._keys_bf16(None, "kinds", torch.float32) == ()
     with pytest.raises(ValueError, match="KEYS_BF16"):
@@ -663,13 +658,12 @@ def test_chunk_prism_gpu_bf16_keys_impl(monkeypatch, T, L, K, impl):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("parts,loop", [((), ("rows",)), (("dh",), ("rows",)), (("d",), ("rows",)), (("dx",), ("rows",)),
-                                        (("dh", "d", "dx"), ()), (("dh", "d", "dx"), ("rows", "columns", "values")),
-                                        (("dh", "d", "dx"), ("values",))])
+@pytest.mark.parametrize("parts,loop", [((), ("rows",)), (("dh",), ("rows",)), (("d",), ("rows",)), (("dh", "d"), ()),
+                                        (("dh", "d"), ("rows", "columns", "values")), (("dh", "d"), ("values",))])
 def test_chunk_prism_gpu_bf16_keys_bf16(monkeypatch, parts, loop):
-    """KEYS_BF16's parts alone and none, and KEYS_LOOP's kinds, on a GPU (the defaults, all three parts with the rows
-    and columns loops, are test_chunk_prism_gpu_bf16_keys_impl's "kinds"): output and every gradient vs float64, two
-    backward passes bit-identical."""
+    """KEYS_BF16's parts alone and none, and KEYS_LOOP's kinds, on a GPU (both parts with the rows loop, the defaults,
+    is test_chunk_prism_gpu_bf16_keys_impl's "kinds"): output and every gradient vs float64, two backward passes
+    bit-identical."""
     monkeypatch.setattr(pc, "KEYS_BF16", parts)
     monkeypatch.setattr(pc, "KEYS_LOOP", loop)
     _check_keys_impl_gpu(monkeypatch, "kinds", 1000, 3, 64, input_seed=2)
