@@ -1558,9 +1558,9 @@ def _cap(name: str, BK: int = 64, BV: int = 64) -> dict:
 
 # STAGES: software-pipelining depth (Triton's `num_stages` launch option) per launcher name, for tuning runs; empty =
 # MEASURED_STAGES, else Triton's default (3). The loop kernels of KEYS_LOOP ("key_rows", "key_columns",
-# "key_values") are the launchers it is read for: their runtime loop over the keys is what Triton pipelines, with one
-# shared-memory buffer per stage for each loaded tile (offline sm_90, 4 warps: the columns loop 155 KB of shared memory
-# at 3 stages, one CTA per SM; 32 KB at 1).
+# "key_values"), prep_u and the output kernel ("o") are the launchers it is read for: their runtime loop over the keys
+# is what Triton pipelines, with one shared-memory buffer per stage for each loaded tile (offline sm_90, 4 warps: the
+# columns loop 155 KB of shared memory at 3 stages, one CTA per SM; 32 KB at 1).
 STAGES: dict = {}
 MEASURED_STAGES: dict = {"key_columns": 1}
 
@@ -2080,7 +2080,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
-        **_cap("prep_u", BK, BV),
+        **_cap("prep_u", BK, BV), **_stages("prep_u"),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
     return gc, w, ub, sw, tr, dvloc
@@ -2131,7 +2131,7 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        D16=_d16("o", k.dtype), num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV),
+        D16=_d16("o", k.dtype), num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV), **_stages("o"),
     )
     return o
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Launch settings of version 10's heaviest kernels, re-measured after session 11's hardware counters
+(results/kernels/prism-ncu-v10-h200.json: prep_u, the output kernel and the per-key kinds run at 12-18% occupancy,
+two CTAs of 4 warps per SM at 168-255 registers, prep_u and the output kernel spilling; NOTES.md "Version 11").
+
+One process, bf16, H=16, K=V=64, 32768 tokens, T=2048, L=3: chunk_prism forward + backward (autograd, as the harness
+times them) and the forward alone, for the defaults and one setting changed at a time (num_warps, register cap,
+pipelining stages, prep's column block); outputs and every gradient against the defaults' (max |x - ref| / max |ref|;
+a launch setting may change a kernel's fp32 rounding, not its math: <= ~1e-3 expected, from bf16 re-roundings).
+Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
+PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from prismbench.kernels.prism import chunk as pc
+from prismbench.kernels.prism.chunk import chunk_prism
+
+from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+                     settings_variant, write_json)
+
+T, H, K, BT, TOKENS = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
+L = 3
+NAMES = ("q", "k", "v", "u", "p", "beta", "g")
+BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV)
+VARIANTS = [
+    ("defaults (version 10)", {}),
+    ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
+    ("prep column block 32", dict(PREP_BV=32)),
+    ("prep column block 32, prep_u at 8 warps", dict(PREP_BV=32, WARPS={"prep_u": 8})),
+    ("prep_u at 1 stage", dict(STAGES={"prep_u": 1})),
+    ("output kernel uncapped", dict(MAXNREG={"o": None})),
+    ("output kernel at 8 warps, uncapped", dict(WARPS={"o": 8}, MAXNREG={"o": None})),
+    ("output kernel at 1 stage", dict(STAGES={"o": 1})),
+    ("output kernel at 1 stage, uncapped", dict(STAGES={"o": 1}, MAXNREG={"o": None})),
+    ("rows loop at 1 stage", dict(STAGES={"key_rows": 1})),
+    ("rows loop at 2 stages", dict(STAGES={"key_rows": 2})),
+    ("per-key values at 8 warps", dict(WARPS={"key_kind2": 8})),
+    ("WY erase and read at 8 warps", dict(WARPS={"wy2_erase": 8, "wy2_read": 8})),
+    ("WY column block 64", dict(WY_BV=64)),
+    ("defaults again", {}),
+]
+
+
+def main():
+    out = out_dir()
+    B = TOKENS // T
+    res = result_header(shape=dict(B=B, T=T, H=H, K=K, V=K, BT=BT, L=L, dtype=str(pc.torch.bfloat16)),
+                        base=as_json(BASE))
+    x = prism_tensors(B, T, H, K, L, L)
+    do = torch.randn_like(x[2])
+    ref = None
+    base = dict(BASE, WY_BV=pc.WY_BV)
+    for name, settings in VARIANTS:
+        def extra(fields):
+            fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
+            if name.startswith("defaults (") or len(settings) > 0 and "PREP_BV" in settings:
+                fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY, top=20)
+        fields, got = settings_variant(pc, base, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
+                                       "max_rel_diff_vs_defaults", extra)
+        ref = got if ref is None else ref
+        res["rows"].append(dict(variant=name, settings=as_json(settings), **fields))
+        print(json.dumps({k: v for k, v in res["rows"][-1].items() if k != "kernels_us_fwd_bwd"}), flush=True)
+        write_json(res, out, "prism_tune.json")
+    print(f"wrote {out}/prism_tune.json", flush=True)
+
+
+if __name__ == "__main__":
+    main()
