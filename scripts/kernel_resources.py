@@ -136,7 +136,10 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
         cst.update(sw_out=None)
     names = list(sig)
     src = _src(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
-    return triton.compile(src, target=TGT, options=dict(num_warps=warps))
+    opts = dict(num_warps=warps)
+    if os.environ.get("KR_STAGES"):
+        opts["num_stages"] = int(os.environ["KR_STAGES"])
+    return triton.compile(src, target=TGT, options=opts)
 
 
 def prep_dvloc(K, BT, BV, warps):
