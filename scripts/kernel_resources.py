@@ -134,12 +134,7 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
                STORE_W=os.environ.get("KR_STORE_W", "1") == "1")
     if bwd:
         cst.update(sw_out=None)
-    names = list(sig)
-    src = _src(fn=pc.prism_prep_u_kernel, signature=sig, constexprs={(names.index(n),): v for n, v in cst.items()})
-    opts = dict(num_warps=warps)
-    if os.environ.get("KR_STAGES"):
-        opts["num_stages"] = int(os.environ["KR_STAGES"])
-    return triton.compile(src, target=TGT, options=opts)
+    return _compile(pc.prism_prep_u_kernel, sig, cst, warps)
 
 
 def prep_dvloc(K, BT, BV, warps):

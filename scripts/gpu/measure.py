@@ -94,6 +94,16 @@ def write_json(res, out: str, name: str) -> None:
         json.dump(res, f, indent=1)
 
 
+def row_writer(res: dict, out: str, name: str, show=lambda row: row):
+    """add(row): appends row to res["rows"], prints show(row) as one JSON line and rewrites out/name, so a call cut
+    off by its time limit keeps every row measured before."""
+    def add(row):
+        res["rows"].append(row)
+        print(json.dumps(show(row)), flush=True)
+        write_json(res, out, name)
+    return add
+
+
 def median_ms(fn, dry: bool = False) -> float:
     """do_bench's median in ms (quantiles 0.5 / 0.2 / 0.8, warmup 25, rep 100); dry (CPU dry run under the
     interpreter): one warm call, then the wall clock of one more (tests the code path only)."""

@@ -14,8 +14,6 @@ PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_dot16.py --out
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
 from prismbench.kernels.prism import chunk as pc
@@ -23,7 +21,7 @@ from prismbench.kernels.prism.chunk import chunk_prism
 from prismbench.kernels.prism.naive import naive_recurrent_prism
 
 from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_fwd_bwd, prism_tensors,
-                     rel, result_header, tr_zero_filled, write_json)
+                     rel, result_header, tr_zero_filled, row_writer)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -41,12 +39,7 @@ def fwd_bwd(x, do):
 def main():
     out = out_dir()
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS), dot16_default=list(DEFAULT))
-    rows = res["rows"]
-
-    def add(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        write_json(res, out, "prism_dot16.json")
+    add = row_writer(res, out, "prism_dot16.json")
 
     for T in TS:
         B = TOKENS // T

@@ -17,15 +17,13 @@ stand-ins): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_ke
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
 from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 
 from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
-                     settings_variant, write_json)
+                     settings_variant, row_writer)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -44,12 +42,7 @@ def main():
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L),
                         defaults=as_json(DEFAULT),
                         dot16=list(pc.DOT16))
-    rows = res["rows"]
-
-    def add(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        write_json(res, out, "prism_keys_bf16.json")
+    add = row_writer(res, out, "prism_keys_bf16.json")
 
     for T in TS:
         B = TOKENS // T

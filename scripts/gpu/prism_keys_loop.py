@@ -14,14 +14,12 @@ stand-ins): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_ke
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
 from prismbench.kernels.prism import chunk as pc
 
 from measure import (DRY, as_json, kernel_times, out_dir, prism_fwd_bwd, prism_tensors, result_header, settings_variant,
-                     write_json)
+                     row_writer)
 
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 64, 148) if DRY else (16, 64, 64, 32768)
@@ -42,12 +40,7 @@ def main():
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, L=L),
                         candidate=as_json(CANDIDATE),
                         measured_stages=dict(pc.MEASURED_STAGES))
-    rows = res["rows"]
-
-    def add(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        write_json(res, out, "prism_keys_loop.json")
+    add = row_writer(res, out, "prism_keys_loop.json")
 
     for T in TS:
         B = TOKENS // T

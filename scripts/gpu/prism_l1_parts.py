@@ -19,7 +19,6 @@ PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_l1_parts.py --
 """
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -28,7 +27,7 @@ from prismbench.kernels.prism import chunk as pc
 
 # scripts/gpu/measure.py
 from measure import (DRY, float64_slice, kernel_times, max_rel_diff, median_ms, out_dir, prism_tensors, rel,
-                     result_header, tr_zero_filled, write_json)
+                     result_header, tr_zero_filled, row_writer)
 
 TS = (37, 74) if DRY else (2048, 4096, 8192, 16384)
 # SECTIONS (env, comma-separated): which parts run; default all
@@ -52,13 +51,8 @@ def fwd(x, scale, impl):
 def main():
     out = out_dir()
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS))
-    rows = res["rows"]
     scale = K ** -0.5
-
-    def add(row):
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        write_json(res, out, "prism_l1_parts.json")
+    add = row_writer(res, out, "prism_l1_parts.json")
 
     for T in (TS if "l1" in SECTIONS else ()):
         B = TOKENS // T

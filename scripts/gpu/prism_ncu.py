@@ -11,15 +11,14 @@ cudaProfilerStart/Stop, so ncu with `--profile-from-start off` sees those calls'
 (scripts/gpu/prism_ncu.sh runs both.) Section order in the profiled region: prism L=3 fwd+bwd, prism L=3 fwd, GLA
 fwd+bwd, GDN fwd; each kernel row names the section it ran in (the parse step splits on `section_marker_kernel`,
 launched on a grid of i + 1 programs before section i).
-CPU dry run (interpreter, tiny shapes, no ncu, fla replaced by nothing: tests the prism path and the parser's
-arithmetic on a made-up CSV): PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_ncu.py --profile
+CPU dry run (interpreter, tiny shapes, no ncu, the fla sections left out: tests the profiled PRISM path only):
+PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_ncu.py --profile
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 
@@ -156,7 +155,7 @@ def parse(text: str) -> dict:
         us = sum(k["us"] for k in ks)
         mb = sum(k["dram_read_MB"] + k["dram_write_MB"] for k in ks)
         totals[s] = dict(kernels=len(ks), us=round(us, 1), dram_MB=round(mb, 1),
-                         dram_TBps=round(mb / us / 1e0, 2) if us else None)
+                         dram_TBps=round(mb / us, 2) if us else None)   # MB / us = TB/s
     return dict(sections=out, totals=totals)
 
 

@@ -12,20 +12,18 @@ PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out 
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
 from prismbench.kernels.prism import chunk as pc
 from prismbench.kernels.prism.chunk import chunk_prism
 
-from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
-                     settings_variant, write_json)
+from measure import (DRY, DTYPE, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+                     row_writer, settings_variant)
 
 T, H, K, BT, TOKENS = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV)
+BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -48,23 +46,21 @@ VARIANTS = [
 def main():
     out = out_dir()
     B = TOKENS // T
-    res = result_header(shape=dict(B=B, T=T, H=H, K=K, V=K, BT=BT, L=L, dtype=str(pc.torch.bfloat16)),
-                        base=as_json(BASE))
+    res = result_header(shape=dict(B=B, T=T, H=H, K=K, V=K, BT=BT, L=L, dtype=str(DTYPE)), base=as_json(BASE))
+    add = row_writer(res, out, "prism_tune.json", show=lambda row: {k: v for k, v in row.items()
+                                                                    if k != "kernels_us_fwd_bwd"})
     x = prism_tensors(B, T, H, K, L, L)
     do = torch.randn_like(x[2])
     ref = None
-    base = dict(BASE, WY_BV=pc.WY_BV)
-    for name, settings in VARIANTS:
+    for i, (name, settings) in enumerate(VARIANTS):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
-            if name.startswith("defaults (") or len(settings) > 0 and "PREP_BV" in settings:
+            if i == 0 or "PREP_BV" in settings:   # per-kernel times: the defaults and the prep column block
                 fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY, top=20)
-        fields, got = settings_variant(pc, base, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
+        fields, got = settings_variant(pc, BASE, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
                                        "max_rel_diff_vs_defaults", extra)
         ref = got if ref is None else ref
-        res["rows"].append(dict(variant=name, settings=as_json(settings), **fields))
-        print(json.dumps({k: v for k, v in res["rows"][-1].items() if k != "kernels_us_fwd_bwd"}), flush=True)
-        write_json(res, out, "prism_tune.json")
+        add(dict(variant=name, settings=as_json(settings), **fields))
     print(f"wrote {out}/prism_tune.json", flush=True)
 
 
