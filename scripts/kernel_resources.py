@@ -46,6 +46,9 @@ D16 = int(os.environ.get("KR_D16", "0"))
 # KR_KEYS_BF16: the per-key kinds' bf16 copies (chunk.py's KEYS_BF16, version 10; they need D16): "dh" (dH' read in
 # bf16), "d" (STASH_D: D_l read from the values launch's bf16 store); default "dh,d" with KR_D16=1, else none.
 KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "").split(",") if x)
+# KR_FWD_STASH_D=1 (default with KR_D16=1, L > 1): prep_u stores the extra keys' D_l in bf16 and the output kernel reads
+# it (chunk.py's FWD_STASH_D, version 11 candidate).
+FWD_STASH_D = os.environ.get("KR_FWD_STASH_D", "1" if D16 else "0") == "1"
 
 
 def _src(fn, signature, constexprs):
@@ -65,10 +68,14 @@ def _src(fn, signature, constexprs):
 def fwd_o(K, L, BT, warps):
     """prism_fwd_o_kernel (V1 in bf16 under D16, as prism_fwd_h stores it then)."""
     f32, dt = "*fp32", "*bf16"
-    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, hs=f32, vnew=dt if D16 else f32, o=dt, scale="fp32",
+    stash = FWD_STASH_D and L > 1
+    sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, hs=f32, vnew=dt if D16 else f32,
+               dd=dt if stash else "constexpr", o=dt, scale="fp32",
                T="i32", B="i32", H="i32", K="constexpr", V="constexpr", L="constexpr", BT="constexpr",
-               BK="constexpr", BV="constexpr", PREC="constexpr", RAW="constexpr")
-    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True)
+               BK="constexpr", BV="constexpr", PREC="constexpr", RAW="constexpr", STASH_D="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, STASH_D=stash)
+    if not stash:
+        cst.update(dd=None)
     return _compile(pc.prism_fwd_o_kernel, sig, cst, warps)
 
 
@@ -126,12 +133,16 @@ def prep_w(K, BT, warps):
 def prep_u(K, L, BT, BV, warps, bwd=False):
     """prism_prep_u_kernel; bwd: without Sw (the backward's prep)."""
     dt = "*bf16"
+    stash = FWD_STASH_D and L > 1 and not bwd
     sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", tr="*fp32", ub_out="*fp32",
-               sw_out="constexpr" if bwd else "*fp32", gc_out="*fp32", w_out="*fp32", T="i32", B="i32", H="i32",
+               sw_out="constexpr" if bwd else "*fp32", gc_out="*fp32", w_out="*fp32",
+               dd_out=dt if stash else "constexpr", T="i32", B="i32", H="i32",
                K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
-               STORE_SW="constexpr", PREC="constexpr", RAW="constexpr", STORE_W="constexpr")
+               STORE_SW="constexpr", PREC="constexpr", RAW="constexpr", STORE_W="constexpr", STORE_D="constexpr")
     cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not bwd, PREC="tf32", RAW=True,
-               STORE_W=os.environ.get("KR_STORE_W", "1") == "1")
+               STORE_W=os.environ.get("KR_STORE_W", "1") == "1", STORE_D=stash)
+    if not stash:
+        cst.update(dd_out=None)
     if bwd:
         cst.update(sw_out=None)
     return _compile(pc.prism_prep_u_kernel, sig, cst, warps)

@@ -406,10 +406,11 @@ def prism_prep_dvloc_kernel(
 
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_prep_u_kernel(
-    k, v, u, p, beta, g, tr, ub_out, sw_out, gc_out, w_out, T,
+    k, v, u, p, beta, g, tr, ub_out, sw_out, gc_out, w_out, dd_out, T,
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
+    STORE_D: tl.constexpr = False,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -419,6 +420,8 @@ def prism_prep_u_kernel(
     splits V the same way). The extra keys run in a runtime loop; Tr is read after it.
     STORE_W (PREP_W="fused", version 7): the programs of the first column block also store gc [B,T,H] fp32 and
     W = Tr diag(b1 gamma) K1 [B,T,H,K] (prism_prep_w_kernel's outputs, same operations), so that kernel is not launched.
+    STORE_D (FWD_STASH_D, version 11): each extra key's D_l = GELU(z_l) beta_l (l >= 2) is also stored, rounded to
+    dd_out's dtype (bf16, [L-1,B,T,H,V]), for the output kernel, whose bf16 dots round it so anyway.
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -467,6 +470,8 @@ def prism_prep_u_kernel(
         b_klr = _raw(tl.load(k + l * sk + off_k, mask=m_k, other=0.), RAW)
         b_bl = tl.load(beta + l * sb + off_b, mask=m_t, other=0.).to(tl.float32)
         b_D = b_d * b_bl[:, None]
+        if STORE_D:
+            tl.store(dd_out + (l - 1) * sp + off_v, b_D.to(dd_out.dtype.element_ty), mask=m_v)
         b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
         b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
@@ -527,12 +532,14 @@ def prism_fwd_h_kernel(
 # ----------------------------------------------------------------------------------------- forward (iii)
 @triton.jit(do_not_specialize=["T", "H", "B"])
 def prism_fwd_o_kernel(
-    q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
+    q, k, v, u, p, beta, gc, hs, vnew, dd, o, scale, T,
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
-    D16: tl.constexpr = 0,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
 ):
-    """Outputs, parallel over chunks. Grid (N, B*H). o [B,T,H,V] in q's dtype."""
+    """Outputs, parallel over chunks. Grid (N, B*H). o [B,T,H,V] in q's dtype.
+    STASH_D (FWD_STASH_D, with D16): the extra keys' D_l read from prep_u's bf16 stash dd [L-1,B,T,H,V] instead of
+    recomputed from v, u, p (the solver chain) and beta."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = (T + BT - 1) // BT
@@ -551,7 +558,13 @@ def prism_fwd_o_kernel(
     # the decay mask G<= is rebuilt for each key (version 7) rather than held as a [BT, BT] fp32 tile across them
     b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_k1), input_precision=PREC)
     b_o += _mm(b_P, b_v1, PREC, D16)
-    if L > 1:
+    if STASH_D:
+        for l in range(1, L):
+            b_D = tl.load(_rows(dd + (l - 1) * sp, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+            b_kl = _raw(tl.load(_rows(k + l * sk, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_P = _gmat(b_gc, m_a) * scale * tl.dot(b_q, tl.trans(b_kl), input_precision=PREC)
+            b_o += _mm(b_P, b_D, PREC, D16)
+    elif L > 1:
         b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
                - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
         b_r = b_r - _gelu(tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
@@ -1628,6 +1641,20 @@ DOT16 = ("h", "o", "dh", "key")
 KEYS_BF16 = ("dh", "d")
 
 
+# FWD_STASH_D (version 11 candidate; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
+# key's D_l = GELU(z_l) beta_l in bf16 ([L-1,B,T,H,V], freed after the forward) and the output kernel reads it instead
+# of recomputing the solver chain from v, u, p_1..p_L and beta (L+2 tiles of the chunk and L GELUs). The output
+# kernel rounds D_l to bf16 for its dots anyway: the same dot inputs (bit-identical under the interpreter; on a GPU
+# each kernel compiles GELU on its own, so an entry may round to the neighbouring bf16 value). The backward's
+# per-key kinds keep their own stash (KEYS_BF16 "d").
+FWD_STASH_D = True
+
+
+def _fwd_stash_d(L: int, dtype: torch.dtype) -> bool:
+    """Whether the forward stashes D_l for the output kernel (FWD_STASH_D)."""
+    return FWD_STASH_D and L > 1 and _d16("o", dtype) != 0 and _prep_impl(None) == "split"
+
+
 def _d16(name: str, dtype: torch.dtype) -> int:
     """The D16 constexpr of launcher `name`: 0 (dots at `_prec`), 1 (bf16 dots: name in DOT16, bf16 inputs, a GPU) or
     2 (the same roundings under the interpreter)."""
@@ -1983,13 +2010,16 @@ def _prep_impl(prep_impl):
 
 
 def prism_fwd_prep(k, v, u, p, beta, g, BT, q=None, do=None, scale=1.0, store_sw=True, split_solve=None,
-                   tr_solver=None, prep_impl=None):
+                   tr_solver=None, prep_impl=None, dd=None):
     """Phase (i)/(A) launcher. Returns gc [B,T,H] fp32, W [B,T,H,K], Ub [B,T,H,V], Sw [B,N,H,K,V] fp32 or None,
     Tr [B,T,H,BT] fp32, dVloc [B,T,H,V] fp32 or None (when q and do are given).
     tr_solver: "own" or "fla" (default: the module's TR_SOLVER); prep_impl: "fused" or "split" (default:
-    PREP_IMPL; "split" ignores split_solve: its Tr always comes from a kernel of its own)."""
+    PREP_IMPL; "split" ignores split_solve: its Tr always comes from a kernel of its own).
+    dd: a bf16 [L-1,B,T,H,V] buffer ("split" only) that receives the extra keys' D_l (FWD_STASH_D)."""
     if _prep_impl(prep_impl) == "split":
-        return _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver)
+        return _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver, dd=dd)
+    if dd is not None:
+        raise ValueError("prism_fwd_prep: dd (the D_l stash) needs prep_impl='split'")
     if _tr_solver(tr_solver, k.dtype) == "fla":
         return _prism_fwd_prep_fla(k, v, u, p, beta, g, BT, q, do, scale, store_sw)
     L, B, T, H, K = k.shape
@@ -2048,7 +2078,7 @@ def _prep_w(prep_w):
     return s
 
 
-def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver, prep_w=None):
+def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_solver, prep_w=None, dd=None):
     """prism_fwd_prep as small kernels (PREP_IMPL="split"): Tr (prism_fwd_solve_kernel, or `_tr_fla` when the
     Tr source is "fla"), prism_prep_w_kernel (gc, W), prism_prep_u_kernel (Ub, Sw; V in PREP_BV-wide column
     blocks) and, when do is given, prism_prep_dvloc_kernel (dVloc). Same outputs as the fused kernel."""
@@ -2078,8 +2108,9 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
-        k, v, u, p, beta, g, tr, ub, sw, gc, w, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, num_warps=_launch_warps("prep_u", BK, BV, BT),
+        k, v, u, p, beta, g, tr, ub, sw, gc, w, dd, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
+        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, STORE_D=dd is not None,
+        num_warps=_launch_warps("prep_u", BK, BV, BT),
         **_cap("prep_u", BK, BV), **_stages("prep_u"),
     )
     dvloc = prism_prep_dvloc(q, k, g, do, scale, BT) if do is not None else None
@@ -2122,16 +2153,18 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     return hs, vnew, ht
 
 
-def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT):
+def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT, dd=None):
+    """Phase (iii) launcher: o [B,T,H,V] in q's dtype. dd: prep_u's bf16 stash of the extra keys' D_l (FWD_STASH_D;
+    bf16 inputs, where the kernel's dots are bf16), read instead of recomputing the solver chain."""
     L, B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, BT)
     BK, BV = _block(K), _block(V)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     prism_fwd_o_kernel[(NT, B * H)](
-        q, k, v, u, p, beta, gc, hs, vnew, o, scale, T,
+        q, k, v, u, p, beta, gc, hs, vnew, dd, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        D16=_d16("o", k.dtype), num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV), **_stages("o"),
+        D16=_d16("o", k.dtype), STASH_D=dd is not None, num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV), **_stages("o"),
     )
     return o
 
@@ -2153,10 +2186,13 @@ def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_fi
     if impl == "fla_parts":
         o, ht = _fla_parts_fwd(q, k[0], v, u, p[0], g, beta[0], scale, initial_state, output_final_state, BT)
         return o.to(q.dtype), ht, None, None
-    gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT)
+    L, B, T, H, K = k.shape
+    dd = torch.empty(L - 1, B, T, H, v.shape[-1], device=k.device, dtype=torch.bfloat16) \
+        if _fwd_stash_d(L, k.dtype) else None
+    gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT, dd=dd)
     hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state)
     del sw
-    o = prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT)
+    o = prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT, dd=dd)
     return o, ht, hs, (gc, w, ub, tr)
 
 

@@ -152,12 +152,13 @@ def kernel_times(fn, n: int = 20, dry: bool = False, top: int = 14) -> dict:
     return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
 
 
-def prism_tensors(B: int, T: int, H: int, K: int, L: int, seed: int) -> tuple:
-    """Detached PRISM kernel inputs (q, k, v, u, p, beta, g) on DEV in DTYPE, K = V (make_prism_inputs)."""
+def prism_tensors(B: int, T: int, H: int, K: int, L: int, seed: int, dtype=None) -> tuple:
+    """Detached PRISM kernel inputs (q, k, v, u, p, beta, g) on DEV in dtype (default DTYPE), K = V
+    (make_prism_inputs)."""
     from prismbench.kernels.prism.inputs import make_prism_inputs
     from prismbench.registry import Shape
 
-    x = make_prism_inputs(Shape(B, T, H, K, K, L, DTYPE, DEV), seed)
+    x = make_prism_inputs(Shape(B, T, H, K, K, L, dtype or DTYPE, DEV), seed)
     return tuple(x[n].detach() for n in ("q", "k", "v", "u", "p", "beta", "g"))
 
 

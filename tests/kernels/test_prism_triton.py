@@ -363,9 +363,9 @@ def test_chunk_prism_prep_split(monkeypatch, B, T, H, K, V, L, C, dtype, tol, bv
     calls = []
     real = pc._prism_fwd_prep_split
 
-    def counted(*a):
+    def counted(*a, **kw):
         calls.append(a[7] is not None)     # do given: backward prep
-        return real(*a)
+        return real(*a, **kw)
 
     monkeypatch.setattr(pc, "PREP_IMPL", "split")
     monkeypatch.setattr(pc, "PREP_BV", bv)
@@ -551,6 +551,72 @@ def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
     ref = run(("rows",))
     for n, a, b in zip(("o",) + NAMES, ref, run(("rows",) + loop)):
         assert torch.equal(a, b), (loop, n)
+
+
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity holds where the recomputed D_l is the stored one; a GPU "
+                    "compiles D_l's fp32 arithmetic per kernel (the GPU tests check the stash against float64)")
+@pytest.mark.parametrize("L,K,V,C", [(2, 16, 16, 16), (3, 16, 24, 32)])
+def test_fwd_stash_d_is_bit_identical(monkeypatch, L, K, V, C):
+    """FWD_STASH_D: prep_u stores the extra keys' D_l in bf16 and the output kernel reads them instead of the solver
+    chain; with bf16 inputs (the output kernel's dots round D_l to bf16 anyway) and a partial last chunk, the output,
+    the final state and every gradient are bit-identical to the recomputing path, and the launches take the stash
+    (prep_u's STORE_D, the output kernel's STASH_D) exactly when it is on."""
+    x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 8)
+    seen = []
+    real_u, real_o = pc.prism_prep_u_kernel, pc.prism_fwd_o_kernel
+
+    class Spy:
+        def __init__(self, real, what):
+            self.real, self.what = real, what
+
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                seen.append(self.what(a, kw))
+                return self.real[grid](*a, **kw)
+            return launch
+
+    monkeypatch.setattr(pc, "prism_prep_u_kernel", Spy(real_u, lambda a, kw: ("prep_u", kw["STORE_D"])))
+    monkeypatch.setattr(pc, "prism_fwd_o_kernel", Spy(real_o, lambda a, kw: ("o", kw["STASH_D"])))
+
+    def run(on):
+        monkeypatch.setattr(pc, "FWD_STASH_D", on)
+        seen.clear()
+        o, ht = chunk_prism(**x, chunk_size=C, output_final_state=True)
+        return (o, ht) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
+
+    ref, launches = run(False)
+    assert ("prep_u", False) in launches and ("o", False) in launches and ("prep_u", True) not in launches
+    got, launches = run(True)
+    # the forward's prep_u stores the stash, the backward's (store_sw=False: the prep is kept, or recomputed) never
+    assert launches[:2] == [("prep_u", True), ("o", True)] and ("prep_u", True) not in launches[2:]
+    for n, a, b in zip(("o", "ht") + NAMES, ref, got):
+        assert torch.equal(a, b), n
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("on", [False, True])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128)])
+def test_chunk_prism_gpu_bf16_fwd_stash_d(monkeypatch, T, L, K, on):
+    """FWD_STASH_D on and off on a GPU, bf16: output, final state and every gradient vs float64."""
+    monkeypatch.setattr(pc, "FWD_STASH_D", on)
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 7), TOL_BF16)
+
+
+def test_fwd_stash_d_applies_to_bf16_extra_keys_only(monkeypatch):
+    """The stash is for bf16 inputs with L > 1 (the output kernel's bf16 dots) and the split prep only."""
+    assert pc._fwd_stash_d(3, torch.bfloat16) and pc._fwd_stash_d(2, torch.bfloat16)
+    assert not pc._fwd_stash_d(1, torch.bfloat16)
+    assert not pc._fwd_stash_d(3, torch.float16) and not pc._fwd_stash_d(3, torch.float32)
+    monkeypatch.setattr(pc, "DOT16", ("h", "dh", "key"))
+    assert not pc._fwd_stash_d(3, torch.bfloat16)
+    monkeypatch.setattr(pc, "DOT16", ("h", "o", "dh", "key"))
+    monkeypatch.setattr(pc, "PREP_IMPL", "fused")
+    assert not pc._fwd_stash_d(3, torch.bfloat16)
+    with pytest.raises(ValueError, match="prep_impl='split'"):
+        x = make_prism_inputs(Shape(1, 16, 1, 16, 16, 2, torch.bfloat16, DEVICE), 0)
+        pc.prism_fwd_prep(x["k"], x["v"], x["u"], x["p"], x["beta"], x["g"], 16,
+                          dd=torch.empty(1, 1, 16, 1, 16, dtype=torch.bfloat16))
 
 
 def test_keys_bf16_applies_to_bf16_kinds_only(monkeypatch):

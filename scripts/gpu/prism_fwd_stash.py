@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The forward's D_l stash (`chunk.FWD_STASH_D`, version 11 candidate): prep_u stores the extra keys' D_l in bf16 and
+the output kernel reads them instead of recomputing the solver chain from v, u, p and beta.
+
+One process, bf16, H=16, K=V=64, 32768 tokens: chunk_prism forward + backward (autograd, as the harness times them)
+and the forward alone, version 10 (FWD_STASH_D off) against the stash, at T = 2048 and 16384 for L = 3 and at
+T = 2048 for L = 2; at T = 2048, L = 3 also the output kernel's launch settings with the stash (its register cap,
+pipelining stages, 8 warps), and both configurations again at the end (the noise). Outputs, final state and every
+gradient against version 10's (max |x - ref| / max |ref|: bit-identical under the interpreter; on a GPU each kernel
+compiles GELU's fp32 arithmetic on its own, so a D_l entry may round to the neighbouring bf16 value). Per-kernel
+CUDA times of the forward and of forward + backward at T = 2048, L = 3, for both.
+Writes $OUT/prism_fwd_stash.json. CPU dry run (interpreter, tiny shapes):
+PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_fwd_stash.py --out /tmp/x
+"""
+from __future__ import annotations
+
+import torch
+
+from prismbench.kernels.prism import chunk as pc
+from prismbench.kernels.prism.chunk import chunk_prism
+
+from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
+                     row_writer, settings_variant)
+
+TS = (37, 74) if DRY else (2048, 16384)
+H, K, BT, TOKENS = (2, 16, 16, 148) if DRY else (16, 64, 64, 32768)
+NAMES = ("q", "k", "v", "u", "p", "beta", "g")
+BASE = dict(FWD_STASH_D=True, WARPS={}, MAXNREG={}, STAGES={})
+V10 = dict(FWD_STASH_D=False)
+SETTINGS = [
+    ("stash, output kernel uncapped", dict(MAXNREG={"o": None})),
+    ("stash, output kernel at 2 stages", dict(STAGES={"o": 2})),
+    ("stash, output kernel at 1 stage", dict(STAGES={"o": 1})),
+    ("stash, output kernel at 8 warps", dict(WARPS={"o": 8})),
+    ("v10 again", V10),
+    ("stash again", {}),
+]
+
+
+def main():
+    out = out_dir()
+    res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, dtype="torch.bfloat16"), base=as_json(BASE))
+    add = row_writer(res, out, "prism_fwd_stash.json", show=lambda row: {k: v for k, v in row.items()
+                                                                         if not k.startswith("kernels_us")})
+    for T, L in ((TS[0], 3), (TS[1], 3), (TS[0], 2)):
+        B = TOKENS // T
+        x = prism_tensors(B, T, H, K, L, L, torch.bfloat16)   # bf16 in the dry run too: the stash's dtype
+        do = torch.randn_like(x[2])
+
+        def call():
+            got = prism_fwd_bwd(x, do, BT)
+            return got + (chunk_prism(*x, chunk_size=BT, output_final_state=True)[1],)
+
+        variants = [("v10: chain recomputed", V10), ("stash", {})]
+        first = T == TS[0] and L == 3
+        if first:
+            variants += SETTINGS
+        ref = None
+        for i, (name, settings) in enumerate(variants):
+            def extra(fields, i=i):
+                fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
+                if first and i < 2:
+                    fields["kernels_us_fwd"] = kernel_times(lambda: chunk_prism(*x, chunk_size=BT), n=10, dry=DRY)
+                    fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY,
+                                                                top=20)
+                    fields["peak_mib_fwd_bwd"] = peak_mib(lambda: prism_fwd_bwd(x, do, BT))
+            fields, got = settings_variant(pc, BASE, settings, call, ref, ("o",) + NAMES + ("ht",),
+                                           "max_rel_diff_vs_v10", extra)
+            ref = got if ref is None else ref
+            add(dict(T=T, L=L, variant=name, settings=as_json(settings), **fields))
+    print(f"wrote {out}/prism_fwd_stash.json", flush=True)
+
+
+def peak_mib(fn) -> float | None:
+    """Peak CUDA memory of one call of fn above what was allocated before it (MiB); None on a CPU dry run."""
+    if DRY:
+        fn()
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+
+
+if __name__ == "__main__":
+    main()
