@@ -492,13 +492,16 @@ def prism_prep_u_kernel(
 # ----------------------------------------------------------------------------------------- forward (ii)
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_fwd_h_kernel(
-    k, w, ub, sw, gc, h0, hs_out, vnew_out, ht_out, T,
-    H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    k, w, ub, sw, dd, gc, h0, hs_out, vnew_out, ht_out, T,
+    B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
+    SW_D: tl.constexpr = False,
 ):
     """Sequential pass over chunks. Grid (cdiv(V, BV), B*H).
 
     Stores h_c (chunk-start state, fp32) in hs [B,N,H,K,V] and V1 = Ub - W h_c in vnew [B,T,H,V].
+    The extra keys' state write Sw = sum_{l>=2} (e K_l)^T D_l is read from sw (prep_u's, fp32) or, with SW_D
+    (FWD_SW="h"), computed here from prep_u's bf16 stash dd [L-1,B,T,H,V] and k_l (bf16 dots, as the V1 term's).
     """
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -522,8 +525,17 @@ def prism_fwd_h_kernel(
         b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
         b_e = tl.where(i_t * BT + o_i < T, tl.exp(b_gl - b_gc), 0.)
         b_k = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
-        b_sw = tl.load(_state(sw, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
-        b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16) + b_sw
+        if SW_D:
+            b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16)
+            for l in range(1, L):
+                b_kl = tl.load(_rows(k + l * (B * T * H * K), i_b, i_h, i_t, T, H, K, BT, BK),
+                               boundary_check=(0, 1)).to(tl.float32)
+                b_dl = tl.load(_cols(dd + (l - 1) * (B * T * H * V), i_b, i_h, i_t, i_v, T, H, V, BT, BV),
+                               boundary_check=(0, 1))
+                b_h += _mm(tl.trans(b_kl * b_e[:, None]), b_dl, PREC, D16)
+        else:
+            b_sw = tl.load(_state(sw, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
+            b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16) + b_sw
     if STORE_HT:
         p_ht = tl.make_block_ptr(ht_out + i_bh.to(tl.int64) * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
         tl.store(p_ht, b_h, boundary_check=(0, 1))
@@ -1648,6 +1660,19 @@ KEYS_BF16 = ("dh", "d")
 # each kernel compiles GELU on its own, so an entry may round to the neighbouring bf16 value). The backward's
 # per-key kinds keep their own stash (KEYS_BF16 "d").
 FWD_STASH_D = True
+# FWD_SW (with the FWD_STASH_D stash): where the forward computes the extra keys' state write
+# Sw = sum_{l>=2} (e K_l)^T D_l. "prep" (version 10): prep_u, a tf32 dot per key from the fp32 D_l, stored as an fp32
+# [B,N,H,K,V] buffer the state pass reads. "h" (version 11 candidate): the state pass, from the bf16 stash and k_l, in
+# bf16 dots like its V1 term's; prep_u then keeps no Sw accumulator (offline sm_90, L=3: 132 -> 8 B of spills) and
+# no Sw buffer is allocated. Without the stash it is always "prep".
+FWD_SW = "prep"
+
+
+def _fwd_sw(fwd_sw) -> str:
+    s = FWD_SW if fwd_sw is None else fwd_sw
+    if s not in ("prep", "h"):
+        raise ValueError(f"FWD_SW must be 'prep' or 'h', got {s!r}")
+    return s
 
 
 def _fwd_stash_d(L: int, dtype: torch.dtype) -> bool:
@@ -2132,9 +2157,9 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
     return dvloc
 
 
-def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False):
+def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False, dd=None):
     """Phase (ii) launcher. Returns hs [B,N,H,K,V] fp32, V1 [B,T,H,V] (fp32; bf16 under DOT16 "o"), final state or
-    None."""
+    None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l stash dd (FWD_SW="h")."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2145,10 +2170,13 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     # the kernel's dot would apply, half the bytes (version 9)
     vnew = torch.empty_like(ub, dtype=torch.bfloat16 if _d16("o", k.dtype) else torch.float32)
     ht = torch.empty(B, H, K, V, device=k.device, dtype=torch.float32) if output_final_state else None
+    sw_d = sw is None and L > 1
+    if sw_d and dd is None:
+        raise ValueError("prism_fwd_h: at L > 1 it needs sw (prep_u's state write) or dd (the D_l stash)")
     prism_fwd_h_kernel[(triton.cdiv(V, BV), B * H)](
-        k, w, ub, sw, gc, initial_state, hs, vnew, ht, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_H0=initial_state is not None, STORE_HT=output_final_state,
-        PREC=_prec(k.dtype), D16=_d16("h", k.dtype), num_warps=_seq_warps("h", BK, BT),
+        k, w, ub, sw, dd if sw_d else None, gc, initial_state, hs, vnew, ht, T,
+        B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, USE_H0=initial_state is not None, STORE_HT=output_final_state,
+        PREC=_prec(k.dtype), D16=_d16("h", k.dtype), SW_D=sw_d, num_warps=_seq_warps("h", BK, BT),
     )
     return hs, vnew, ht
 
@@ -2189,8 +2217,9 @@ def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_fi
     L, B, T, H, K = k.shape
     dd = torch.empty(L - 1, B, T, H, v.shape[-1], device=k.device, dtype=torch.bfloat16) \
         if _fwd_stash_d(L, k.dtype) else None
-    gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT, dd=dd)
-    hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state)
+    sw_h = dd is not None and _fwd_sw(None) == "h"
+    gc, w, ub, sw, tr, _ = prism_fwd_prep(k, v, u, p, beta, g, BT, store_sw=not sw_h, dd=dd)
+    hs, vnew, ht = prism_fwd_h(k, w, ub, sw, gc, BT, initial_state, output_final_state, dd=dd)
     del sw
     o = prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT, dd=dd)
     return o, ht, hs, (gc, w, ub, tr)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The forward's D_l stash (`chunk.FWD_STASH_D`, version 11 candidate): prep_u stores the extra keys' D_l in bf16 and
-the output kernel reads them instead of recomputing the solver chain from v, u, p and beta.
+the output kernel reads them instead of recomputing the solver chain from v, u, p and beta; with it, the extra keys'
+state write in the state pass from the stash (`chunk.FWD_SW = "h"`) instead of prep_u's fp32 Sw.
 
 One process, bf16, H=16, K=V=64, 32768 tokens: chunk_prism forward + backward (autograd, as the harness times them)
 and the forward alone, version 10 (FWD_STASH_D off) against the stash, at T = 2048 and 16384 for L = 3 and at
-T = 2048 for L = 2; at T = 2048, L = 3 also the output kernel's launch settings with the stash (its register cap,
+T = 2048 for L = 2 (each: version 10, the stash, the stash with FWD_SW "h"); at T = 2048, L = 3 also the output kernel's launch settings with the stash (its register cap,
 pipelining stages, 8 warps), and both configurations again at the end (the noise). Outputs, final state and every
 gradient against version 10's (max |x - ref| / max |ref|: bit-identical under the interpreter; on a GPU each kernel
 compiles GELU's fp32 arithmetic on its own, so a D_l entry may round to the neighbouring bf16 value). Per-kernel
@@ -25,15 +26,18 @@ from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_b
 TS = (37, 74) if DRY else (2048, 16384)
 H, K, BT, TOKENS = (2, 16, 16, 148) if DRY else (16, 64, 64, 32768)
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-BASE = dict(FWD_STASH_D=True, WARPS={}, MAXNREG={}, STAGES={})
+BASE = dict(FWD_STASH_D=True, FWD_SW="prep", WARPS={}, MAXNREG={}, STAGES={})
 V10 = dict(FWD_STASH_D=False)
+SW_H = dict(FWD_SW="h")
 SETTINGS = [
     ("stash, output kernel uncapped", dict(MAXNREG={"o": None})),
     ("stash, output kernel at 2 stages", dict(STAGES={"o": 2})),
     ("stash, output kernel at 1 stage", dict(STAGES={"o": 1})),
     ("stash, output kernel at 8 warps", dict(WARPS={"o": 8})),
+    ("stash + Sw in the state pass, output kernel at 1 stage", dict(SW_H, STAGES={"o": 1})),
     ("v10 again", V10),
     ("stash again", {}),
+    ("stash, Sw in the state pass, again", SW_H),
 ]
 
 
@@ -51,7 +55,7 @@ def main():
             got = prism_fwd_bwd(x, do, BT)
             return got + (chunk_prism(*x, chunk_size=BT, output_final_state=True)[1],)
 
-        variants = [("v10: chain recomputed", V10), ("stash", {})]
+        variants = [("v10: chain recomputed", V10), ("stash", {}), ("stash, Sw in the state pass", SW_H)]
         first = T == TS[0] and L == 3
         if first:
             variants += SETTINGS
@@ -59,7 +63,7 @@ def main():
         for i, (name, settings) in enumerate(variants):
             def extra(fields, i=i):
                 fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
-                if first and i < 2:
+                if first and i < 3:
                     fields["kernels_us_fwd"] = kernel_times(lambda: chunk_prism(*x, chunk_size=BT), n=10, dry=DRY)
                     fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY,
                                                                 top=20)

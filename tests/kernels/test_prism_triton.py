@@ -597,10 +597,51 @@ def test_fwd_stash_d_is_bit_identical(monkeypatch, L, K, V, C):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("on", [False, True])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128)])
-def test_chunk_prism_gpu_bf16_fwd_stash_d(monkeypatch, T, L, K, on):
-    """FWD_STASH_D on and off on a GPU, bf16: output, final state and every gradient vs float64."""
+@pytest.mark.parametrize("sw", ["prep", "h"])
+def test_chunk_prism_gpu_bf16_fwd_stash_d(monkeypatch, T, L, K, on, sw):
+    """FWD_STASH_D on and off, FWD_SW "prep" and "h" (which needs the stash), on a GPU, bf16: output, final state and
+    every gradient vs float64."""
+    if sw == "h" and not on:
+        pytest.skip("FWD_SW='h' needs the stash")
     monkeypatch.setattr(pc, "FWD_STASH_D", on)
+    monkeypatch.setattr(pc, "FWD_SW", sw)
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 7), TOL_BF16)
+
+
+@pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
+                                            (1, 45, 1, 16, 16, 4, 32)])
+def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
+    """FWD_SW = "h": the state pass computes the extra keys' state write from the D_l stash (bf16 dots) and prep_u
+    stores no Sw; bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and the
+    forward's launches take that path (prep_u without STORE_SW, the state pass with SW_D)."""
+    seen = []
+    real_u, real_h = pc.prism_prep_u_kernel, pc.prism_fwd_h_kernel
+
+    class Spy:
+        def __init__(self, real, what):
+            self.real, self.what = real, what
+
+        def __getitem__(self, grid):
+            def launch(*a, **kw):
+                seen.append(self.what(a, kw))
+                return self.real[grid](*a, **kw)
+            return launch
+
+    monkeypatch.setattr(pc, "FWD_SW", "h")
+    monkeypatch.setattr(pc, "prism_prep_u_kernel", Spy(real_u, lambda a, kw: ("prep_u", kw["STORE_SW"], kw["STORE_D"])))
+    monkeypatch.setattr(pc, "prism_fwd_h_kernel", Spy(real_h, lambda a, kw: ("h", a[3] is None, kw["SW_D"])))
+    assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 9), TOL_BF16)
+    assert seen[:2] == [("prep_u", False, True), ("h", True, True)], seen
+
+
+def test_fwd_sw_needs_a_source():
+    """FWD_SW must name a place; the state pass at L > 1 needs Sw or the stash."""
+    with pytest.raises(ValueError, match="FWD_SW"):
+        pc._fwd_sw("x")
+    x = make_prism_inputs(Shape(1, 16, 1, 16, 16, 2, torch.float32, DEVICE), 0)
+    gc, w, ub, sw, tr, _ = pc.prism_fwd_prep(x["k"], x["v"], x["u"], x["p"], x["beta"], x["g"], 16, store_sw=False)
+    with pytest.raises(ValueError, match="needs sw"):
+        pc.prism_fwd_h(x["k"], w, ub, None, gc, 16)
 
 
 def test_fwd_stash_d_applies_to_bf16_extra_keys_only(monkeypatch):
