@@ -82,8 +82,8 @@ def prep(x, BT, store_dtype):
                                          num_warps=pc.WARPS.get("prep_w", pc._warps(BK, BT, BT)))
     ub = torch.empty(B, T, H, V, device=k.device, dtype=store_dtype)
     pc.prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
-        k, v, u, p, beta, g, tr, ub, None, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=False, PREC=prec, RAW=raw, num_warps=pc.WARPS.get("prep_u", pc._warps(BK, BV, BT)))
+        k, v, u, p, beta, g, tr, ub, None, gc, w, None, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
+        STORE_SW=False, PREC=prec, RAW=raw, STORE_W=False, num_warps=pc.WARPS.get("prep_u", pc._warps(BK, BV, BT)))
     return gc, w, ub
 
 
