@@ -5,8 +5,8 @@ state write in the state pass from the stash (`chunk.FWD_SW = "h"`) instead of p
 
 One process, bf16, H=16, K=V=64, 32768 tokens: chunk_prism forward + backward (autograd, as the harness times them)
 and the forward alone, at T = 2048 and 16384 for L = 3 and at T = 2048 for L = 2, each for version 10 (FWD_STASH_D
-off), the stash, and the stash with FWD_SW "h"; at T = 2048, L = 3 also the output kernel's launch settings with the
-stash (uncapped, one pipelining stage), and the three configurations again at the end (the noise). Outputs, final state and every
+off), the stash, and the stash with FWD_SW "h"; at T = 2048, L = 3 the three configurations again at the end (the
+noise). Outputs, final state and every
 gradient against version 10's (max |x - ref| / max |ref|: bit-identical under the interpreter; on a GPU each kernel
 compiles GELU's fp32 arithmetic on its own, so a D_l entry may round to the neighbouring bf16 value). Per-kernel
 CUDA times of the forward and of forward + backward at T = 2048, L = 3, for the three, and their peak memory.
@@ -30,8 +30,6 @@ BASE = dict(FWD_STASH_D=True, FWD_SW="prep", WARPS={}, MAXNREG={}, STAGES={})
 V10 = dict(FWD_STASH_D=False)
 SW_H = dict(FWD_SW="h")
 SETTINGS = [
-    ("stash, output kernel uncapped", dict(MAXNREG={"o": None})),
-    ("stash, output kernel at 1 stage", dict(STAGES={"o": 1})),
     ("v10 again", V10),
     ("stash again", {}),
     ("stash, Sw in the state pass, again", SW_H),
