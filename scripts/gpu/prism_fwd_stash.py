@@ -15,6 +15,8 @@ PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_fwd_stash.py -
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from prismbench.kernels.prism import chunk as pc
@@ -24,6 +26,8 @@ from measure import (DRY, as_json, kernel_times, median_ms, out_dir, prism_fwd_b
                      row_writer, settings_variant)
 
 TS = (37, 74) if DRY else (2048, 16384)
+if os.environ.get("STASH_T"):      # STASH_T=2048: that T alone (a short device call)
+    TS = tuple(int(t) for t in os.environ["STASH_T"].split(","))
 H, K, BT, TOKENS = (2, 16, 16, 148) if DRY else (16, 64, 64, 32768)
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(FWD_STASH_D=True, FWD_SW="prep", WARPS={}, MAXNREG={}, STAGES={})
@@ -41,7 +45,7 @@ def main():
     res = result_header(shape=dict(H=H, K=K, V=K, BT=BT, tokens=TOKENS, dtype="torch.bfloat16"), base=as_json(BASE))
     add = row_writer(res, out, "prism_fwd_stash.json", show=lambda row: {k: v for k, v in row.items()
                                                                          if not k.startswith("kernels_us")})
-    for T, L in ((TS[0], 3), (TS[1], 3)):
+    for T, L in ((t, 3) for t in TS):
         B = TOKENS // T
         x = prism_tensors(B, T, H, K, L, L, torch.bfloat16)   # bf16 in the dry run too: the stash's dtype
         do = torch.randn_like(x[2])
