@@ -1653,18 +1653,22 @@ DOT16 = ("h", "o", "dh", "key")
 KEYS_BF16 = ("dh", "d")
 
 
-# FWD_STASH_D (version 11 candidate; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
+# FWD_STASH_D (version 11 candidate, off: checked under the interpreter only, no GPU run yet (session 12's device time
+# went to starts that failed), so version 10's path stays the default; with it off, prep_u, the state pass and the
+# output kernel compile to version 10's SASS, parameter offsets aside: scripts/sass_diff.py, offline sm_90;
+# L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
 # key's D_l = GELU(z_l) beta_l in bf16 ([L-1,B,T,H,V], freed after the forward) and the output kernel reads it instead
 # of recomputing the solver chain from v, u, p_1..p_L and beta (L+2 tiles of the chunk and L GELUs). The output
 # kernel rounds D_l to bf16 for its dots anyway: the same dot inputs (bit-identical under the interpreter; on a GPU
 # each kernel compiles GELU on its own, so an entry may round to the neighbouring bf16 value). The backward's
-# per-key kinds keep their own stash (KEYS_BF16 "d").
-FWD_STASH_D = True
+# per-key kinds keep their own stash (KEYS_BF16 "d"). Offline sm_90: the output kernel at L=3 249 -> 144 registers.
+# scripts/gpu/prism_fwd_stash.py times it (and FWD_SW) against version 10 and writes the errors; NOTES.md.
+FWD_STASH_D = False
 # FWD_SW (with the FWD_STASH_D stash): where the forward computes the extra keys' state write
 # Sw = sum_{l>=2} (e K_l)^T D_l. "prep" (version 10): prep_u, a tf32 dot per key from the fp32 D_l, stored as an fp32
 # [B,N,H,K,V] buffer the state pass reads. "h" (version 11 candidate): the state pass, from the bf16 stash and k_l, in
 # bf16 dots like its V1 term's; prep_u then keeps no Sw accumulator (offline sm_90, L=3: 132 -> 8 B of spills) and
-# no Sw buffer is allocated. Without the stash it is always "prep".
+# no Sw buffer is allocated. Without the stash it is always "prep". Candidate, not run on a GPU yet.
 FWD_SW = "prep"
 
 

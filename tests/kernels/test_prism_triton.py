@@ -627,6 +627,7 @@ def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
                 return self.real[grid](*a, **kw)
             return launch
 
+    monkeypatch.setattr(pc, "FWD_STASH_D", True)
     monkeypatch.setattr(pc, "FWD_SW", "h")
     monkeypatch.setattr(pc, "prism_prep_u_kernel", Spy(real_u, lambda a, kw: ("prep_u", kw["STORE_SW"], kw["STORE_D"])))
     monkeypatch.setattr(pc, "prism_fwd_h_kernel", Spy(real_h, lambda a, kw: ("h", a[3] is None, kw["SW_D"])))
@@ -645,7 +646,11 @@ def test_fwd_sw_needs_a_source():
 
 
 def test_fwd_stash_d_applies_to_bf16_extra_keys_only(monkeypatch):
-    """The stash is for bf16 inputs with L > 1 (the output kernel's bf16 dots) and the split prep only."""
+    """The stash is for bf16 inputs with L > 1 (the output kernel's bf16 dots) and the split prep only; off by
+    default until a GPU has checked and timed it (version 10's path)."""
+    assert pc.FWD_STASH_D is False and pc.FWD_SW == "prep"
+    assert not pc._fwd_stash_d(3, torch.bfloat16)
+    monkeypatch.setattr(pc, "FWD_STASH_D", True)
     assert pc._fwd_stash_d(3, torch.bfloat16) and pc._fwd_stash_d(2, torch.bfloat16)
     assert not pc._fwd_stash_d(1, torch.bfloat16)
     assert not pc._fwd_stash_d(3, torch.float16) and not pc._fwd_stash_d(3, torch.float32)
