@@ -66,6 +66,26 @@ def run_case(B, T, H, K, V, L, C, dtype, seed, use_h0=True, final=True, strong_d
     return errs
 
 
+class _LaunchSpy:
+    """Stands in for a chunk.py kernel: each launch kernel[grid](*a, **kw) appends what(a, kw) to seen, then launches
+    the real kernel."""
+
+    def __init__(self, real, what, seen):
+        self.real, self.what, self.seen = real, what, seen
+
+    def __getitem__(self, grid):
+        def launch(*a, **kw):
+            self.seen.append(self.what(a, kw))
+            return self.real[grid](*a, **kw)
+        return launch
+
+
+def spy_launches(monkeypatch, seen: list, **what):
+    """Wraps each named kernel of chunk.py (keyword: kernel name, value: what(args, kwargs) to record per launch)."""
+    for name, fn in what.items():
+        monkeypatch.setattr(pc, name, _LaunchSpy(getattr(pc, name), fn, seen))
+
+
 def assert_errs(errs, tol):
     bad = {n: e for n, e in errs.items() if not e <= tol}
     assert not bad, f"rel. errors above {tol}: {bad} (all: {errs})"
@@ -501,20 +521,9 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
     monkeypatch.setattr(pc, "KEYS_LOOP", ("rows",))   # the columns and values kinds launched per key
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
     seen = []
-    real_key, real_dh = pc.prism_bwd_key_kernel, pc.prism_bwd_dh_kernel
 
-    class Spy:
-        def __init__(self, real, what):
-            self.real, self.what = real, what
-
-        def __getitem__(self, grid):
-            def launch(*a, **kw):
-                seen.append(self.what(a, kw))
-                return self.real[grid](*a, **kw)
-            return launch
-
-    monkeypatch.setattr(pc, "prism_bwd_key_kernel", Spy(real_key, lambda a, kw: (a[7].dtype, kw["STASH_D"], kw["KIND"])))
-    monkeypatch.setattr(pc, "prism_bwd_dh_kernel", Spy(real_dh, lambda a, kw: ("dh", kw["STORE16"])))
+    spy_launches(monkeypatch, seen, prism_bwd_key_kernel=lambda a, kw: (a[7].dtype, kw["STASH_D"], kw["KIND"]),
+                 prism_bwd_dh_kernel=lambda a, kw: ("dh", kw["STORE16"]))
 
     def run(parts):
         monkeypatch.setattr(pc, "KEYS_BF16", parts)
@@ -563,20 +572,9 @@ def test_fwd_stash_d_is_bit_identical(monkeypatch, L, K, V, C):
     (prep_u's STORE_D, the output kernel's STASH_D) exactly when it is on."""
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 8)
     seen = []
-    real_u, real_o = pc.prism_prep_u_kernel, pc.prism_fwd_o_kernel
 
-    class Spy:
-        def __init__(self, real, what):
-            self.real, self.what = real, what
-
-        def __getitem__(self, grid):
-            def launch(*a, **kw):
-                seen.append(self.what(a, kw))
-                return self.real[grid](*a, **kw)
-            return launch
-
-    monkeypatch.setattr(pc, "prism_prep_u_kernel", Spy(real_u, lambda a, kw: ("prep_u", kw["STORE_D"])))
-    monkeypatch.setattr(pc, "prism_fwd_o_kernel", Spy(real_o, lambda a, kw: ("o", kw["STASH_D"])))
+    spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: ("prep_u", kw["STORE_D"]),
+                 prism_fwd_o_kernel=lambda a, kw: ("o", kw["STASH_D"]))
 
     def run(on):
         monkeypatch.setattr(pc, "FWD_STASH_D", on)
@@ -615,22 +613,11 @@ def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
     stores no Sw; bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and the
     forward's launches take that path (prep_u without STORE_SW, the state pass with SW_D)."""
     seen = []
-    real_u, real_h = pc.prism_prep_u_kernel, pc.prism_fwd_h_kernel
-
-    class Spy:
-        def __init__(self, real, what):
-            self.real, self.what = real, what
-
-        def __getitem__(self, grid):
-            def launch(*a, **kw):
-                seen.append(self.what(a, kw))
-                return self.real[grid](*a, **kw)
-            return launch
 
     monkeypatch.setattr(pc, "FWD_STASH_D", True)
     monkeypatch.setattr(pc, "FWD_SW", "h")
-    monkeypatch.setattr(pc, "prism_prep_u_kernel", Spy(real_u, lambda a, kw: ("prep_u", kw["STORE_SW"], kw["STORE_D"])))
-    monkeypatch.setattr(pc, "prism_fwd_h_kernel", Spy(real_h, lambda a, kw: ("h", a[3] is None, kw["SW_D"])))
+    spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: ("prep_u", kw["STORE_SW"], kw["STORE_D"]),
+                 prism_fwd_h_kernel=lambda a, kw: ("h", a[3] is None, kw["SW_D"]))
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 9), TOL_BF16)
     assert seen[:2] == [("prep_u", False, True), ("h", True, True)], seen
 
