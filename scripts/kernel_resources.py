@@ -10,7 +10,7 @@ PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and pri
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
 (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
-rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] | vals,K,warps,last[,BT] (KEYS_LOOP
+h,K,L,BV,warps[,BT] (the state pass; KR_FWD_SW=h: FWD_SW "h") | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] | vals,K,warps,last[,BT] (KEYS_LOOP
 "columns", "values").
 K = V. One JSON line per job. KR_D16=1: the kernels that take D16 compiled with bf16 dots (DOT16, version 9). (Version 4
 deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
@@ -79,6 +79,21 @@ def fwd_o(K, L, BT, warps):
     return _compile(pc.prism_fwd_o_kernel, sig, cst, warps)
 
 
+def fwd_h(K, L, BT, BV, warps):
+    """prism_fwd_h_kernel (the state pass; V1 in bf16 under D16). KR_FWD_SW=h: the extra keys' state write from the
+    D_l stash (SW_D, chunk.py's FWD_SW="h") instead of prep_u's fp32 Sw."""
+    f32, dt = "*fp32", "*bf16"
+    sw_d = os.environ.get("KR_FWD_SW", "prep") == "h" and L > 1
+    sig = dict(k=dt, w=f32, ub=f32, sw="constexpr" if sw_d else f32, dd=dt if sw_d else "constexpr", gc=f32,
+               h0="constexpr", hs_out=f32, vnew_out=dt if D16 else f32, ht_out="constexpr", T="i32", B="i32",
+               H="i32", K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
+               USE_H0="constexpr", STORE_HT="constexpr", PREC="constexpr", SW_D="constexpr")
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, USE_H0=False, STORE_HT=False, PREC="tf32", SW_D=sw_d, h0=None,
+               ht_out=None)
+    cst.update(sw=None) if sw_d else cst.update(dd=None)
+    return _compile(pc.prism_fwd_h_kernel, sig, cst, warps)
+
+
 def usage(ck):
     d = tempfile.mkdtemp()
     cub = os.path.join(d, "k.cubin"); open(cub, "wb").write(ck.asm["cubin"])
@@ -131,19 +146,21 @@ def prep_w(K, BT, warps):
 
 
 def prep_u(K, L, BT, BV, warps, bwd=False):
-    """prism_prep_u_kernel; bwd: without Sw (the backward's prep)."""
+    """prism_prep_u_kernel; bwd: without Sw (the backward's prep). KR_FWD_SW=h (with the stash): the forward's
+    prep_u without Sw (chunk.py's FWD_SW="h")."""
     dt = "*bf16"
     stash = FWD_STASH_D and L > 1 and not bwd
+    no_sw = bwd or (stash and os.environ.get("KR_FWD_SW", "prep") == "h")
     sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", tr="*fp32", ub_out="*fp32",
-               sw_out="constexpr" if bwd else "*fp32", gc_out="*fp32", w_out="*fp32",
+               sw_out="constexpr" if no_sw else "*fp32", gc_out="*fp32", w_out="*fp32",
                dd_out=dt if stash else "constexpr", T="i32", B="i32", H="i32",
                K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
                STORE_SW="constexpr", PREC="constexpr", RAW="constexpr", STORE_W="constexpr", STORE_D="constexpr")
-    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not bwd, PREC="tf32", RAW=True,
+    cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, STORE_SW=not no_sw, PREC="tf32", RAW=True,
                STORE_W=os.environ.get("KR_STORE_W", "1") == "1", STORE_D=stash)
     if not stash:
         cst.update(dd_out=None)
-    if bwd:
+    if no_sw:
         cst.update(sw_out=None)
     return _compile(pc.prism_prep_u_kernel, sig, cst, warps)
 
@@ -353,6 +370,11 @@ for spec in jobs.split(";"):
             K, L, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = fwd_o(K, L, BT, warps); r = dict(kernel="o", K=K, L=L, BT=BT, warps=warps)
+        elif kind == "h":         # h,K,L,BV,warps[,BT]: prism_fwd_h_kernel (the state pass)
+            K, L, BV, warps = a[:4]
+            BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
+            ck = fwd_h(K, L, BT, BV, warps)
+            r = dict(kernel="h", K=K, L=L, BT=BT, BV=BV, warps=warps, fwd_sw=os.environ.get("KR_FWD_SW", "prep"))
         elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
             K, warps, has_dr = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
