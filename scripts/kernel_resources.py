@@ -10,8 +10,8 @@ PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and pri
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
 (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
-h,K,L,BV,warps[,BT] (the state pass; KR_FWD_SW=h: FWD_SW "h") | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] | vals,K,warps,last[,BT] (KEYS_LOOP
-"columns", "values").
+h,K,L,BV,warps[,BT] (the state pass) | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] |
+vals,K,warps,last[,BT] (KEYS_LOOP "columns", "values").
 K = V. One JSON line per job. KR_D16=1: the kernels that take D16 compiled with bf16 dots (DOT16, version 9). (Version 4
 deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
 
@@ -46,9 +46,11 @@ D16 = int(os.environ.get("KR_D16", "0"))
 # KR_KEYS_BF16: the per-key kinds' bf16 copies (chunk.py's KEYS_BF16, version 10; they need D16): "dh" (dH' read in
 # bf16), "d" (STASH_D: D_l read from the values launch's bf16 store); default "dh,d" with KR_D16=1, else none.
 KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "").split(",") if x)
-# KR_FWD_STASH_D=1 (default with KR_D16=1, L > 1): prep_u stores the extra keys' D_l in bf16 and the output kernel reads
-# it (chunk.py's FWD_STASH_D, version 11 candidate).
-FWD_STASH_D = os.environ.get("KR_FWD_STASH_D", "1" if D16 else "0") == "1"
+# KR_FWD_STASH_D=1 (with KR_D16=1, L > 1): prep_u stores the extra keys' D_l in bf16 and the output kernel reads it
+# (chunk.py's FWD_STASH_D, version 11 candidate); KR_FWD_SW=h (with the stash): their state write in the state pass,
+# prep_u without Sw (chunk.py's FWD_SW). Defaults: chunk.py's.
+FWD_STASH_D = os.environ.get("KR_FWD_STASH_D", "1" if D16 and pc.FWD_STASH_D else "0") == "1"
+FWD_SW = os.environ.get("KR_FWD_SW", pc.FWD_SW)
 
 
 def _src(fn, signature, constexprs):
@@ -83,14 +85,14 @@ def fwd_h(K, L, BT, BV, warps):
     """prism_fwd_h_kernel (the state pass; V1 in bf16 under D16). KR_FWD_SW=h: the extra keys' state write from the
     D_l stash (SW_D, chunk.py's FWD_SW="h") instead of prep_u's fp32 Sw."""
     f32, dt = "*fp32", "*bf16"
-    sw_d = os.environ.get("KR_FWD_SW", "prep") == "h" and L > 1
+    sw_d = FWD_SW == "h" and L > 1
     sig = dict(k=dt, w=f32, ub=f32, sw="constexpr" if sw_d else f32, dd=dt if sw_d else "constexpr", gc=f32,
                h0="constexpr", hs_out=f32, vnew_out=dt if D16 else f32, ht_out="constexpr", T="i32", B="i32",
                H="i32", K="constexpr", V="constexpr", L="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
                USE_H0="constexpr", STORE_HT="constexpr", PREC="constexpr", SW_D="constexpr")
     cst = dict(K=K, V=K, L=L, BT=BT, BK=K, BV=BV, USE_H0=False, STORE_HT=False, PREC="tf32", SW_D=sw_d, h0=None,
                ht_out=None)
-    cst.update(sw=None) if sw_d else cst.update(dd=None)
+    cst.update({"sw" if sw_d else "dd": None})
     return _compile(pc.prism_fwd_h_kernel, sig, cst, warps)
 
 
@@ -150,7 +152,7 @@ def prep_u(K, L, BT, BV, warps, bwd=False):
     prep_u without Sw (chunk.py's FWD_SW="h")."""
     dt = "*bf16"
     stash = FWD_STASH_D and L > 1 and not bwd
-    no_sw = bwd or (stash and os.environ.get("KR_FWD_SW", "prep") == "h")
+    no_sw = bwd or (stash and FWD_SW == "h")
     sig = dict(k=dt, v=dt, u=dt, p=dt, beta=dt, g="*fp32", tr="*fp32", ub_out="*fp32",
                sw_out="constexpr" if no_sw else "*fp32", gc_out="*fp32", w_out="*fp32",
                dd_out=dt if stash else "constexpr", T="i32", B="i32", H="i32",
@@ -374,7 +376,7 @@ for spec in jobs.split(";"):
             K, L, BV, warps = a[:4]
             BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
             ck = fwd_h(K, L, BT, BV, warps)
-            r = dict(kernel="h", K=K, L=L, BT=BT, BV=BV, warps=warps, fwd_sw=os.environ.get("KR_FWD_SW", "prep"))
+            r = dict(kernel="h", K=K, L=L, BT=BT, BV=BV, warps=warps, fwd_sw=FWD_SW)
         elif kind == "tail":      # tail,K,warps,has_dr[,BT]: prism_bwd_keys_tail_kernel (KEYS_IMPL="split")
             K, warps, has_dr = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)

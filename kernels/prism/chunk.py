@@ -525,6 +525,8 @@ def prism_fwd_h_kernel(
         b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
         b_e = tl.where(i_t * BT + o_i < T, tl.exp(b_gl - b_gc), 0.)
         b_k = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
+        # the two branches repeat the V1 term: hoisting it changes version 10's SASS for the default path (the Sw
+        # load moves after the dot; scripts/sass_diff.py), which the GPU checks were run on
         if SW_D:
             b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16)
             for l in range(1, L):
@@ -2196,7 +2198,8 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT, dd=None):
     prism_fwd_o_kernel[(NT, B * H)](
         q, k, v, u, p, beta, gc, hs, vnew, dd, o, scale, T,
         B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV, PREC=_prec(k.dtype), RAW=_raw_ok(k.dtype),
-        D16=_d16("o", k.dtype), STASH_D=dd is not None, num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV), **_stages("o"),
+        D16=_d16("o", k.dtype), STASH_D=dd is not None, num_warps=_launch_warps("o", BK, BV), **_cap("o", BK, BV),
+        **_stages("o"),
     )
     return o
 
