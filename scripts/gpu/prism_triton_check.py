@@ -73,10 +73,12 @@ SUFFIX = {"own": "", "fla": "_trfla", "psplit": "_psplit", "psplit_fla": "_pspli
 DEFAULTS = (pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL)   # the module's defaults (version 3: "fla", False, "split")
 SUFFIX["default"] = "_default"
 SUFFIX["fwd_own"] = "_fwd_own"
+SUFFIX["fwd_sw_h"] = "_fwd_sw_h"
 TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
 KEYS_DEFAULT = pc.KEYS_IMPL   # "kinds" since version 5
 FWD_DEFAULT = pc.FWD_IMPL     # "fla_gdn" since version 6 (version 5 and before: "own")
 KEEP_DEFAULT = pc.KEEP_PREP   # True since version 6
+STASH_DEFAULT = (pc.FWD_STASH_D, pc.FWD_SW)   # version 11 candidates (NOTES.md)
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
@@ -86,6 +88,11 @@ def apply_setting(setting):
     if setting in (None, "default"):
         pc.TR_SOLVER, pc.SPLIT_SOLVE, pc.PREP_IMPL = DEFAULTS
         pc.KEYS_IMPL, pc.FWD_IMPL, pc.KEEP_PREP = KEYS_DEFAULT, FWD_DEFAULT, KEEP_DEFAULT
+        pc.FWD_STASH_D, pc.FWD_SW = STASH_DEFAULT
+        return
+    if setting == "fwd_sw_h":  # the defaults with the forward's D_l stash and the extra keys' Sw in the state pass
+        apply_setting(None)
+        pc.FWD_STASH_D, pc.FWD_SW = True, "h"
         return
     if setting == "fwd_own":   # the defaults with FWD_IMPL="own" (version 5's L = 1 forward, states kept)
         apply_setting(None)
@@ -558,6 +565,9 @@ def main():
     ap.add_argument("--fwd-own", action="store_true",
                     help="with --release: also check FWD_IMPL='own' at L = 1 (version 5's forward; since version 6 the "
                          "default is 'fla_gdn'); its rows do not count toward correctness_ok")
+    ap.add_argument("--fwd-sw-h", action="store_true",
+                    help="with --release: also check FWD_STASH_D with FWD_SW='h' at L = 3 (a version 11 candidate); "
+                         "its rows do not count toward correctness_ok")
     ap.add_argument("--autotune-cache", default="scripts/gpu/autotune-cache.tgz")
     ap.add_argument("--out", default=os.environ.get("OUT", "out"))
     a = ap.parse_args()
@@ -600,6 +610,12 @@ def main():
             run_correctness(res, [(16, 1, 37, 2)] if DRY else [(64, 1, T, 16) for T in (4096, 1000, 64, 16384)],
                             save, solvers=("fwd_own",), min_left=20)
             res["fwd_own_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
+        if correct and a.fwd_sw_h:
+            # FWD_SW="h" at L = 3: its own verdict, not counted in correctness_ok
+            n0 = len(res["correctness"])
+            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 3, T, 16) for T in (4096, 1000, 64, 16384)]
+                            + [(128, 3, 4096, 16)], save, solvers=("fwd_sw_h",), min_left=10)
+            res["fwd_sw_h_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
         res["total_sec"] = time.time() - t0
         save()
         bad = [r for r in res.get("correctness", []) if r.get("ok") is False]

@@ -633,9 +633,9 @@ def test_fwd_sw_needs_a_source():
 
 
 def test_fwd_stash_d_applies_to_bf16_extra_keys_only(monkeypatch):
-    """The stash is for bf16 inputs with L > 1 (the output kernel's bf16 dots) and the split prep only; off by
-    default until a GPU has checked and timed it (version 10's path)."""
-    assert pc.FWD_STASH_D is False and pc.FWD_SW == "prep"
+    """The stash is for bf16 inputs with L > 1 (the output kernel's bf16 dots) and the split prep only, and only
+    while FWD_STASH_D is on."""
+    monkeypatch.setattr(pc, "FWD_STASH_D", False)
     assert not pc._fwd_stash_d(3, torch.bfloat16)
     monkeypatch.setattr(pc, "FWD_STASH_D", True)
     assert pc._fwd_stash_d(3, torch.bfloat16) and pc._fwd_stash_d(2, torch.bfloat16)
