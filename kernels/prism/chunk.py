@@ -1665,7 +1665,7 @@ KEYS_BF16 = ("dh", "d")
 # each kernel compiles GELU on its own, so an entry may round to the neighbouring bf16 value). The backward's
 # per-key kinds keep their own stash (KEYS_BF16 "d"). Offline sm_90: the output kernel at L=3 249 -> 144 registers.
 # scripts/gpu/prism_fwd_stash.py times it (and FWD_SW) against version 10 and writes the errors; NOTES.md.
-FWD_STASH_D = False
+FWD_STASH_D = True
 # FWD_SW (with the FWD_STASH_D stash): where the forward computes the extra keys' state write
 # Sw = sum_{l>=2} (e K_l)^T D_l. "prep" (version 10): prep_u, a tf32 dot per key from the fp32 D_l, stored as an fp32
 # [B,N,H,K,V] buffer the state pass reads. "h" (version 11 candidate): the state pass, from the bf16 stash and k_l, in
