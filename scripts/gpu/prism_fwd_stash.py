@@ -67,9 +67,19 @@ def main():
                     fields["kernels_us_fwd"] = kernel_times(lambda: chunk_prism(*x, chunk_size=BT), n=10, dry=DRY)
                     fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY,
                                                                 top=20)
-                    # the harness's figure (inputs included), as issue 5's memory target reads it; None on a CPU
+                    # the harness's figure (inputs included), as issue 5's memory target reads it; None on a CPU.
+                    # It also counts what this script holds at the time: the earlier variants' outputs and
+                    # gradients, kept for the diffs (~650 MiB each at this shape; session 13's call read +649 and
+                    # +1298 MiB from them): held_mib_before is that, and peak_mib_fwd_bwd_own the difference.
+                    held = torch.cuda.memory_allocated(x[0].device) if x[0].is_cuda else None
                     peak, _ = peak_memory(lambda: prism_fwd_bwd(x, do, BT), x[0].device)
-                    fields["peak_mib_fwd_bwd"] = None if peak is None or DRY else round(peak / 2**20, 1)
+                    if peak is not None and held is not None and not DRY:
+                        inputs = sum(t.numel() * t.element_size() for t in x + (do,))
+                        fields["peak_mib_fwd_bwd"] = round(peak / 2**20, 1)
+                        fields["held_mib_before"] = round((held - inputs) / 2**20, 1)
+                        fields["peak_mib_fwd_bwd_own"] = round((peak - held + inputs) / 2**20, 1)
+                    else:
+                        fields["peak_mib_fwd_bwd"] = None
             fields, got = settings_variant(pc, BASE, settings, call, ref, ("o",) + NAMES + ("ht",),
                                            "max_rel_diff_vs_v10", extra)
             ref = got if ref is None else ref

@@ -7,10 +7,16 @@ One process, bf16, H=16, K=V=64, 32768 tokens, T=2048, L=3: chunk_prism forward 
 times them) and the forward alone, for the defaults and one setting changed at a time (num_warps, register cap,
 pipelining stages, prep's column block); outputs and every gradient against the defaults' (max |x - ref| / max |ref|;
 a launch setting may change a kernel's fp32 rounding, not its math: <= ~1e-3 expected, from bf16 re-roundings).
+TUNE_SET=stash: the forward's launchers again under version 11's D_l stash (FWD_STASH_D; prep_u stores D_l, the
+output kernel reads it at 144 registers offline, so version 8's cap of 168 no longer binds): prep_u's warps, stages and
+column block, the output kernel's cap (none, 128 for four CTAs per SM), warps and stages; writes
+$OUT/prism_tune_stash.json.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -41,18 +47,34 @@ VARIANTS = [
     ("WY column block 64", dict(WY_BV=64)),
     ("defaults again", {}),
 ]
+VARIANTS_STASH = [
+    ("defaults (version 11: the D_l stash)", {}),
+    ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
+    ("prep_u at 1 stage", dict(STAGES={"prep_u": 1})),
+    ("prep_u at 2 stages", dict(STAGES={"prep_u": 2})),
+    ("prep column block 32", dict(PREP_BV=32)),
+    ("output kernel uncapped", dict(MAXNREG={"o": None})),
+    ("output kernel capped at 128", dict(MAXNREG={"o": 128})),
+    ("output kernel at 8 warps, uncapped", dict(WARPS={"o": 8}, MAXNREG={"o": None})),
+    ("output kernel at 1 stage", dict(STAGES={"o": 1})),
+    ("output kernel at 2 stages", dict(STAGES={"o": 2})),
+    ("defaults again", {}),
+]
+STASH = os.environ.get("TUNE_SET") == "stash"
+if os.environ.get("TUNE_SET") not in (None, "", "stash"):
+    raise SystemExit(f"TUNE_SET must be 'stash' or unset, got {os.environ['TUNE_SET']!r}")
 
 
 def main():
     out = out_dir()
     B = TOKENS // T
     res = result_header(shape=dict(B=B, T=T, H=H, K=K, V=K, BT=BT, L=L, dtype=str(DTYPE)), base=as_json(BASE))
-    add = row_writer(res, out, "prism_tune.json", show=lambda row: {k: v for k, v in row.items()
+    add = row_writer(res, out, "prism_tune_stash.json" if STASH else "prism_tune.json", show=lambda row: {k: v for k, v in row.items()
                                                                     if k != "kernels_us_fwd_bwd"})
     x = prism_tensors(B, T, H, K, L, L)
     do = torch.randn_like(x[2])
     ref = None
-    for i, (name, settings) in enumerate(VARIANTS):
+    for i, (name, settings) in enumerate(VARIANTS_STASH if STASH else VARIANTS):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
             if i == 0 or "PREP_BV" in settings:   # per-kernel times: the defaults and the prep column block
@@ -61,7 +83,7 @@ def main():
                                        "max_rel_diff_vs_defaults", extra)
         ref = got if ref is None else ref
         add(dict(variant=name, settings=as_json(settings), **fields))
-    print(f"wrote {out}/prism_tune.json", flush=True)
+    print(f"wrote {out}/{'prism_tune_stash.json' if STASH else 'prism_tune.json'}", flush=True)
 
 
 if __name__ == "__main__":
