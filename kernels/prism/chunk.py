@@ -58,7 +58,9 @@ DOT16 round their dots' fp32 operands to bf16 (fp32 accumulation, as fla's kerne
 16 bits and then transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6): such products
 are built transposed instead (`_gmat_t`).
 
-Version 10 (NOTES.md): TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
+Version 11 (NOTES.md): version 10 with the forward's D_l stash (FWD_STASH_D): at L > 1 with bf16 inputs prep_u also
+stores each extra key's D_l in bf16 and the output kernel reads it instead of recomputing the solver chain.
+Version 10: TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
 (KEYS_TAIL="fused"), every key's rows and columns programs in one launch each (KEYS_LOOP) and the kinds reading bf16
 copies of dH' and D_l (KEYS_BF16), WY_IMPL="split2"; at L = 1 the forward is fla's GDN kernels around prism_wu1_kernel, which
@@ -66,10 +68,11 @@ builds delta_1 in-kernel (FWD_IMPL="fla_parts"); the autograd forward keeps its 
 state and dh passes size their V column block to the grid at 4 warps (SEQ_BV rule); prep_u, o, prep_dvloc and wu1 run
 at their measured num_warps (MEASURED_WARPS), the output kernel under a measured register cap (MEASURED_MAXNREG);
 prep_u also computes gc and W (PREP_W="fused"); the output kernel loops over the extra keys at run time; bf16 dots in
-the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status: every gradient within 5e-3
-on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness, one process
-with the peers, run 17): L=3 fwd 1.62 ms = 1.34x fla GDP n=3, L=1 fwd+bwd 3.29 ms, L=3 fwd+bwd 5.59 ms = 0.55x fla
-chunk_gla, short of those two speed targets; L=1 fwd 0.58 ms = 0.97x fla GDN (target 0.9x, met at every T).
+the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16). Status (version 11): every gradient
+within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness,
+one process with the peers, run 18): L=3 fwd 1.51 ms = 1.46x fla GDP n=3, L=3 fwd+bwd 5.54 ms = 0.56x fla chunk_gla,
+short of those two speed targets; L=1 (unchanged since version 10) fwd 0.59-0.67 ms = 0.85-0.97x fla GDN (target
+0.9x; run 17: 0.97x, met at every T; run 18's 0.85x at T=2048 is the L=1 forward's host pace, NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it
@@ -1655,22 +1658,23 @@ DOT16 = ("h", "o", "dh", "key")
 KEYS_BF16 = ("dh", "d")
 
 
-# FWD_STASH_D (version 11 candidate, off: checked under the interpreter only, no GPU run yet (session 12's device time
-# went to starts that failed), so version 10's path stays the default; with it off, prep_u, the state pass and the
-# output kernel compile to version 10's SASS, parameter offsets aside: scripts/sass_diff.py, offline sm_90;
-# L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
+# FWD_STASH_D (version 11, on; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
 # key's D_l = GELU(z_l) beta_l in bf16 ([L-1,B,T,H,V], freed after the forward) and the output kernel reads it instead
 # of recomputing the solver chain from v, u, p_1..p_L and beta (L+2 tiles of the chunk and L GELUs). The output
-# kernel rounds D_l to bf16 for its dots anyway: the same dot inputs (bit-identical under the interpreter; on a GPU
-# each kernel compiles GELU on its own, so an entry may round to the neighbouring bf16 value). The backward's
-# per-key kinds keep their own stash (KEYS_BF16 "d"). Offline sm_90: the output kernel at L=3 249 -> 144 registers.
-# scripts/gpu/prism_fwd_stash.py times it (and FWD_SW) against version 10 and writes the errors; NOTES.md.
+# kernel rounds D_l to bf16 for its dots anyway: the same dot inputs (bit-identical under the interpreter, and on an
+# H100 too in session 13's call at T=2048, L=3: outputs, final state and every gradient equal to version 10's). The backward's
+# per-key kinds keep their own stash (KEYS_BF16 "d"). H100, T=2048, L=3 (results/kernels/prism-fwd-stash-h100.json):
+# the output kernel 397 -> 236 us, prep_u 742 -> 792 us, the forward 1.610 -> 1.499 ms; harness run 18: L=3 fwd
+# 1.619 -> 1.510 ms, fwd+bwd 5.59 -> 5.54 ms, peak memory unchanged (3028 MiB). Off: version 10's path, whose
+# kernels compile to version 10's SASS (scripts/sass_diff.py).
 FWD_STASH_D = True
 # FWD_SW (with the FWD_STASH_D stash): where the forward computes the extra keys' state write
-# Sw = sum_{l>=2} (e K_l)^T D_l. "prep" (version 10): prep_u, a tf32 dot per key from the fp32 D_l, stored as an fp32
-# [B,N,H,K,V] buffer the state pass reads. "h" (version 11 candidate): the state pass, from the bf16 stash and k_l, in
-# bf16 dots like its V1 term's; prep_u then keeps no Sw accumulator (offline sm_90, L=3: 132 -> 8 B of spills) and
-# no Sw buffer is allocated. Without the stash it is always "prep". Candidate, not run on a GPU yet.
+# Sw = sum_{l>=2} (e K_l)^T D_l. "prep" (version 10, the default): prep_u, a tf32 dot per key from the fp32 D_l,
+# stored as an fp32 [B,N,H,K,V] buffer the state pass reads. "h": the state pass, from the bf16 stash and k_l, in
+# bf16 dots like its V1 term's; prep_u then keeps no Sw accumulator (offline sm_90, L=3: 132 -> 8 B of spills) and no
+# Sw buffer is allocated. Measured slower (H100, T=2048, L=3, results/kernels/prism-fwd-stash-h100.json): prep_u
+# 792 -> 677 us but the state pass 247 -> 473 us, the forward 1.499 -> 1.594 ms; within 5e-3 of float64 (release
+# check's fwd_sw_h rows). Without the stash it is always "prep".
 FWD_SW = "prep"
 
 

@@ -130,10 +130,14 @@ def meta():
                                      capture_output=True, text=True).stdout.strip()
     except Exception:  # noqa: BLE001
         m["driver"] = "?"
-    try:
-        m["git"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        m["git"] = "?"
+    # the commit sent (PRISMBENCH_GIT_COMMIT): the device's .git need not match the working tree it was sent
+    # (session 13: its HEAD read 713ebbb for a tree at 47aca34)
+    m["git"] = os.environ.get("PRISMBENCH_GIT_COMMIT")
+    if not m["git"]:
+        try:
+            m["git"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        except Exception:  # noqa: BLE001
+            m["git"] = "?"
     return m
 
 
