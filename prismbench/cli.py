@@ -190,21 +190,33 @@ def _summary(doc: dict, specs) -> None:
 
     keys = {s.key() for s in specs}
     t = Table(title="prismbench results", show_lines=False)
-    for c in ("method", "mode", "dtype", "B", "T", "H", "K", "L", "median ms", "ktok/s", "peak MiB",
+    for c in ("method", "mode", "dtype", "B", "T", "H", "K", "L", "median ms", "p20-p80 %", "ktok/s", "peak MiB",
               "max rel err", "status"):
         t.add_column(c, justify="right" if c not in ("method", "mode", "dtype", "status") else "left")
+    noisy = []
     for p in doc["points"]:
         if results.point_key(p) not in keys:
             continue
+        spread = results.spread(p)
+        if spread is not None and spread > results.NOISY_SPREAD:
+            noisy.append(f"{p['method']} {p['mode']} T={p['T']}" + ("" if p["L"] is None else f" L={p['L']}")
+                         + f" ({spread:.0%})")
         errs = [results.as_float(v) for v in (p.get("rel_err") or {}).values() if v is not None]
         worst = max(errs, key=lambda v: (v != v, v)) if errs else None
         status = p["status"] if p["status"] == "ok" else f"{p['status']}: {str(p.get('error'))[:40]}"
         t.add_row(p["method"], p["mode"], p["dtype"], str(p["B"]), str(p["T"]), str(p["H"]), str(p["K"]),
                   "" if p["L"] is None else str(p["L"]), _fmt(p.get("median_ms"), ".3f"),
+                  _fmt(None if spread is None else 100 * spread, ".1f"),
                   _fmt(None if p.get("tokens_per_s") is None else p["tokens_per_s"] / 1e3, ",.1f"),
                   _fmt(None if p.get("peak_mem_bytes") is None else p["peak_mem_bytes"] / 2**20, ",.1f"),
                   _fmt(worst, ".1e"), status)
     err.print(t)
+    if noisy:
+        err.print(f"[yellow]{len(noisy)} point(s) spread over {results.NOISY_SPREAD:.0%} of their median between "
+                  f"p20 and p80, i.e. were disturbed while timed: {'; '.join(noisy[:8])}"
+                  + (f"; and {len(noisy) - 8} more" if len(noisy) > 8 else "")
+                  + ". Their medians are less reliable; measure them again (-m and --set pick them).[/]",
+                  highlight=False)
 
 
 @app.command()

@@ -158,6 +158,20 @@ def ok_points(points: Iterable[dict]) -> list[dict]:
     return [p for p in points if p.get("status") == "ok"]
 
 
+# a point whose p20-p80 span is wider than this fraction of its median was disturbed while it was timed (a slow
+# host turn, another process): on an H100 a steady point spans under 1% (results/paper/README.md); run 18's
+# prism-triton L=1 forward at T=2048 spanned 15% and read 13% above the same point three minutes earlier
+NOISY_SPREAD = 0.10
+
+
+def spread(point: dict) -> float | None:
+    """(p80 - p20) / median of an ok point's timing, or None where it has no such figures."""
+    m, lo, hi = (point.get(k) for k in ("median_ms", "p20_ms", "p80_ms"))
+    if point.get("status") != "ok" or not all(_positive_number(x) for x in (m, lo, hi)):
+        return None
+    return (hi - lo) / m
+
+
 # what every run of a merged file must share: results from different machines or software never mix
 MERGE_KEYS = ("gpu_name", "device", "driver", "torch", "triton", "fla_core")
 

@@ -322,3 +322,45 @@ def test_resume_refuses_a_file_from_other_versions(tmp_path):
     r = CliRunner().invoke(app, args + ["--resume"])
     assert r.exit_code == 2 and "torch was '1.0.0'" in r.output
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)
+
+
+def _timed_point(method, T, median, p20, p80, status="ok"):
+    return dict(method=method, family="x", backend="x", mode="fwd", dtype="bfloat16", B=1, T=T, H=1, K=16, V=16,
+                L=None, median_ms=median, p20_ms=p20, p80_ms=p80, status=status, device="cuda")
+
+
+def test_spread_is_the_p20_p80_span_over_the_median():
+    assert results.spread(_timed_point("a", 8, 2.0, 1.9, 2.3)) == pytest.approx(0.2)
+    assert results.spread(_timed_point("a", 8, 2.0, None, 2.3)) is None
+    assert results.spread(_timed_point("a", 8, None, None, None, status="error")) is None
+
+
+def test_summary_shows_the_spread_and_names_disturbed_points(monkeypatch):
+    """Run 18's prism-triton L=1 point at T=2048 (0.670 ms, p20-p80 0.627-0.719) read 13% above the same point of a
+    run minutes before; the summary names such points instead of leaving them to a reader of the JSON."""
+    import io
+
+    from rich.console import Console
+
+    from prismbench import cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=buf, width=250))
+    steady, noisy = _timed_point("steady", 2048, 0.591, 0.590, 0.593), _timed_point("noisy", 2048, 0.670, 0.627, 0.719)
+    failed = _timed_point("failed", 2048, None, None, None, status="error")
+
+    class Spec:
+        def __init__(self, p):
+            self.p = p
+
+        def key(self):
+            return results.point_key(self.p)
+
+    doc = dict(points=[steady, noisy, failed])
+    cli._summary(doc, [Spec(p) for p in doc["points"]])
+    text = buf.getvalue()
+    assert "p20-p80 %" in text and "13.7" in text and "0.5" in text
+    assert "1 point(s) spread over 10%" in text and "noisy fwd T=2048 (14%)" in text and "steady fwd" not in text
+    buf.truncate(0)
+    cli._summary(dict(points=[steady]), [Spec(steady)])
+    assert "spread over" not in buf.getvalue()
