@@ -213,7 +213,7 @@ def _summary(doc: dict, specs) -> None:
     err.print(t)
     if noisy:
         err.print(f"[yellow]{len(noisy)} point(s) spread over {results.NOISY_SPREAD:.0%} of their median between "
-                  f"p20 and p80, i.e. were disturbed while timed: {'; '.join(noisy[:8])}"
+                  f"p20 and p80, i.e. were likely disturbed while timed: {'; '.join(noisy[:8])}"
                   + (f"; and {len(noisy) - 8} more" if len(noisy) > 8 else "")
                   + ". Their medians are less reliable; measure them again (-m and --set pick them).[/]",
                   highlight=False)
