@@ -47,7 +47,7 @@ D16 = int(os.environ.get("KR_D16", "0"))
 # bf16), "d" (STASH_D: D_l read from the values launch's bf16 store); default "dh,d" with KR_D16=1, else none.
 KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "").split(",") if x)
 # KR_FWD_STASH_D=1 (with KR_D16=1, L > 1): prep_u stores the extra keys' D_l in bf16 and the output kernel reads it
-# (chunk.py's FWD_STASH_D, version 11 candidate); KR_FWD_SW=h (with the stash): their state write in the state pass,
+# (chunk.py's FWD_STASH_D, on since version 11); KR_FWD_SW=h (with the stash): their state write in the state pass,
 # prep_u without Sw (chunk.py's FWD_SW). Defaults: chunk.py's.
 FWD_STASH_D = os.environ.get("KR_FWD_STASH_D", "1" if D16 and pc.FWD_STASH_D else "0") == "1"
 FWD_SW = os.environ.get("KR_FWD_SW", pc.FWD_SW)

@@ -72,7 +72,8 @@ the state pass, the output kernel, the reverse pass and the per-key kinds (DOT16
 within 5e-3 on an H100 (bf16; release grid 22/22, worst 3.45e-3); K = V = 64, 32768 tokens, H=16, T = 2048 (harness,
 one process with the peers, run 18): L=3 fwd 1.51 ms = 1.46x fla GDP n=3, L=3 fwd+bwd 5.54 ms = 0.56x fla chunk_gla,
 short of those two speed targets; L=1 (unchanged since version 10) fwd 0.59-0.67 ms = 0.85-0.97x fla GDN (target
-0.9x; run 17: 0.97x, met at every T; run 18's 0.85x at T=2048 is the L=1 forward's host pace, NOTES.md).
+0.9x; run 17: 0.97x, met at every T; run 18's 0.85x at T=2048 spans 15% between p20 and p80, a disturbed
+timing most likely, NOTES.md).
 
 Without CUDA the kernels run only in Triton's interpreter, which must be switched on
 (TRITON_INTERPRET=1) before Python imports Triton: see prismbench/triton_support.py (the tests do it

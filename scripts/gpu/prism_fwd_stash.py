@@ -73,7 +73,7 @@ def main():
                     # +1298 MiB from them): held_mib_before is that, and peak_mib_fwd_bwd_own the difference.
                     held = torch.cuda.memory_allocated(x[0].device) if x[0].is_cuda else None
                     peak, _ = peak_memory(lambda: prism_fwd_bwd(x, do, BT), x[0].device)
-                    if peak is not None and held is not None and not DRY:
+                    if peak is not None and held is not None:
                         inputs = sum(t.numel() * t.element_size() for t in x + (do,))
                         fields["peak_mib_fwd_bwd"] = round(peak / 2**20, 1)
                         fields["held_mib_before"] = round((held - inputs) / 2**20, 1)

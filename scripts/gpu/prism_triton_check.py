@@ -78,7 +78,7 @@ TRF_DEFAULT = pc.TR_FLA_IMPL  # "fused" since version 4
 KEYS_DEFAULT = pc.KEYS_IMPL   # "kinds" since version 5
 FWD_DEFAULT = pc.FWD_IMPL     # "fla_gdn" since version 6 (version 5 and before: "own")
 KEEP_DEFAULT = pc.KEEP_PREP   # True since version 6
-STASH_DEFAULT = (pc.FWD_STASH_D, pc.FWD_SW)   # version 11 candidates (NOTES.md)
+STASH_DEFAULT = (pc.FWD_STASH_D, pc.FWD_SW)   # (True, "prep") since version 11
 WY2_WARPS = ("wy2_cols", "wy2_erase", "wy2_read")   # WY_IMPL="split2"'s launchers (the default since version 4)
 
 def apply_setting(setting):
@@ -607,19 +607,16 @@ def main():
             res["correctness_ok"] = all(r["ok"] is not False for r in res["correctness"])
         if perf:
             run_phases(res, True, save)
-        if correct and a.fwd_own:
-            # FWD_IMPL="own" at L = 1, K = 64 (the default before version 6): its own verdict, not counted in
-            # correctness_ok
+        # settings beside the defaults, each with its own verdict (res[setting + "_ok"]), not counted in
+        # correctness_ok: FWD_IMPL="own" at L = 1, K = 64 (the default before version 6); FWD_SW="h" at L = 3
+        extra = [("fwd_own", [(16, 1, 37, 2)] if DRY else [(64, 1, T, 16) for T in (4096, 1000, 64, 16384)], 20)
+                 ] if a.fwd_own else []
+        extra += [("fwd_sw_h", [(16, 3, 37, 2)] if DRY else [(64, 3, T, 16) for T in (4096, 1000, 64, 16384)]
+                   + [(128, 3, 4096, 16)], 10)] if a.fwd_sw_h else []
+        for setting, cases, min_left in extra if correct else []:
             n0 = len(res["correctness"])
-            run_correctness(res, [(16, 1, 37, 2)] if DRY else [(64, 1, T, 16) for T in (4096, 1000, 64, 16384)],
-                            save, solvers=("fwd_own",), min_left=20)
-            res["fwd_own_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
-        if correct and a.fwd_sw_h:
-            # FWD_SW="h" at L = 3: its own verdict, not counted in correctness_ok
-            n0 = len(res["correctness"])
-            run_correctness(res, [(16, 3, 37, 2)] if DRY else [(64, 3, T, 16) for T in (4096, 1000, 64, 16384)]
-                            + [(128, 3, 4096, 16)], save, solvers=("fwd_sw_h",), min_left=10)
-            res["fwd_sw_h_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
+            run_correctness(res, cases, save, solvers=(setting,), min_left=min_left)
+            res[f"{setting}_ok"] = all(r["ok"] is not False for r in res["correctness"][n0:])
         res["total_sec"] = time.time() - t0
         save()
         bad = [r for r in res.get("correctness", []) if r.get("ok") is False]

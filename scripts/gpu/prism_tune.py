@@ -60,21 +60,22 @@ VARIANTS_STASH = [
     ("output kernel at 2 stages", dict(STAGES={"o": 2})),
     ("defaults again", {}),
 ]
-STASH = os.environ.get("TUNE_SET") == "stash"
-if os.environ.get("TUNE_SET") not in (None, "", "stash"):
-    raise SystemExit(f"TUNE_SET must be 'stash' or unset, got {os.environ['TUNE_SET']!r}")
+TUNE_SET = os.environ.get("TUNE_SET") or None
+if TUNE_SET not in (None, "stash"):
+    raise SystemExit(f"TUNE_SET must be 'stash' or unset, got {TUNE_SET!r}")
+RUN, NAME = (VARIANTS_STASH, "prism_tune_stash.json") if TUNE_SET else (VARIANTS, "prism_tune.json")
 
 
 def main():
     out = out_dir()
     B = TOKENS // T
     res = result_header(shape=dict(B=B, T=T, H=H, K=K, V=K, BT=BT, L=L, dtype=str(DTYPE)), base=as_json(BASE))
-    add = row_writer(res, out, "prism_tune_stash.json" if STASH else "prism_tune.json", show=lambda row: {k: v for k, v in row.items()
+    add = row_writer(res, out, NAME, show=lambda row: {k: v for k, v in row.items()
                                                                     if k != "kernels_us_fwd_bwd"})
     x = prism_tensors(B, T, H, K, L, L)
     do = torch.randn_like(x[2])
     ref = None
-    for i, (name, settings) in enumerate(VARIANTS_STASH if STASH else VARIANTS):
+    for i, (name, settings) in enumerate(RUN):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
             if i == 0 or "PREP_BV" in settings:   # per-kernel times: the defaults and the prep column block
@@ -83,7 +84,7 @@ def main():
                                        "max_rel_diff_vs_defaults", extra)
         ref = got if ref is None else ref
         add(dict(variant=name, settings=as_json(settings), **fields))
-    print(f"wrote {out}/{'prism_tune_stash.json' if STASH else 'prism_tune.json'}", flush=True)
+    print(f"wrote {out}/{NAME}", flush=True)
 
 
 if __name__ == "__main__":
