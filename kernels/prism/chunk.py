@@ -1211,6 +1211,105 @@ def prism_bwd_key_kernel(
             tl.store(p_dr, b_dr, boundary_check=(0, 1))
 
 
+@triton.jit
+def _state_t(ptr, i_b, i_h, i_t, NT, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Transposed block pointer ([BV, BK]) on chunk i_t's state in a [B, NT, H, K, V] tensor (loads h^T by pointer)."""
+    return tl.make_block_ptr(ptr + ((i_b * NT + i_t) * H + i_h).to(tl.int64) * K * V, (V, K), (1, V), (0, 0),
+                             (BV, BK), (0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H", "B", "l"])
+def prism_bwd_key_values_rb_kernel(
+    q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, scale, T,
+    B, H, l, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr = False,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+):
+    """prism_bwd_key_kernel's values program (KIND 2) for extra key l, split by row blocks of the chunk
+    (KEYS_VALUES_BS): grid (BT // BS, N, B*H); program (j, i_t) computes the rows s in [j BS, j BS + BS) of chunk
+    i_t. Every quantity of the values program is row-local in s except its three products, and those take s's rows
+    of K_l against the whole chunk's q, dO, K1 and dX:
+      dD_l[s] = sum_{t >= s} G_ts (q_t . k_l,s) dO_t + e_s k_l,s dH' - sum_{t > s} G_ts (k1_t . k_l,s) dX_t.
+    The solver chain, the D_l stash, dbeta_l, dp_l, the running dr and (LAST) the solver's first step then act on the
+    BS rows alone. q, dO, K1, dY and dH' are read once per row block (the others mostly from L2: the row blocks of a
+    chunk are adjacent in launch order).
+    Every [BS, *] tile is held transposed, [*, BS], so that each product has the chunk (BT) or V as its M dimension:
+    dD^T = dO^T GE + dH'^T (e K_l)^T - dX^T GF with GE = G . (Qs K_l^T) [BT, BS] (M = 64 at K = V = 64, which
+    Hopper's warpgroup MMA needs; with the BS rows as M, a 32-row dot takes the register-operand MMA and its [BT, 64]
+    operands live in registers: 255 registers at BS = 32 offline, against 164 transposed). The transposed tiles are loaded
+    and stored through transposed block pointers; no dot result is transposed."""
+    i_j, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_s = i_t * (BT // BS) + i_j          # the row block's index in units of BS rows
+    NT = (T + BT - 1) // BT
+    ll = l.to(tl.int64)
+    sb = (B * T * H).to(tl.int64)
+    o_t = tl.arange(0, BT)
+    o_s = i_j * BS + tl.arange(0, BS)
+    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_gs = tl.load(_vec(gc, i_b, i_h, i_s, T, H, BS), boundary_check=(0,))
+    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
+    b_es = tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
+    b_bl = tl.load(_vec(beta + ll * sb, i_b, i_h, i_s, T, H, BS), boundary_check=(0,)).to(tl.float32)
+    # dD_l^T [BV, BS]
+    b_klt = _raw(tl.load(_rows_t(k + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK), boundary_check=(0, 1)), RAW)
+    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    m_e = o_t[:, None] >= o_s[None, :]
+    b_GE = (tl.where(m_e, tl.exp(tl.where(m_e, b_gc[:, None] - b_gs[None, :], 0.)), 0.) * scale
+            * tl.dot(b_qr, b_klt, input_precision=PREC))
+    b_dot = tl.load(_rows_t(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dDt = _mm(b_dot, b_GE, PREC, D16)
+    b_dht = tl.load(_state_t(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV), boundary_check=(0, 1))
+    b_dDt += _mm(b_dht, b_klt.to(tl.float32) * b_es[None, :], PREC, D16)
+    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    m_f = o_t[:, None] > o_s[None, :]
+    b_GF = (tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
+            * tl.dot(b_k1r, b_klt, input_precision=PREC))
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_dXt = tl.load(_rows_t(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[None, :]
+    b_dDt -= _mm(b_dXt, b_GF, PREC, D16)
+    # the solver chain on rows s, transposed: r_l, p_l, z_l [BV, BS] (the runtime loop of `_key_delta`)
+    b_r = (tl.load(_rows_t(v, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_rows_t(u, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32))
+    for m in range(0, l):
+        b_pm = tl.load(_rows_t(p + m * sb * V, i_b, i_h, i_s, T, H, V, BS, BV),
+                       boundary_check=(0, 1)).to(tl.float32)
+        b_r = b_r - _gelu(b_pm * b_r)
+    b_p = tl.load(_rows_t(p + ll * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_z = b_p * b_r
+    if STASH_D:
+        tl.store(_rows_t(dd, i_b, i_h, i_s, T, H, V, BS, BV), (_gelu(b_z) * b_bl[None, :]).to(dd.dtype.element_ty),
+                 boundary_check=(0, 1))
+    tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_s, T, H, BS),
+             tl.sum(_gelu(b_z) * b_dDt, axis=0).to(dbeta.dtype.element_ty), boundary_check=(0,))
+    p_dr = _rows_t(drp, i_b, i_h, i_s, T, H, V, BS, BV)
+    if FIRST:
+        b_dz = b_dDt * b_bl[None, :] * _gelu_grad(b_z)
+        b_dr = b_dz * b_p
+    else:
+        b_dr = tl.load(p_dr, boundary_check=(0, 1))
+        b_dz = (b_dDt * b_bl[None, :] - b_dr) * _gelu_grad(b_z)
+        b_dr += b_dz * b_p
+    tl.store(_rows_t(dp + ll * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+             boundary_check=(0, 1))
+    if LAST:
+        # the solver's first step (`_solver_first_step`), transposed
+        b_b1s = tl.load(_vec(beta, i_b, i_h, i_s, T, H, BS), boundary_check=(0,)).to(tl.float32)
+        b_r0 = (tl.load(_rows_t(v, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
+                - tl.load(_rows_t(u, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32))
+        b_p0 = tl.load(_rows_t(p, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dz0 = (tl.load(_rows_t(dy, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)) * b_b1s[None, :]
+                 - b_dr) * _gelu_grad(b_p0 * b_r0)
+        b_dr += b_dz0 * b_p0
+        tl.store(_rows_t(dp, i_b, i_h, i_s, T, H, V, BS, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
+                 boundary_check=(0, 1))
+        tl.store(_rows_t(dv, i_b, i_h, i_s, T, H, V, BS, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+        tl.store(_rows_t(du, i_b, i_h, i_s, T, H, V, BS, BV), (-b_dr).to(du.dtype.element_ty),
+                 boundary_check=(0, 1))
+    else:
+        tl.store(p_dr, b_dr, boundary_check=(0, 1))
+
+
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
 def prism_bwd_key_values_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, scale, T,
@@ -1545,6 +1644,13 @@ KEYS_TAIL = "fused"
 #          stays in registers across the keys. 8 warps (offline: 980 B of spills at 4 warps, 96 B at 8). H100: 1.41 ms
 #          for both keys against ~1.28 for the per-key launches (5.753 ms with rows + values loops; 6.389 at 4 warps).
 KEYS_LOOP = ("rows", "columns")
+# KEYS_VALUES_BS (KEYS_IMPL "kinds", values not in KEYS_LOOP): None, or a row-block size BS < BT for the per-key
+# values launches: prism_bwd_key_values_rb_kernel, grid (BT // BS, N, B*H), each program the values kind's work for BS
+# rows of a chunk ([BS, BT] and [BS, BV] tiles instead of [BT, BT] and [BT, BV]: fewer registers, more CTAs per SM,
+# twice the programs). Same operations per row as the whole-chunk program (the products' rows are independent).
+# Candidate (session 14), on in the commit sent to the GPU: offline sm_90, bf16, K = V = 64, 4 warps, 164 registers
+# (194 for the first key's launch) against the whole-chunk program's 240-255; NOTES.md "Version 12 candidate".
+KEYS_VALUES_BS = 32
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -2326,6 +2432,17 @@ def _keys_loop(keys_loop) -> tuple:
     return tuple(s)
 
 
+def _keys_values_bs(BT: int, values_bs=None):
+    """The per-key values launches' row-block size (KEYS_VALUES_BS): None (whole chunks) or BS, a power of two
+    >= 16 below BT."""
+    bs = KEYS_VALUES_BS if values_bs is None else values_bs
+    if bs is None or bs >= BT:
+        return None
+    if bs < 16 or bs & (bs - 1) or BT % bs:
+        raise ValueError(f"KEYS_VALUES_BS must be None or a power of two >= 16 dividing the chunk size {BT}, got {bs!r}")
+    return bs
+
+
 def _keys_tail(keys_tail):
     """Where the tail of phase C2 runs at L > 1 ("kinds" or "split"): keys_tail if given, else KEYS_TAIL."""
     s = KEYS_TAIL if keys_tail is None else keys_tail
@@ -2414,8 +2531,17 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         kinds = tuple(x for x in kinds if _KIND_NAMES[x] not in loops)
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
+        values_bs = _keys_values_bs(BT) if impl == "kinds" else None
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
+                if kind == 2 and values_bs is not None:
+                    prism_bwd_key_values_rb_kernel[(BT // values_bs, NT, B * H)](
+                        q, k, v, u, p, beta, gc, dhk, do, dy, dr, dp, dbeta, dv, du,
+                        dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l, BS=values_bs,
+                        FIRST=l == L - 1, LAST=fused_tail and l == 1, num_warps=WARPS.get("key_values_rb", 4),
+                        **_cap("key_values_rb"), **_stages("key_values_rb"), **common,
+                    )
+                    continue
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
                     dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l,

@@ -10,7 +10,8 @@ a launch setting may change a kernel's fp32 rounding, not its math: <= ~1e-3 exp
 TUNE_SET=stash: the forward's launchers again under version 11's D_l stash (FWD_STASH_D; prep_u stores D_l, the
 output kernel reads it at 144 registers offline, so version 8's cap of 168 no longer binds): prep_u's warps, stages and
 column block, the output kernel's cap (none, 128 for four CTAs per SM), warps and stages; writes
-$OUT/prism_tune_stash.json.
+$OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launches in row blocks (KEYS_VALUES_BS 16 /
+32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks; writes $OUT/prism_tune_rb.json.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -26,10 +27,10 @@ from prismbench.kernels.prism.chunk import chunk_prism
 from measure import (DRY, DTYPE, as_json, kernel_times, median_ms, out_dir, prism_fwd_bwd, prism_tensors, result_header,
                      row_writer, settings_variant)
 
-T, H, K, BT, TOKENS = (37, 2, 16, 16, 74) if DRY else (2048, 16, 64, 64, 32768)
+T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV)
+BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -60,10 +61,24 @@ VARIANTS_STASH = [
     ("output kernel at 2 stages", dict(STAGES={"o": 2})),
     ("defaults again", {}),
 ]
+VARIANTS_RB = [
+    (f"defaults (KEYS_VALUES_BS={pc.KEYS_VALUES_BS})", {}),
+    ("values in whole chunks (version 11)", dict(KEYS_VALUES_BS=None)),
+    ("values rows 32, 4 warps", dict(KEYS_VALUES_BS=32, WARPS={"key_values_rb": 4})),
+    ("values rows 32, 4 warps, maxnreg 168", dict(KEYS_VALUES_BS=32, WARPS={"key_values_rb": 4},
+                                                  MAXNREG={"key_values_rb": 168})),
+    ("values rows 32, 8 warps", dict(KEYS_VALUES_BS=32, WARPS={"key_values_rb": 8})),
+    ("values rows 16, 4 warps", dict(KEYS_VALUES_BS=16, WARPS={"key_values_rb": 4})),
+    ("values rows 16, 8 warps", dict(KEYS_VALUES_BS=16, WARPS={"key_values_rb": 8})),
+    ("values in whole chunks again", dict(KEYS_VALUES_BS=None)),
+    ("defaults again", {}),
+]
+SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
+        "rb": (VARIANTS_RB, "prism_tune_rb.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
-if TUNE_SET not in (None, "stash"):
-    raise SystemExit(f"TUNE_SET must be 'stash' or unset, got {TUNE_SET!r}")
-RUN, NAME = (VARIANTS_STASH, "prism_tune_stash.json") if TUNE_SET else (VARIANTS, "prism_tune.json")
+if TUNE_SET not in SETS:
+    raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")
+RUN, NAME = SETS[TUNE_SET]
 
 
 def main():
@@ -78,7 +93,7 @@ def main():
     for i, (name, settings) in enumerate(RUN):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
-            if i == 0 or "PREP_BV" in settings:   # per-kernel times: the defaults and the prep column block
+            if i == 0 or "PREP_BV" in settings or "KEYS_VALUES_BS" in settings:   # per-kernel times
                 fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY, top=20)
         fields, got = settings_variant(pc, BASE, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
                                        "max_rel_diff_vs_defaults", extra)

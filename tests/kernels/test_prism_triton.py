@@ -562,6 +562,54 @@ def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
         assert torch.equal(a, b), (loop, n)
 
 
+@pytest.mark.parametrize("L,C,BS,dtype", [(3, 32, 16, torch.bfloat16), (2, 64, 32, torch.bfloat16),
+                                           (4, 32, 16, torch.float32)])
+def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
+    """KEYS_VALUES_BS: the per-key values launches in row blocks of BS rows (prism_bwd_key_values_rb_kernel, grid
+    (C // BS, N, B*H), every launch of them) do per row what the whole-chunk values program does: with bf16 inputs the
+    output and every gradient equal the whole-chunk launches' to the last bit (the same dot inputs, each product's row
+    summed over the same chunk; partial last chunk, the D_l stash, the fused tail); with fp32 inputs dbeta_l's sum over
+    V runs along the other axis of the transposed tile: within 1e-6."""
+    x = make_prism_inputs(Shape(1, 41, 2, 16, 24, L, dtype, DEVICE), 9)
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_key_values_rb_kernel=lambda a, kw: (kw["BS"], kw["FIRST"], kw["LAST"]))
+
+    def run(bs):
+        monkeypatch.setattr(pc, "KEYS_VALUES_BS", bs)
+        seen.clear()
+        o, _ = chunk_prism(**x, chunk_size=C)
+        return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
+
+    ref, launches = run(None)
+    assert launches == []
+    got, launches = run(BS)
+    assert launches == [(BS, l == L - 1, l == 1) for l in range(L - 1, 0, -1)]
+    for n, a, b in zip(("o",) + NAMES, ref, got):
+        if dtype == torch.bfloat16:
+            assert torch.equal(a, b), n
+        else:
+            assert (a - b).abs().max() <= 1e-6 * a.abs().max(), n
+
+
+def test_keys_values_bs_rejects_bad_sizes():
+    """KEYS_VALUES_BS must be a power of two >= 16 that divides the chunk; the chunk size or more means whole chunks."""
+    assert pc._keys_values_bs(64, 32) == 32 and pc._keys_values_bs(64, 64) is None
+    assert pc._keys_values_bs(32, 64) is None and pc._keys_values_bs(64) == pc.KEYS_VALUES_BS
+    for bad in (8, 24, 0):
+        with pytest.raises(ValueError, match="KEYS_VALUES_BS"):
+            pc._keys_values_bs(64, bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("bs", [16, 32])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
+def test_chunk_prism_gpu_bf16_keys_values_bs(monkeypatch, T, L, K, bs):
+    """KEYS_VALUES_BS on a GPU, bf16: output and every gradient vs float64, two backward passes bit-identical."""
+    monkeypatch.setattr(pc, "KEYS_VALUES_BS", bs)
+    _check_keys_impl_gpu(monkeypatch, "kinds", T, L, K, input_seed=3)
+
+
 @pytest.mark.skipif(not pc.INTERPRET, reason="bit identity holds where the recomputed D_l is the stored one; a GPU "
                     "compiles D_l's fp32 arithmetic per kernel (the GPU tests check the stash against float64)")
 @pytest.mark.parametrize("L,K,V,C", [(2, 16, 16, 16), (3, 16, 24, 32)])
