@@ -12,7 +12,8 @@ wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
 h,K,L,BV,warps[,BT] (the state pass) | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] |
 vals,K,warps,last[,BT] (KEYS_LOOP "columns", "values") |
-valrb,K,BS,warps,first,last[,BT[,TR]] (KEYS_VALUES_BS: the per-key values launch in row blocks).
+valrb,K,BS,warps,first,last[,BT] (KEYS_VALUES_BS: the per-key values launch in row blocks) |
+colrb,K,BS,warps[,BT] (KEYS_COLUMNS_BS: the columns loop in row blocks).
 K = V. One JSON line per job. KR_D16=1: the kernels that take D16 compiled with bf16 dots (DOT16, version 9). (Version 4
 deleted the kernels of the jobs wye, wyr and key2: WY_IMPL="split" and KEYS_IMPL="split2"; NOTES.md.)
 
@@ -217,19 +218,28 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
 
-def key_values_rb(K, BT, BS, warps, first, last=False, tr=True):
-    """prism_bwd_key_values_rb_kernel (KEYS_VALUES_BS: the per-key values launch split by row blocks of BS rows; tr:
-    its TR constexpr, the tiles held transposed)."""
+def key_values_rb(K, BT, BS, warps, first, last=False):
+    """prism_bwd_key_values_rb_kernel (KEYS_VALUES_BS: the per-key values launch split by row blocks of BS rows)."""
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
                drp=f32, dp=dt, dbeta=dt, dv=dt, du=dt, dd=dt, scale="fp32", T="i32", B="i32", H="i32", l="i32",
                K="constexpr", V="constexpr", BT="constexpr", BS="constexpr", BK="constexpr", BV="constexpr",
-               FIRST="constexpr", PREC="constexpr", RAW="constexpr", LAST="constexpr", STASH_D="constexpr",
-               TR="constexpr")
+               FIRST="constexpr", PREC="constexpr", RAW="constexpr", LAST="constexpr", STASH_D="constexpr")
     cst = dict(K=K, V=K, BT=BT, BS=BS, BK=K, BV=K, FIRST=first, PREC="tf32", RAW=True, LAST=last,
-               STASH_D="d" in KEYS_BF16, TR=tr)
+               STASH_D="d" in KEYS_BF16)
     sig = {n: sig[n] for n in pc.prism_bwd_key_values_rb_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_values_rb_kernel, sig, cst, warps)
+
+
+def key_columns_rb(K, BT, BS, warps):
+    """prism_bwd_key_columns_rb_kernel (KEYS_COLUMNS_BS: the columns loop in row blocks of BS rows; the D_l stash)."""
+    f32, dt = "*fp32", "*bf16"
+    sig = dict(q=dt, k=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32, dk=dt, dd=dt,
+               scale="fp32", T="i32", B="i32", H="i32", L="i32", K="constexpr", V="constexpr", BT="constexpr",
+               BS="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr", RAW="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BS=BS, BK=K, BV=K, PREC="tf32", RAW=True)
+    sig = {n: sig[n] for n in pc.prism_bwd_key_columns_rb_kernel.arg_names if n in sig}
+    return _compile(pc.prism_bwd_key_columns_rb_kernel, sig, cst, warps)
 
 
 def key_rows(K, L, BT, warps, last):
@@ -372,12 +382,16 @@ for spec in jobs.split(";"):
             P = a[5] if len(a) > 5 else -1
             ck = key(K, BT, BV, warps, bool(first), kind=P)
             r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first), KIND=P)
-        elif kind == "valrb":     # valrb,K,BS,warps,first,last[,BT[,TR]]: prism_bwd_key_values_rb_kernel (KEYS_VALUES_BS)
+        elif kind == "valrb":     # valrb,K,BS,warps,first,last[,BT]: prism_bwd_key_values_rb_kernel (KEYS_VALUES_BS)
             K, BS, warps, first, last = a[:5]
             BT = a[5] if len(a) > 5 else (64 if K <= 64 else 32)
-            tr = bool(a[6]) if len(a) > 6 else True
-            ck = key_values_rb(K, BT, BS, warps, bool(first), bool(last), tr)
-            r = dict(kernel="key_values_rb", K=K, BT=BT, BS=BS, warps=warps, first=bool(first), last=bool(last), TR=tr)
+            ck = key_values_rb(K, BT, BS, warps, bool(first), bool(last))
+            r = dict(kernel="key_values_rb", K=K, BT=BT, BS=BS, warps=warps, first=bool(first), last=bool(last))
+        elif kind == "colrb":     # colrb,K,BS,warps[,BT]: prism_bwd_key_columns_rb_kernel (KEYS_COLUMNS_BS)
+            K, BS, warps = a[:3]
+            BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
+            ck = key_columns_rb(K, BT, BS, warps)
+            r = dict(kernel="key_columns_rb", K=K, BT=BT, BS=BS, warps=warps)
         elif kind == "rows":      # rows,K,warps,last[,BT]: prism_bwd_key_rows_kernel (KEYS_LOOP "rows")
             K, warps, last = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)

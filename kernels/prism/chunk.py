@@ -1376,6 +1376,53 @@ def prism_bwd_key_columns_kernel(
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
+def prism_bwd_key_columns_rb_kernel(
+    q, k, beta, gc, dhs, do, dy, dk, dd, scale, T,
+    B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0,
+):
+    """The columns loop (prism_bwd_key_columns_kernel with the D_l stash) split by row blocks of the chunk
+    (KEYS_COLUMNS_BS): grid (BT // BS, N, B*H); program (j, i_t) stores dk_l for the rows s in [j BS, j BS + BS) of
+    chunk i_t, l = L-1 .. 1:
+      dk_l[s] = e_s D_l,s dH'^T + sum_{t >= s} G_ts (dO_t . D_l,s) Qs_t - sum_{t > s} G_ts (dX_t . D_l,s) k1_t,
+    held transposed as prism_bwd_key_values_rb_kernel's tiles are (dk_l^T = dH' (e D_l)^T + Qs^T GE - K1^T GF with
+    GE = G . (dO D_l^T) [BT, BS]: BT or K in the products' M dimension). D_l is read from the stash dd [L-1,B,T,H,V]
+    (transposed, [BV, BS]); q, dO, K1, dY and dH' of the chunk are loaded once, before the key loop."""
+    i_j, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_s = i_t * (BT // BS) + i_j
+    NT = (T + BT - 1) // BT
+    sb = (B * T * H).to(tl.int64)
+    o_t = tl.arange(0, BT)
+    o_s = i_j * BS + tl.arange(0, BS)
+    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_gs = tl.load(_vec(gc, i_b, i_h, i_s, T, H, BS), boundary_check=(0,))
+    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
+    b_es = tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
+    m_e = o_t[:, None] >= o_s[None, :]
+    m_f = o_t[:, None] > o_s[None, :]
+    b_GE0 = tl.where(m_e, tl.exp(tl.where(m_e, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
+    b_GF0 = tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_qt = _raw(tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+    b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+    b_k1t = _raw(tl.load(_rows_t(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    for j in range(1, L):
+        ll = (L - j).to(tl.int64)
+        b_Dt = tl.load(_rows_t(dd + (ll - 1) * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1))
+        # (the products rounded as prism_bwd_key_columns_kernel rounds them: e after the dot, scale after G)
+        b_dkt = _mm(b_dhn, b_Dt, PREC, D16) * b_es[None, :]
+        b_GE = b_GE0 * _mm(b_do, b_Dt, PREC, D16) * scale
+        b_dkt += _mm(b_qt.to(tl.float32), b_GE, PREC, D16)
+        b_GF = b_GF0 * _mm(b_dX, b_Dt, PREC, D16)
+        b_dkt -= _mm(b_k1t.to(tl.float32), b_GF, PREC, D16)
+        tl.store(_rows_t(dk + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK), b_dkt.to(dk.dtype.element_ty),
+                 boundary_check=(0, 1))
+
+
+@triton.jit(do_not_specialize=["T", "H", "B", "L"])
 def prism_bwd_key_rows_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dq, dk, dbeta, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
@@ -1651,6 +1698,9 @@ KEYS_LOOP = ("rows", "columns")
 # Candidate (session 14), on in the commit sent to the GPU: offline sm_90, bf16, K = V = 64, 4 warps, 164 registers
 # (194 for the first key's launch) against the whole-chunk program's 240-255; NOTES.md "Version 12 candidate".
 KEYS_VALUES_BS = 32
+# KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
+# prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off.
+KEYS_COLUMNS_BS = None
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -2432,14 +2482,14 @@ def _keys_loop(keys_loop) -> tuple:
     return tuple(s)
 
 
-def _keys_values_bs(BT: int, values_bs=None):
-    """The per-key values launches' row-block size (KEYS_VALUES_BS): None (whole chunks) or BS, a power of two
-    >= 16 below BT."""
-    bs = KEYS_VALUES_BS if values_bs is None else values_bs
+def _keys_values_bs(BT: int, values_bs=None, name: str = "KEYS_VALUES_BS"):
+    """A row-block size of the key kinds (KEYS_VALUES_BS, or KEYS_COLUMNS_BS given as values_bs with its name): None
+    (whole chunks) or BS, a power of two >= 16 below BT."""
+    bs = KEYS_VALUES_BS if values_bs is None and name == "KEYS_VALUES_BS" else values_bs
     if bs is None or bs >= BT:
         return None
     if bs < 16 or bs & (bs - 1) or BT % bs:
-        raise ValueError(f"KEYS_VALUES_BS must be None or a power of two >= 16 dividing the chunk size {BT}, got {bs!r}")
+        raise ValueError(f"{name} must be None or a power of two >= 16 dividing the chunk size {BT}, got {bs!r}")
     return bs
 
 
@@ -2549,7 +2599,14 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, num_warps=warps,
                     **_cap(f"key_kind{kind}"),
                 )
-        if "columns" in loops:
+        columns_bs = _keys_values_bs(BT, KEYS_COLUMNS_BS, "KEYS_COLUMNS_BS") if stash else None
+        if "columns" in loops and columns_bs is not None:
+            prism_bwd_key_columns_rb_kernel[(BT // columns_bs, NT, B * H)](
+                q, k, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L, K=K, V=V, BT=BT, BS=columns_bs, BK=BK, BV=BV,
+                PREC=prec, RAW=raw, D16=d16, num_warps=WARPS.get("key_columns_rb", 4), **_cap("key_columns_rb"),
+                **_stages("key_columns_rb"),
+            )
+        elif "columns" in loops:
             prism_bwd_key_columns_kernel[(NT, B * H)](
                 q, k, v, u, p, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L,
                 num_warps=WARPS.get("key_columns", 4), **_cap("key_columns"), **_stages("key_columns"), **common,

@@ -11,7 +11,8 @@ TUNE_SET=stash: the forward's launchers again under version 11's D_l stash (FWD_
 output kernel reads it at 144 registers offline, so version 8's cap of 168 no longer binds): prep_u's warps, stages and
 column block, the output kernel's cap (none, 128 for four CTAs per SM), warps and stages; writes
 $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launches in row blocks (KEYS_VALUES_BS 16 /
-32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks; writes $OUT/prism_tune_rb.json.
+32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks, and the columns loop in row blocks
+(KEYS_COLUMNS_BS); writes $OUT/prism_tune_rb.json.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -30,7 +31,8 @@ from measure import (DRY, DTYPE, as_json, kernel_times, median_ms, out_dir, pris
 T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
-BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS)
+BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -70,6 +72,9 @@ VARIANTS_RB = [
     ("values rows 32, 8 warps", dict(KEYS_VALUES_BS=32, WARPS={"key_values_rb": 8})),
     ("values rows 16, 4 warps", dict(KEYS_VALUES_BS=16, WARPS={"key_values_rb": 4})),
     ("values rows 16, 8 warps", dict(KEYS_VALUES_BS=16, WARPS={"key_values_rb": 8})),
+    ("columns rows 32, 4 warps", dict(KEYS_COLUMNS_BS=32, WARPS={"key_columns_rb": 4})),
+    ("columns rows 16, 4 warps", dict(KEYS_COLUMNS_BS=16, WARPS={"key_columns_rb": 4})),
+    ("columns rows 32, 4 warps, 1 stage", dict(KEYS_COLUMNS_BS=32, STAGES={"key_columns_rb": 1})),
     ("values in whole chunks again", dict(KEYS_VALUES_BS=None)),
     ("defaults again", {}),
 ]
@@ -93,7 +98,7 @@ def main():
     for i, (name, settings) in enumerate(RUN):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
-            if i == 0 or "PREP_BV" in settings or "KEYS_VALUES_BS" in settings:   # per-kernel times
+            if i == 0 or "PREP_BV" in settings or "KEYS_VALUES_BS" in settings or "KEYS_COLUMNS_BS" in settings:
                 fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY, top=20)
         fields, got = settings_variant(pc, BASE, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
                                        "max_rel_diff_vs_defaults", extra)

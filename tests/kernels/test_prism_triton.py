@@ -591,6 +591,31 @@ def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
             assert (a - b).abs().max() <= 1e-6 * a.abs().max(), n
 
 
+@pytest.mark.parametrize("L,C,BS", [(3, 32, 16), (2, 64, 32), (4, 32, 16)])
+def test_keys_columns_bs_matches_whole_chunks(monkeypatch, L, C, BS):
+    """KEYS_COLUMNS_BS: the columns loop in row blocks (prism_bwd_key_columns_rb_kernel, tiles held transposed, D_l from
+    the stash) rounds its products as the whole-chunk loop does: with bf16 inputs the output and every gradient equal
+    the whole-chunk loop's to the last bit (partial last chunk); without the stash (fp32) the whole-chunk loop runs."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_key_columns_rb_kernel=lambda a, kw: ("rb", kw["BS"]),
+                 prism_bwd_key_columns_kernel=lambda a, kw: ("whole",))
+    for dtype in (torch.bfloat16, torch.float32):
+        x = make_prism_inputs(Shape(1, 41, 2, 16, 24, L, dtype, DEVICE), 10)
+
+        def run(bs):
+            monkeypatch.setattr(pc, "KEYS_COLUMNS_BS", bs)
+            seen.clear()
+            o, _ = chunk_prism(**x, chunk_size=C)
+            return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
+
+        ref, launches = run(None)
+        assert launches == [("whole",)]
+        got, launches = run(BS)
+        assert launches == ([("rb", BS)] if dtype == torch.bfloat16 else [("whole",)])
+        for n, a, b in zip(("o",) + NAMES, ref, got):
+            assert torch.equal(a, b), (dtype, n)
+
+
 def test_keys_values_bs_rejects_bad_sizes():
     """KEYS_VALUES_BS must be a power of two >= 16 that divides the chunk; the chunk size or more means whole chunks."""
     assert pc._keys_values_bs(64, 32) == 32 and pc._keys_values_bs(64, 64) is None
@@ -598,15 +623,20 @@ def test_keys_values_bs_rejects_bad_sizes():
     for bad in (8, 24, 0):
         with pytest.raises(ValueError, match="KEYS_VALUES_BS"):
             pc._keys_values_bs(64, bad)
+    with pytest.raises(ValueError, match="KEYS_COLUMNS_BS"):
+        pc._keys_values_bs(64, 48, "KEYS_COLUMNS_BS")
+    assert pc._keys_values_bs(64, None, "KEYS_COLUMNS_BS") is None
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("bs", [16, 32])
+@pytest.mark.parametrize("bs,cbs", [(16, None), (32, None), (32, 32), (None, 16)])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
-def test_chunk_prism_gpu_bf16_keys_values_bs(monkeypatch, T, L, K, bs):
-    """KEYS_VALUES_BS on a GPU, bf16: output and every gradient vs float64, two backward passes bit-identical."""
+def test_chunk_prism_gpu_bf16_keys_values_bs(monkeypatch, T, L, K, bs, cbs):
+    """KEYS_VALUES_BS and KEYS_COLUMNS_BS on a GPU, bf16: output and every gradient vs float64, two backward passes
+    bit-identical."""
     monkeypatch.setattr(pc, "KEYS_VALUES_BS", bs)
+    monkeypatch.setattr(pc, "KEYS_COLUMNS_BS", cbs)
     _check_keys_impl_gpu(monkeypatch, "kinds", T, L, K, input_seed=3)
 
 
