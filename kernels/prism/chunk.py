@@ -1212,10 +1212,34 @@ def prism_bwd_key_kernel(
 
 
 @triton.jit
-def _state_t(ptr, i_b, i_h, i_t, NT, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
-    """Transposed block pointer ([BV, BK]) on chunk i_t's state in a [B, NT, H, K, V] tensor (loads h^T by pointer)."""
-    return tl.make_block_ptr(ptr + ((i_b * NT + i_t) * H + i_h).to(tl.int64) * K * V, (V, K), (1, V), (0, 0),
-                             (BV, BK), (0, 1))
+def _ld_t(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr, TRL: tl.constexpr):
+    """Rows [i_t BT, i_t BT + BT) of the (b, h) slice of a [B, T, H, F] tensor as a transposed [BF, BT] tile: TRL loads
+    the rows ([BT, BF], `_rows`) and transposes them in registers; else through a transposed block pointer (`_rows_t`)."""
+    if TRL:
+        return tl.trans(tl.load(_rows(ptr, i_b, i_h, i_t, T, H, F, BT, BF), boundary_check=(0, 1)))
+    else:
+        return tl.load(_rows_t(ptr, i_b, i_h, i_t, T, H, F, BT, BF), boundary_check=(0, 1))
+
+
+@triton.jit
+def _st_t(ptr, x, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr, TRL: tl.constexpr):
+    """Stores a transposed [BF, BT] tile x into rows [i_t BT, i_t BT + BT) of a [B, T, H, F] tensor (`_ld_t`'s
+    inverse), in ptr's dtype."""
+    if TRL:
+        tl.store(_rows(ptr, i_b, i_h, i_t, T, H, F, BT, BF), tl.trans(x).to(ptr.dtype.element_ty), boundary_check=(0, 1))
+    else:
+        tl.store(_rows_t(ptr, i_b, i_h, i_t, T, H, F, BT, BF), x.to(ptr.dtype.element_ty), boundary_check=(0, 1))
+
+
+@triton.jit
+def _ld_state_t(ptr, i_b, i_h, i_t, NT, H, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                TRL: tl.constexpr):
+    """Chunk i_t's state of a [B, NT, H, K, V] tensor, transposed ([BV, BK]); TRL as in `_ld_t`."""
+    if TRL:
+        return tl.trans(tl.load(_state(ptr, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)))
+    else:
+        return tl.load(tl.make_block_ptr(ptr + ((i_b * NT + i_t) * H + i_h).to(tl.int64) * K * V, (V, K), (1, V),
+                                         (0, 0), (BV, BK), (0, 1)), boundary_check=(0, 1))
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
@@ -1223,7 +1247,7 @@ def prism_bwd_key_values_rb_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, drp, dp, dbeta, dv, du, dd, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr = False,
-    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False, TRL: tl.constexpr = True,
 ):
     """prism_bwd_key_kernel's values program (KIND 2) for extra key l, split by row blocks of the chunk
     (KEYS_VALUES_BS): grid (BT // BS, N, B*H); program (j, i_t) computes the rows s in [j BS, j BS + BS) of chunk
@@ -1252,62 +1276,56 @@ def prism_bwd_key_values_rb_kernel(
     b_es = tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
     b_bl = tl.load(_vec(beta + ll * sb, i_b, i_h, i_s, T, H, BS), boundary_check=(0,)).to(tl.float32)
     # dD_l^T [BV, BS]
-    b_klt = _raw(tl.load(_rows_t(k + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK), boundary_check=(0, 1)), RAW)
+    b_klt = _raw(_ld_t(k + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK, TRL), RAW)
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     m_e = o_t[:, None] >= o_s[None, :]
     b_GE = (tl.where(m_e, tl.exp(tl.where(m_e, b_gc[:, None] - b_gs[None, :], 0.)), 0.) * scale
             * tl.dot(b_qr, b_klt, input_precision=PREC))
-    b_dot = tl.load(_rows_t(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_dot = _ld_t(do, i_b, i_h, i_t, T, H, V, BT, BV, TRL).to(tl.float32)
     b_dDt = _mm(b_dot, b_GE, PREC, D16)
-    b_dht = tl.load(_state_t(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV), boundary_check=(0, 1))
+    b_dht = _ld_state_t(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, TRL)
     b_dDt += _mm(b_dht, b_klt.to(tl.float32) * b_es[None, :], PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     m_f = o_t[:, None] > o_s[None, :]
     b_GF = (tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
             * tl.dot(b_k1r, b_klt, input_precision=PREC))
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_dXt = tl.load(_rows_t(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[None, :]
+    b_dXt = _ld_t(dy, i_b, i_h, i_t, T, H, V, BT, BV, TRL) * b_b1[None, :]
     b_dDt -= _mm(b_dXt, b_GF, PREC, D16)
     # the solver chain on rows s, transposed: r_l, p_l, z_l [BV, BS] (the runtime loop of `_key_delta`)
-    b_r = (tl.load(_rows_t(v, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
-           - tl.load(_rows_t(u, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32))
+    b_r = (_ld_t(v, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32)
+           - _ld_t(u, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32))
     for m in range(0, l):
-        b_pm = tl.load(_rows_t(p + m * sb * V, i_b, i_h, i_s, T, H, V, BS, BV),
-                       boundary_check=(0, 1)).to(tl.float32)
+        b_pm = _ld_t(p + m * sb * V, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32)
         b_r = b_r - _gelu(b_pm * b_r)
-    b_p = tl.load(_rows_t(p + ll * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_p = _ld_t(p + ll * sb * V, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32)
     b_z = b_p * b_r
     if STASH_D:
-        tl.store(_rows_t(dd, i_b, i_h, i_s, T, H, V, BS, BV), (_gelu(b_z) * b_bl[None, :]).to(dd.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _st_t(dd, _gelu(b_z) * b_bl[None, :], i_b, i_h, i_s, T, H, V, BS, BV, TRL)
     tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_s, T, H, BS),
              tl.sum(_gelu(b_z) * b_dDt, axis=0).to(dbeta.dtype.element_ty), boundary_check=(0,))
-    p_dr = _rows_t(drp, i_b, i_h, i_s, T, H, V, BS, BV)
     if FIRST:
         b_dz = b_dDt * b_bl[None, :] * _gelu_grad(b_z)
         b_dr = b_dz * b_p
     else:
-        b_dr = tl.load(p_dr, boundary_check=(0, 1))
+        b_dr = _ld_t(drp, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
         b_dz = (b_dDt * b_bl[None, :] - b_dr) * _gelu_grad(b_z)
         b_dr += b_dz * b_p
-    tl.store(_rows_t(dp + ll * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), (b_dz * b_r).to(dp.dtype.element_ty),
-             boundary_check=(0, 1))
+    _st_t(dp + ll * sb * V, b_dz * b_r, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
     if LAST:
         # the solver's first step (`_solver_first_step`), transposed
         b_b1s = tl.load(_vec(beta, i_b, i_h, i_s, T, H, BS), boundary_check=(0,)).to(tl.float32)
-        b_r0 = (tl.load(_rows_t(v, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
-                - tl.load(_rows_t(u, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32))
-        b_p0 = tl.load(_rows_t(p, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)).to(tl.float32)
-        b_dz0 = (tl.load(_rows_t(dy, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1)) * b_b1s[None, :]
+        b_r0 = (_ld_t(v, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32)
+                - _ld_t(u, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32))
+        b_p0 = _ld_t(p, i_b, i_h, i_s, T, H, V, BS, BV, TRL).to(tl.float32)
+        b_dz0 = (_ld_t(dy, i_b, i_h, i_s, T, H, V, BS, BV, TRL) * b_b1s[None, :]
                  - b_dr) * _gelu_grad(b_p0 * b_r0)
         b_dr += b_dz0 * b_p0
-        tl.store(_rows_t(dp, i_b, i_h, i_s, T, H, V, BS, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
-                 boundary_check=(0, 1))
-        tl.store(_rows_t(dv, i_b, i_h, i_s, T, H, V, BS, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
-        tl.store(_rows_t(du, i_b, i_h, i_s, T, H, V, BS, BV), (-b_dr).to(du.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _st_t(dp, b_dz0 * b_r0, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
+        _st_t(dv, b_dr, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
+        _st_t(du, -b_dr, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
     else:
-        tl.store(p_dr, b_dr, boundary_check=(0, 1))
+        _st_t(drp, b_dr, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
@@ -1379,7 +1397,7 @@ def prism_bwd_key_columns_kernel(
 def prism_bwd_key_columns_rb_kernel(
     q, k, beta, gc, dhs, do, dy, dk, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0,
+    BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, D16: tl.constexpr = 0, TRL: tl.constexpr = True,
 ):
     """The columns loop (prism_bwd_key_columns_kernel with the D_l stash) split by row blocks of the chunk
     (KEYS_COLUMNS_BS): grid (BT // BS, N, B*H); program (j, i_t) stores dk_l for the rows s in [j BS, j BS + BS) of
@@ -1405,21 +1423,20 @@ def prism_bwd_key_columns_rb_kernel(
     b_GF0 = tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_qt = _raw(tl.load(_rows_t(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_qt = _raw(_ld_t(q, i_b, i_h, i_t, T, H, K, BT, BK, TRL), RAW)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
-    b_k1t = _raw(tl.load(_rows_t(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+    b_k1t = _raw(_ld_t(k, i_b, i_h, i_t, T, H, K, BT, BK, TRL), RAW)
     for j in range(1, L):
         ll = (L - j).to(tl.int64)
-        b_Dt = tl.load(_rows_t(dd + (ll - 1) * sb * V, i_b, i_h, i_s, T, H, V, BS, BV), boundary_check=(0, 1))
+        b_Dt = _ld_t(dd + (ll - 1) * sb * V, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
         # (the products rounded as prism_bwd_key_columns_kernel rounds them: e after the dot, scale after G)
         b_dkt = _mm(b_dhn, b_Dt, PREC, D16) * b_es[None, :]
         b_GE = b_GE0 * _mm(b_do, b_Dt, PREC, D16) * scale
         b_dkt += _mm(b_qt.to(tl.float32), b_GE, PREC, D16)
         b_GF = b_GF0 * _mm(b_dX, b_Dt, PREC, D16)
         b_dkt -= _mm(b_k1t.to(tl.float32), b_GF, PREC, D16)
-        tl.store(_rows_t(dk + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK), b_dkt.to(dk.dtype.element_ty),
-                 boundary_check=(0, 1))
+        _st_t(dk + ll * sb * K, b_dkt, i_b, i_h, i_s, T, H, K, BS, BK, TRL)
 
 
 @triton.jit(do_not_specialize=["T", "H", "B", "L"])
@@ -1701,6 +1718,10 @@ KEYS_VALUES_BS = 32
 # KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
 # prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off.
 KEYS_COLUMNS_BS = None
+# RB_LOADS: how the row-block kernels (KEYS_VALUES_BS, KEYS_COLUMNS_BS) get their transposed tiles: "trans" (row
+# tiles through `_rows`, transposed in registers) or "ptr" (transposed block pointers, `_rows_t`; session 14's first
+# GPU call: an illegal memory access in the values kernel, NOTES.md).
+RB_LOADS = "trans"
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -2588,7 +2609,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                     prism_bwd_key_values_rb_kernel[(BT // values_bs, NT, B * H)](
                         q, k, v, u, p, beta, gc, dhk, do, dy, dr, dp, dbeta, dv, du,
                         dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l, BS=values_bs,
-                        FIRST=l == L - 1, LAST=fused_tail and l == 1, num_warps=WARPS.get("key_values_rb", 4),
+                        FIRST=l == L - 1, LAST=fused_tail and l == 1, TRL=RB_LOADS == "trans",
+                        num_warps=WARPS.get("key_values_rb", 4),
                         **_cap("key_values_rb"), **_stages("key_values_rb"), **common,
                     )
                     continue
@@ -2603,7 +2625,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         if "columns" in loops and columns_bs is not None:
             prism_bwd_key_columns_rb_kernel[(BT // columns_bs, NT, B * H)](
                 q, k, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L, K=K, V=V, BT=BT, BS=columns_bs, BK=BK, BV=BV,
-                PREC=prec, RAW=raw, D16=d16, num_warps=WARPS.get("key_columns_rb", 4), **_cap("key_columns_rb"),
+                PREC=prec, RAW=raw, D16=d16, TRL=RB_LOADS == "trans", num_warps=WARPS.get("key_columns_rb", 4),
+                **_cap("key_columns_rb"),
                 **_stages("key_columns_rb"),
             )
         elif "columns" in loops:

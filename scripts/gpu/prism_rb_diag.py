@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The row-block kernels (KEYS_VALUES_BS, KEYS_COLUMNS_BS) one setting per process, so that a fault does not poison
+the next (session 14: the first GPU call met an illegal memory access at the values kernel's first launch).
+
+    python3 scripts/gpu/prism_rb_diag.py --out $OUT            # every setting, each in a child process
+    python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,LOADS   # one setting (what the children run)
+
+Each child (CUDA_LAUNCH_BLOCKING=1, bf16, B=1, T=200, H=2, K=V=64, L=3, chunk 64) runs chunk_prism forward +
+backward with the whole-chunk kernels and with the setting, and prints one JSON line: ok, the max relative difference
+of the output and every gradient from the whole-chunk run, or the error. Writes $OUT/prism_rb_diag.json.
+PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1: the same on the CPU (chunk 32, row blocks of 16).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
+SETTINGS = ["None,None,trans", "32,None,trans", "32,None,ptr", "16,None,trans", "None,32,trans", "None,32,ptr"]
+if DRY:
+    SETTINGS = ["None,None,trans", "16,None,trans", "16,None,ptr", "None,16,trans"]
+
+
+def one(spec: str) -> dict:
+    import torch
+
+    from measure import prism_fwd_bwd, prism_tensors
+    from prismbench.kernels.prism import chunk as pc
+
+    vbs, cbs, loads = spec.split(",")
+    B, T, H, K, L, BT = (1, 41, 2, 16, 3, 32) if DRY else (1, 200, 2, 64, 3, 64)
+    x = prism_tensors(B, T, H, K, L, 5, torch.float32 if DRY else torch.bfloat16)
+    do = torch.randn_like(x[2])
+    ref = prism_fwd_bwd(x, do, BT)
+    pc.KEYS_VALUES_BS = None if vbs == "None" else int(vbs)
+    pc.KEYS_COLUMNS_BS = None if cbs == "None" else int(cbs)
+    pc.RB_LOADS = loads
+    got = prism_fwd_bwd(x, do, BT)
+    if not DRY:
+        torch.cuda.synchronize()
+    names = ("o", "q", "k", "v", "u", "p", "beta", "g")
+    diff = {n: ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
+            for n, a, b in zip(names, got, ref)}
+    return dict(setting=spec, ok=all(d <= 1e-2 for d in diff.values()), max_rel_diff_vs_whole=diff)
+
+
+def main():
+    if "--one" in sys.argv:
+        print(json.dumps(one(sys.argv[sys.argv.index("--one") + 1])), flush=True)
+        return
+    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    for spec in SETTINGS:
+        env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1")
+        try:
+            r = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True, text=True, env=env,
+                               timeout=120, cwd=os.path.dirname(os.path.abspath(__file__)))
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(lines[-1]) if lines else dict(setting=spec, ok=False, rc=r.returncode,
+                                                           error=r.stderr[-1500:])
+        except subprocess.TimeoutExpired:
+            row = dict(setting=spec, ok=False, error="timeout 120 s")
+        rows.append(row)
+        print(json.dumps(row)[:600], flush=True)
+        with open(os.path.join(out, "prism_rb_diag.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
