@@ -1712,9 +1712,11 @@ KEYS_LOOP = ("rows", "columns")
 # values launches: prism_bwd_key_values_rb_kernel, grid (BT // BS, N, B*H), each program the values kind's work for BS
 # rows of a chunk ([BS, BT] and [BS, BV] tiles instead of [BT, BT] and [BT, BV]: fewer registers, more CTAs per SM,
 # twice the programs). Same operations per row as the whole-chunk program (the products' rows are independent).
-# Candidate (session 14), on in the commit sent to the GPU: offline sm_90, bf16, K = V = 64, 4 warps, 164 registers
-# (194 for the first key's launch) against the whole-chunk program's 240-255; NOTES.md "Version 12 candidate".
-KEYS_VALUES_BS = 32
+# Candidate (session 14), off: offline sm_90, bf16, K = V = 64, 4 warps, 164 registers (194 for the first key's launch)
+# against the whole-chunk program's 240-255; on an H100 at BS = 32, 4 warps, its bf16 dot faults ("out-of-range shared
+# or local address", compute-sanitizer; a Triton 3.6 codegen fault: the interpreter runs it bit-identical to whole
+# chunks). NOTES.md "Version 12 candidate".
+KEYS_VALUES_BS = None
 # KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
 # prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off.
 KEYS_COLUMNS_BS = None

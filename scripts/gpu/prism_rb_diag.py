@@ -3,12 +3,17 @@
 the next (session 14: the first GPU call met an illegal memory access at the values kernel's first launch).
 
     python3 scripts/gpu/prism_rb_diag.py --out $OUT            # every setting, each in a child process
-    python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,LOADS   # one setting (what the children run)
+    python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,WARPS   # one setting (what the children run)
 
 Each child (CUDA_LAUNCH_BLOCKING=1, bf16, B=1, T=200, H=2, K=V=64, L=3, chunk 64) runs chunk_prism forward +
-backward with the whole-chunk kernels and with the setting, and prints one JSON line: ok, the max relative difference
-of the output and every gradient from the whole-chunk run, or the error. Writes $OUT/prism_rb_diag.json.
-PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1: the same on the CPU (chunk 32, row blocks of 16).
+backward with the whole-chunk kernels (KEYS_VALUES_BS = KEYS_COLUMNS_BS = None) and with the setting (row blocks of
+the values launches, of the columns loop, their num_warps), then times the setting's forward + backward at the perf
+shape (B=16, T=2048, H=16, L=3; do_bench median), and prints one JSON line: ok, the max relative difference of the
+output and every gradient from the whole-chunk run, ms_fwd_bwd, or the error. Writes $OUT/prism_rb_diag.json.
+PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1: the same on the CPU (chunk 32, row blocks of 16, no perf shape).
+The first version of this script (session 14's second call) took its reference at the module's defaults, which then
+had KEYS_VALUES_BS = 32: every child faulted in the reference run; compute-sanitizer located the fault
+("Out-of-range shared or local address") in the values kernel's bf16 dot (`_mm`).
 """
 from __future__ import annotations
 
@@ -18,32 +23,39 @@ import subprocess
 import sys
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-SETTINGS = ["None,None,trans", "32,None,trans", "32,None,ptr", "16,None,trans", "None,32,trans", "None,32,ptr"]
+SETTINGS = ["None,None,4", "32,None,8", "16,None,4", "16,None,8", "None,32,4", "None,16,4", "None,32,8", "32,None,4"]
 if DRY:
-    SETTINGS = ["None,None,trans", "16,None,trans", "16,None,ptr", "None,16,trans"]
+    SETTINGS = ["None,None,4", "16,None,4", "None,16,4"]
 
 
 def one(spec: str) -> dict:
     import torch
 
-    from measure import prism_fwd_bwd, prism_tensors
+    from measure import median_ms, prism_fwd_bwd, prism_tensors
     from prismbench.kernels.prism import chunk as pc
 
-    vbs, cbs, loads = spec.split(",")
+    vbs, cbs, warps = spec.split(",")
     B, T, H, K, L, BT = (1, 41, 2, 16, 3, 32) if DRY else (1, 200, 2, 64, 3, 64)
-    x = prism_tensors(B, T, H, K, L, 5, torch.float32 if DRY else torch.bfloat16)
+    dtype = torch.float32 if DRY else torch.bfloat16
+    x = prism_tensors(B, T, H, K, L, 5, dtype)
     do = torch.randn_like(x[2])
+    pc.KEYS_VALUES_BS = pc.KEYS_COLUMNS_BS = None
     ref = prism_fwd_bwd(x, do, BT)
     pc.KEYS_VALUES_BS = None if vbs == "None" else int(vbs)
     pc.KEYS_COLUMNS_BS = None if cbs == "None" else int(cbs)
-    pc.RB_LOADS = loads
+    pc.WARPS = dict(pc.WARPS, key_values_rb=int(warps), key_columns_rb=int(warps))
     got = prism_fwd_bwd(x, do, BT)
     if not DRY:
         torch.cuda.synchronize()
     names = ("o", "q", "k", "v", "u", "p", "beta", "g")
     diff = {n: ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
             for n, a, b in zip(names, got, ref)}
-    return dict(setting=spec, ok=all(d <= 1e-2 for d in diff.values()), max_rel_diff_vs_whole=diff)
+    row = dict(setting=spec, ok=all(d <= 1e-2 for d in diff.values()), max_rel_diff_vs_whole=diff)
+    if not DRY:   # the perf shape
+        xp = prism_tensors(16, 2048, 16, 64, 3, 0, dtype)
+        dop = torch.randn_like(xp[2])
+        row["ms_fwd_bwd_T2048"] = median_ms(lambda: prism_fwd_bwd(xp, dop, 64))
+    return row
 
 
 def main():
@@ -57,12 +69,12 @@ def main():
         env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1")
         try:
             r = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True, text=True, env=env,
-                               timeout=120, cwd=os.path.dirname(os.path.abspath(__file__)))
+                               timeout=100, cwd=os.path.dirname(os.path.abspath(__file__)))
             lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
             row = json.loads(lines[-1]) if lines else dict(setting=spec, ok=False, rc=r.returncode,
                                                            error=r.stderr[-1500:])
         except subprocess.TimeoutExpired:
-            row = dict(setting=spec, ok=False, error="timeout 120 s")
+            row = dict(setting=spec, ok=False, error="timeout 100 s")
         rows.append(row)
         print(json.dumps(row)[:600], flush=True)
         with open(os.path.join(out, "prism_rb_diag.json"), "w") as f:
