@@ -3,6 +3,7 @@
 the next (session 14: the first GPU call met an illegal memory access at the values kernel's first launch).
 
     python3 scripts/gpu/prism_rb_diag.py --out $OUT            # every setting, each in a child process
+    python3 scripts/gpu/prism_rb_diag.py --out $OUT --settings "None,None,4;16,None,4"   # these settings
     python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,WARPS   # one setting (what the children run)
 
 Each child (CUDA_LAUNCH_BLOCKING=1, bf16, B=1, T=200, H=2, K=V=64, L=3, chunk 64) runs chunk_prism forward +
@@ -65,7 +66,8 @@ def main():
     out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
     os.makedirs(out, exist_ok=True)
     rows = []
-    for spec in SETTINGS:
+    settings = sys.argv[sys.argv.index("--settings") + 1].split(";") if "--settings" in sys.argv else SETTINGS
+    for spec in settings:
         env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1")
         try:
             r = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True, text=True, env=env,
