@@ -1261,7 +1261,9 @@ def prism_bwd_key_values_rb_kernel(
     dD^T = dO^T GE + dH'^T (e K_l)^T - dX^T GF with GE = G . (Qs K_l^T) [BT, BS] (M = 64 at K = V = 64, which
     Hopper's warpgroup MMA needs; with the BS rows as M, a 32-row dot takes the register-operand MMA and its [BT, 64]
     operands live in registers: 255 registers at BS = 32 offline, against 164 transposed). The transposed tiles are loaded
-    and stored through transposed block pointers; no dot result is transposed."""
+    and stored by `_ld_t` / `_st_t` (RB_LOADS picks how: TRL); no dot result is transposed.
+    On an H100 (Triton 3.6, BS 32, 4 warps) it faults: an out-of-range shared or local address in a bf16 dot
+    (compute-sanitizer; NOTES.md, version 12 candidate), so KEYS_VALUES_BS is off."""
     i_j, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_s = i_t * (BT // BS) + i_j          # the row block's index in units of BS rows
@@ -1718,7 +1720,8 @@ KEYS_LOOP = ("rows", "columns")
 # chunks). NOTES.md "Version 12 candidate".
 KEYS_VALUES_BS = None
 # KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
-# prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off.
+# prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off;
+# never run on a GPU (its dots have the faulting values kernel's [*, 32] shape).
 KEYS_COLUMNS_BS = None
 # RB_LOADS: how the row-block kernels (KEYS_VALUES_BS, KEYS_COLUMNS_BS) get their transposed tiles: "trans" (row
 # tiles through `_rows`, transposed in registers) or "ptr" (transposed block pointers, `_rows_t`; session 14's first
