@@ -81,6 +81,23 @@ def main():
         print(json.dumps(row)[:600], flush=True)
         with open(os.path.join(out, "prism_rb_diag.json"), "w") as f:
             json.dump(rows, f, indent=1)
+    save_cubins(out)
+
+
+def save_cubins(out: str):
+    """The row-block kernels' compiled binaries from Triton's cache (cubin, ptx, metadata) into
+    $OUT/prism_rb_cubins.tgz, so that a faulting PC (compute-sanitizer's kernel+0x...) can be read against the
+    device's own SASS (`cuobjdump -sass`): session 14's offline sm_90 compile has an FMUL at the reported +0x4be0."""
+    import glob
+    import tarfile
+
+    cache = os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+    files = [f for f in glob.glob(os.path.join(cache, "*", "*")) if "_rb_kernel" in os.path.basename(f)]
+    if files:
+        with tarfile.open(os.path.join(out, "prism_rb_cubins.tgz"), "w:gz") as tf:
+            for f in files:
+                tf.add(f, arcname=os.path.relpath(f, cache))
+    print(f"saved {len(files)} cached files of the row-block kernels", flush=True)
 
 
 if __name__ == "__main__":
