@@ -1212,6 +1212,23 @@ def prism_bwd_key_kernel(
 
 
 @triton.jit
+def _row_block_decays(gc, i_b, i_h, i_t, i_s, T, H, BT: tl.constexpr, BS: tl.constexpr):
+    """The decays of a row-block program (rows [i_s BS, i_s BS + BS) of chunk i_t): the chunk's gc [BT], the rows'
+    gc [BS] and e = gamma_C / gamma on the rows [BS] (0 past T)."""
+    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
+    b_gs = tl.load(_vec(gc, i_b, i_h, i_s, T, H, BS), boundary_check=(0,))
+    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
+    return b_gc, b_gs, tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
+
+
+@triton.jit
+def _gmat_rb(b_gc, b_gs, m):
+    """G for a row block, transposed: entry (t, s) = exp(gc_t - gs_s) where m ([BT, BS]: the chunk's t against the
+    block's rows s), else 0."""
+    return tl.where(m, tl.exp(tl.where(m, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
+
+
+@triton.jit
 def _ld_t(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr, TRL: tl.constexpr):
     """Rows [i_t BT, i_t BT + BT) of the (b, h) slice of a [B, T, H, F] tensor as a transposed [BF, BT] tile: TRL loads
     the rows ([BT, BF], `_rows`) and transposes them in registers; else through a transposed block pointer (`_rows_t`)."""
@@ -1272,25 +1289,18 @@ def prism_bwd_key_values_rb_kernel(
     sb = (B * T * H).to(tl.int64)
     o_t = tl.arange(0, BT)
     o_s = i_j * BS + tl.arange(0, BS)
-    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
-    b_gs = tl.load(_vec(gc, i_b, i_h, i_s, T, H, BS), boundary_check=(0,))
-    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
-    b_es = tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
+    b_gc, b_gs, b_es = _row_block_decays(gc, i_b, i_h, i_t, i_s, T, H, BT, BS)
     b_bl = tl.load(_vec(beta + ll * sb, i_b, i_h, i_s, T, H, BS), boundary_check=(0,)).to(tl.float32)
     # dD_l^T [BV, BS]
     b_klt = _raw(_ld_t(k + ll * sb * K, i_b, i_h, i_s, T, H, K, BS, BK, TRL), RAW)
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    m_e = o_t[:, None] >= o_s[None, :]
-    b_GE = (tl.where(m_e, tl.exp(tl.where(m_e, b_gc[:, None] - b_gs[None, :], 0.)), 0.) * scale
-            * tl.dot(b_qr, b_klt, input_precision=PREC))
+    b_GE = _gmat_rb(b_gc, b_gs, o_t[:, None] >= o_s[None, :]) * scale * tl.dot(b_qr, b_klt, input_precision=PREC)
     b_dot = _ld_t(do, i_b, i_h, i_t, T, H, V, BT, BV, TRL).to(tl.float32)
     b_dDt = _mm(b_dot, b_GE, PREC, D16)
     b_dht = _ld_state_t(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, TRL)
     b_dDt += _mm(b_dht, b_klt.to(tl.float32) * b_es[None, :], PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    m_f = o_t[:, None] > o_s[None, :]
-    b_GF = (tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
-            * tl.dot(b_k1r, b_klt, input_precision=PREC))
+    b_GF = _gmat_rb(b_gc, b_gs, o_t[:, None] > o_s[None, :]) * tl.dot(b_k1r, b_klt, input_precision=PREC)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_dXt = _ld_t(dy, i_b, i_h, i_t, T, H, V, BT, BV, TRL) * b_b1[None, :]
     b_dDt -= _mm(b_dXt, b_GF, PREC, D16)
@@ -1415,14 +1425,9 @@ def prism_bwd_key_columns_rb_kernel(
     sb = (B * T * H).to(tl.int64)
     o_t = tl.arange(0, BT)
     o_s = i_j * BS + tl.arange(0, BS)
-    b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
-    b_gs = tl.load(_vec(gc, i_b, i_h, i_s, T, H, BS), boundary_check=(0,))
-    b_gl = tl.load(gc + (i_b * T * H + i_h).to(tl.int64) + (tl.minimum(i_t * BT + BT, T) - 1) * H)
-    b_es = tl.where(i_s * BS + tl.arange(0, BS) < T, tl.exp(b_gl - b_gs), 0.)
-    m_e = o_t[:, None] >= o_s[None, :]
-    m_f = o_t[:, None] > o_s[None, :]
-    b_GE0 = tl.where(m_e, tl.exp(tl.where(m_e, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
-    b_GF0 = tl.where(m_f, tl.exp(tl.where(m_f, b_gc[:, None] - b_gs[None, :], 0.)), 0.)
+    b_gc, b_gs, b_es = _row_block_decays(gc, i_b, i_h, i_t, i_s, T, H, BT, BS)
+    b_GE0 = _gmat_rb(b_gc, b_gs, o_t[:, None] >= o_s[None, :])
+    b_GF0 = _gmat_rb(b_gc, b_gs, o_t[:, None] > o_s[None, :])
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_qt = _raw(_ld_t(q, i_b, i_h, i_t, T, H, K, BT, BK, TRL), RAW)

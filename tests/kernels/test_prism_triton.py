@@ -562,6 +562,15 @@ def test_keys_loop_columns_values_are_bit_identical(monkeypatch, loop):
         assert torch.equal(a, b), (loop, n)
 
 
+def _outputs_with(monkeypatch, seen, x, C, name, value):
+    """chunk_prism's output and every input gradient with chunk setting `name` = value, and the launches `seen`
+    recorded meanwhile (spy_launches)."""
+    monkeypatch.setattr(pc, name, value)
+    seen.clear()
+    o, _ = chunk_prism(**x, chunk_size=C)
+    return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
+
+
 @pytest.mark.parametrize("L,C,BS,dtype", [(3, 32, 16, torch.bfloat16), (2, 64, 32, torch.bfloat16),
                                            (4, 32, 16, torch.float32)])
 def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
@@ -574,15 +583,9 @@ def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
     seen = []
     spy_launches(monkeypatch, seen, prism_bwd_key_values_rb_kernel=lambda a, kw: (kw["BS"], kw["FIRST"], kw["LAST"]))
 
-    def run(bs):
-        monkeypatch.setattr(pc, "KEYS_VALUES_BS", bs)
-        seen.clear()
-        o, _ = chunk_prism(**x, chunk_size=C)
-        return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
-
-    ref, launches = run(None)
+    ref, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_VALUES_BS", None)
     assert launches == []
-    got, launches = run(BS)
+    got, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_VALUES_BS", BS)
     assert launches == [(BS, l == L - 1, l == 1) for l in range(L - 1, 0, -1)]
     for n, a, b in zip(("o",) + NAMES, ref, got):
         if dtype == torch.bfloat16:
@@ -601,16 +604,9 @@ def test_keys_columns_bs_matches_whole_chunks(monkeypatch, L, C, BS):
                  prism_bwd_key_columns_kernel=lambda a, kw: ("whole",))
     for dtype in (torch.bfloat16, torch.float32):
         x = make_prism_inputs(Shape(1, 41, 2, 16, 24, L, dtype, DEVICE), 10)
-
-        def run(bs):
-            monkeypatch.setattr(pc, "KEYS_COLUMNS_BS", bs)
-            seen.clear()
-            o, _ = chunk_prism(**x, chunk_size=C)
-            return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES]), list(seen)
-
-        ref, launches = run(None)
+        ref, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_COLUMNS_BS", None)
         assert launches == [("whole",)]
-        got, launches = run(BS)
+        got, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_COLUMNS_BS", BS)
         assert launches == ([("rb", BS)] if dtype == torch.bfloat16 else [("whole",)])
         for n, a, b in zip(("o",) + NAMES, ref, got):
             assert torch.equal(a, b), (dtype, n)
