@@ -4,7 +4,10 @@ the next (session 14: the first GPU call met an illegal memory access at the val
 
     python3 scripts/gpu/prism_rb_diag.py --out $OUT            # every setting, each in a child process
     python3 scripts/gpu/prism_rb_diag.py --out $OUT --settings "None,None,4;16,None,4"   # these settings
-    python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,WARPS   # one setting (what the children run)
+    python3 scripts/gpu/prism_rb_diag.py --one VBS,CBS,WARPS[,LOADS[,DOT16]]   # one setting (what the children run)
+
+LOADS: RB_LOADS ("trans" default, "ptr"); DOT16 "0": the per-key kinds' dots at tf32 instead of bf16 (is the bf16 dot
+what faults?). The fault's setting (32,None,4) runs last, so a hang there costs the others nothing.
 
 Each child (CUDA_LAUNCH_BLOCKING=1, bf16, B=1, T=200, H=2, K=V=64, L=3, chunk 64) runs chunk_prism forward +
 backward with the whole-chunk kernels (KEYS_VALUES_BS = KEYS_COLUMNS_BS = None) and with the setting (row blocks of
@@ -24,7 +27,8 @@ import subprocess
 import sys
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
-SETTINGS = ["None,None,4", "32,None,8", "16,None,4", "16,None,8", "None,32,4", "None,16,4", "None,32,8", "32,None,4"]
+SETTINGS = ["None,None,4", "32,None,4,trans,0", "32,None,4,ptr", "16,None,4", "16,None,8", "32,None,8", "None,32,4",
+            "None,16,4", "32,None,4"]
 if DRY:
     SETTINGS = ["None,None,4", "16,None,4", "None,16,4"]
 
@@ -35,7 +39,7 @@ def one(spec: str) -> dict:
     from measure import median_ms, prism_fwd_bwd, prism_tensors
     from prismbench.kernels.prism import chunk as pc
 
-    vbs, cbs, warps = spec.split(",")
+    vbs, cbs, warps, loads, dot16 = (spec.split(",") + ["trans", "1"])[:5]
     B, T, H, K, L, BT = (1, 41, 2, 16, 3, 32) if DRY else (1, 200, 2, 64, 3, 64)
     dtype = torch.float32 if DRY else torch.bfloat16
     x = prism_tensors(B, T, H, K, L, 5, dtype)
@@ -45,6 +49,9 @@ def one(spec: str) -> dict:
     pc.KEYS_VALUES_BS = None if vbs == "None" else int(vbs)
     pc.KEYS_COLUMNS_BS = None if cbs == "None" else int(cbs)
     pc.WARPS = dict(pc.WARPS, key_values_rb=int(warps), key_columns_rb=int(warps))
+    pc.RB_LOADS = loads
+    if dot16 == "0":     # the per-key kinds' dots at tf32 (every key launch, not only the row blocks)
+        pc.DOT16 = tuple(n for n in pc.DOT16 if n != "key")
     got = prism_fwd_bwd(x, do, BT)
     if not DRY:
         torch.cuda.synchronize()
