@@ -4,7 +4,10 @@
 - `<stem>-prism-ratio`: bars of PRISM's tokens/s over each baseline's, per T and mode;
 - `<stem>-peak-memory-vs-T`: peak memory against T per method;
 - `<stem>-throughput-vs-state`: tokens/s against state size K=V (at the largest T measured at >1 K);
-- `<stem>-errors`: a table of the worst relative error per method, dtype and mode (also `.md`).
+- `<stem>-errors`: a table of the worst relative error per method, dtype and mode (also `.md`);
+- `<stem>-times.md`: median ms per method, mode and L against T (the T plots' slice), with each row's worst
+  relative error: the numbers to cite, regenerated with the figures;
+- `<stem>-ratios.md`: PRISM's tokens/s over each baseline's against T (the ratio figure's numbers).
 """
 from __future__ import annotations
 
@@ -133,7 +136,7 @@ def prism_ratios(points: list[dict]) -> list[dict]:
                 continue
             rows.append({"prism": prism, "L": p["L"], "baseline": _series_name(b, _varies_B(ok)), "mode": mode,
                          "dtype": dt, "T": T, "B": B, "H": H, "K": K,
-                         "ratio": p["tokens_per_s"] / b["tokens_per_s"]})
+                         "ratio": p["tokens_per_s"] / b["tokens_per_s"], "runs": (p.get("run"), b.get("run"))})
     return rows
 
 
@@ -259,12 +262,76 @@ def error_table(doc: dict, out: Path, stem: str) -> list[Path]:
     return _save(fig, out, f"{stem}-errors") + [p_md]
 
 
+def _cell(p: Optional[dict]) -> str:
+    """A time table's cell: median ms ("*" when p20-p80 spread over NOISY_SPREAD), or why there is none."""
+    if p is None:
+        return "not run"
+    if p["status"] != "ok":
+        return p["status"]
+    spread = results.spread(p)
+    return f"{p['median_ms']:.3f}" + ("*" if spread is not None and spread > results.NOISY_SPREAD else "")
+
+
+def time_table(doc: dict, out: Path, stem: str) -> list[Path]:
+    """`<stem>-times.md`: median ms per (method, mode, L) against T at the main slice (every status, so an
+    unsupported or failed point says so), one table per B when a method measured several B at one T."""
+    pts, shape = _main_slice(doc["points"])
+    if not any(p["status"] == "ok" for p in pts):
+        return []
+    Ts = sorted({p["T"] for p in pts})
+    worst = {(r["method"], r["L"], r["mode"]): r for r in error_rows(pts) if r["dtype"] == pts[0]["dtype"]}
+    with_B = _varies_B(pts)
+    cells: dict[tuple, dict] = {}
+    for p in pts:
+        cells[(p["mode"], p["method"], p.get("L"), p["B"] if with_B else None, p["T"])] = p
+    rows = sorted({k[:4] for k in cells}, key=lambda k: (MODES.index(k[0]) if k[0] in MODES else 9, k[1],
+                                                         -1 if k[2] is None else k[2], k[3] or 0))
+    md = [f"Median ms per call ({_subtitle(doc, shape)}; B*T as run). * = p20-p80 spread over "
+          f"{results.NOISY_SPREAD:.0%} of the median (likely disturbed).", "",
+          "| method | mode | L |" + (" B |" if with_B else "") + "".join(f" T={T} |" for T in Ts)
+          + " worst rel. err |",
+          "|---|---|---|" + ("---|" if with_B else "") + "---|" * len(Ts) + "---|"]
+    for mode, method, L, B in rows:
+        w = worst.get((method, L, mode))
+        md.append(f"| {method} | {mode} | {'' if L is None else L} |" + (f" {B} |" if with_B else "")
+                  + "".join(f" {_cell(cells.get((mode, method, L, B, T)))} |" for T in Ts)
+                  + f" {'-' if w is None else format(w['err'], '.1e')} |")
+    path = out / f"{stem}-times.md"
+    path.write_text("\n".join(md) + "\n")
+    return [path]
+
+
+def ratio_table(doc: dict, out: Path, stem: str) -> list[Path]:
+    """`<stem>-ratios.md`: `prism_ratios` of the main slice, one row per (L, mode, baseline), columns T."""
+    pts, shape = _main_slice(results.ok_points(doc["points"]))
+    rows = prism_ratios(pts)
+    if not rows:
+        return []
+    Ts = sorted({r["T"] for r in rows})
+    val = {(r["L"], r["mode"], r["baseline"], r["T"]): r["ratio"] for r in rows}
+    # merged files: a ratio whose two points came from different runs (machines, sessions) is marked
+    cross = {(r["L"], r["mode"], r["baseline"], r["T"]) for r in rows if r["runs"][0] != r["runs"][1]}
+    keys = sorted({k[:3] for k in val}, key=lambda k: (-1 if k[0] is None else k[0],
+                                                      MODES.index(k[1]) if k[1] in MODES else 9, k[2]))
+    md = [f"{rows[0]['prism']} tokens/s over each baseline's at the same shape ({_subtitle(doc, shape)}); "
+          "above 1 = PRISM faster." + (" + = the two points were measured in different runs of the merged file "
+                                       "(`run`), so the ratio spans two processes." if cross else ""), "",
+          "| L | mode | baseline |" + "".join(f" T={T} |" for T in Ts), "|---|---|---|" + "---|" * len(Ts)]
+    for L, mode, b in keys:
+        md.append(f"| {'' if L is None else L} | {mode} | {b} |"
+                  + "".join(f" {val[(L, mode, b, T)]:.3f}x{'+' if (L, mode, b, T) in cross else ''} |"
+                            if (L, mode, b, T) in val else " - |" for T in Ts))
+    path = out / f"{stem}-ratios.md"
+    path.write_text("\n".join(md) + "\n")
+    return [path]
+
+
 def plot_all(doc: dict, out: Path, stem: str) -> list[Path]:
     """Every figure the data supports; returns the files written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for f in (throughput_vs_T, ratio_bars, memory_vs_T, throughput_vs_state, error_table):
+    for f in (throughput_vs_T, ratio_bars, memory_vs_T, throughput_vs_state, error_table, time_table, ratio_table):
         paths += f(doc, out, stem)
     return paths
 

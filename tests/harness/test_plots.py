@@ -29,7 +29,7 @@ def test_every_figure_is_written(small_results, tmp_path):
     for stem in stems:
         for ext in ("png", "svg"):
             assert f"tiny-cpu-{stem}.{ext}" in names
-    assert "tiny-cpu-errors.md" in names
+    assert {"tiny-cpu-errors.md", "tiny-cpu-times.md", "tiny-cpu-ratios.md"} <= names
     for p in written:
         data = p.read_bytes()
         assert len(data) > 200
@@ -76,3 +76,43 @@ def test_plot_cli(small_results, tmp_path):
     bad.write_text('{"schema_version": 99, "env": {}, "points": []}')
     r = CliRunner().invoke(app, ["plot", str(bad)])
     assert r.exit_code == 2 and "schema_version=99" in r.output
+
+
+def _md_rows(path):
+    """The data rows of a markdown table file, as lists of cells."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("| ") and not ln.startswith("| method")
+             and not ln.startswith("| L ")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+
+
+def test_time_table_cites_every_point_of_the_slice(small_results, tmp_path):
+    doc = results.read(small_results)
+    pts, _ = plots._main_slice(doc["points"])
+    (path,) = plots.time_table(doc, tmp_path, "t")
+    rows = _md_rows(path)
+    Ts = sorted({p["T"] for p in pts})
+    got = {(r[0], r[1], r[2]): r[3:3 + len(Ts)] for r in rows}
+    assert len(got) == len({(p["method"], p["mode"], p["L"]) for p in pts}) == len(rows)
+    for p in pts:
+        cell = got[(p["method"], p["mode"], "" if p["L"] is None else str(p["L"]))][Ts.index(p["T"])]
+        assert cell.rstrip("*") == f"{p['median_ms']:.3f}"
+    # a missing point and a non-ok point say so instead of a number
+    doc["points"] = [p for p in pts if not (p["method"] == "sdpa" and p["T"] == Ts[0] and p["mode"] == "fwd")]
+    doc["points"][0] = dict(doc["points"][0], status="unsupported", median_ms=None)
+    (path,) = plots.time_table(doc, tmp_path, "u")
+    cells = [c for r in _md_rows(path) for c in r]
+    assert "not run" in cells and "unsupported" in cells
+
+
+def test_ratio_table_matches_prism_ratios(small_results, tmp_path):
+    doc = results.read(small_results)
+    pts, _ = plots._main_slice(results.ok_points(doc["points"]))
+    want = plots.prism_ratios(pts)
+    (path,) = plots.ratio_table(doc, tmp_path, "r")
+    rows = _md_rows(path)
+    Ts = sorted({r["T"] for r in want})
+    got = {(r[0], r[1], r[2]): r[3:] for r in rows}
+    assert len(got) == len({(w["L"], w["mode"], w["baseline"]) for w in want})
+    for w in want:
+        cell = got[(str(w["L"]), w["mode"], w["baseline"])][Ts.index(w["T"])]
+        assert cell == f"{w['ratio']:.3f}x"      # one run: no cross-run mark
