@@ -1732,6 +1732,10 @@ KEYS_COLUMNS_BS = None
 # tiles through `_rows`, transposed in registers) or "ptr" (transposed block pointers, `_rows_t`; session 14's first
 # GPU call: an illegal memory access in the values kernel, NOTES.md).
 RB_LOADS = "trans"
+# RB_D16: whether the row-block kernels take the per-key kinds' bf16 dots (DOT16 "key"); False runs their dots at the
+# input precision's `_prec` (tf32) while the other key kernels keep bf16 (session 15: on an H100 the values kernel's
+# bf16 dots fault at BS 32 and 16, with either RB_LOADS; at tf32 it runs and matches whole chunks).
+RB_D16 = True
 # WY_IMPL: how prism_bwd_wy (backward phase C1: the WY part and the first key) runs.
 #   "split2" (default since version 4): three lighter kernels. prism_bwd_wy2_cols_kernel, grid
 #           (cdiv(V, WY_BV), N, B*H): the per-column products dY = Tr^T dV1 (over Ub) and V1 = Ub - W h (over dV1);
@@ -2621,7 +2625,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                         dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l, BS=values_bs,
                         FIRST=l == L - 1, LAST=fused_tail and l == 1, TRL=RB_LOADS == "trans",
                         num_warps=WARPS.get("key_values_rb", 4),
-                        **_cap("key_values_rb"), **_stages("key_values_rb"), **common,
+                        **_cap("key_values_rb"), **_stages("key_values_rb"), **dict(common, D16=d16 if RB_D16 else 0),
                     )
                     continue
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
@@ -2635,7 +2639,8 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         if "columns" in loops and columns_bs is not None:
             prism_bwd_key_columns_rb_kernel[(BT // columns_bs, NT, B * H)](
                 q, k, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L, K=K, V=V, BT=BT, BS=columns_bs, BK=BK, BV=BV,
-                PREC=prec, RAW=raw, D16=d16, TRL=RB_LOADS == "trans", num_warps=WARPS.get("key_columns_rb", 4),
+                PREC=prec, RAW=raw, D16=d16 if RB_D16 else 0, TRL=RB_LOADS == "trans",
+                num_warps=WARPS.get("key_columns_rb", 4),
                 **_cap("key_columns_rb"),
                 **_stages("key_columns_rb"),
             )

@@ -32,7 +32,7 @@ T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
-            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS)
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -78,8 +78,19 @@ VARIANTS_RB = [
     ("values in whole chunks again", dict(KEYS_VALUES_BS=None)),
     ("defaults again", {}),
 ]
+# session 15: the row-block kernels where they ran on the H100 (prism_rb_diag: the columns kernel in bf16, the values
+# kernel with tf32 dots, RB_D16=False); no faulting setting, so one process is safe
+VARIANTS_RB2 = [
+    ("defaults (whole chunks)", {}),
+    ("columns rows 32", dict(KEYS_COLUMNS_BS=32)),
+    ("columns rows 16", dict(KEYS_COLUMNS_BS=16)),
+    ("values rows 32, tf32 dots", dict(KEYS_VALUES_BS=32, RB_D16=False)),
+    ("values rows 16, tf32 dots", dict(KEYS_VALUES_BS=16, RB_D16=False)),
+    ("values and columns rows 32, tf32 dots", dict(KEYS_VALUES_BS=32, KEYS_COLUMNS_BS=32, RB_D16=False)),
+    ("defaults again", {}),
+]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
-        "rb": (VARIANTS_RB, "prism_tune_rb.json")}
+        "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")
