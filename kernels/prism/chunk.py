@@ -1298,6 +1298,8 @@ def prism_bwd_key_values_rb_kernel(
     b_dot = _ld_t(do, i_b, i_h, i_t, T, H, V, BT, BV, TRL).to(tl.float32)
     b_dDt = _mm(b_dot, b_GE, PREC, D16)
     b_dht = _ld_state_t(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, TRL)
+    if D16 == 0:     # RB_D16 off: dH' may be KEYS_BF16's bf16 copy; a dot at PREC takes operands of one dtype
+        b_dht = b_dht.to(tl.float32)
     b_dDt += _mm(b_dht, b_klt.to(tl.float32) * b_es[None, :], PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_GF = _gmat_rb(b_gc, b_gs, o_t[:, None] > o_s[None, :]) * tl.dot(b_k1r, b_klt, input_precision=PREC)
@@ -1437,6 +1439,9 @@ def prism_bwd_key_columns_rb_kernel(
     for j in range(1, L):
         ll = (L - j).to(tl.int64)
         b_Dt = _ld_t(dd + (ll - 1) * sb * V, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
+        if D16 == 0:     # RB_D16 off: the bf16 stash and dH' copy in dots at PREC with fp32 operands
+            b_Dt = b_Dt.to(tl.float32)
+            b_dhn = b_dhn.to(tl.float32)
         # (the products rounded as prism_bwd_key_columns_kernel rounds them: e after the dot, scale after G)
         b_dkt = _mm(b_dhn, b_Dt, PREC, D16) * b_es[None, :]
         b_GE = b_GE0 * _mm(b_do, b_Dt, PREC, D16) * scale

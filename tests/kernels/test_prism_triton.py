@@ -612,6 +612,22 @@ def test_keys_columns_bs_matches_whole_chunks(monkeypatch, L, C, BS):
             assert torch.equal(a, b), (dtype, n)
 
 
+def test_rb_d16_off_runs_row_blocks_at_input_precision(monkeypatch):
+    """RB_D16 = False (session 15: on an H100 the row-block values kernel faults in bf16 dots and runs in tf32): the
+    row-block launches, and only they, take D16 = 0 while the other key kernels keep bf16 dots (D16 = 2 under the
+    interpreter), and the output and every gradient stay within issue 5's bf16 tolerance of float64."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_key_values_rb_kernel=lambda a, kw: ("values_rb", kw["D16"]),
+                 prism_bwd_key_columns_rb_kernel=lambda a, kw: ("columns_rb", kw["D16"]),
+                 prism_bwd_key_rows_kernel=lambda a, kw: ("rows", kw["D16"]))
+    monkeypatch.setattr(pc, "KEYS_VALUES_BS", 16)
+    monkeypatch.setattr(pc, "KEYS_COLUMNS_BS", 16)
+    monkeypatch.setattr(pc, "RB_D16", False)
+    assert_errs(run_case(1, 45, 1, 16, 16, 3, 32, torch.bfloat16, seed=21), TOL_BF16)
+    assert set(seen) == {("values_rb", 0), ("columns_rb", 0), ("rows", pc._d16("key", torch.bfloat16))}
+    assert pc._d16("key", torch.bfloat16) != 0
+
+
 def test_keys_values_bs_rejects_bad_sizes():
     """KEYS_VALUES_BS must be a power of two >= 16 that divides the chunk; the chunk size or more means whole chunks."""
     assert pc._keys_values_bs(64, 32) == 32 and pc._keys_values_bs(64, 64) is None
