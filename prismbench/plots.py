@@ -262,6 +262,11 @@ def error_table(doc: dict, out: Path, stem: str) -> list[Path]:
     return _save(fig, out, f"{stem}-errors") + [p_md]
 
 
+def _mode_order(mode: str) -> int:
+    """fwd before fwdbwd in the tables (any other mode last)."""
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
 def _cell(p: Optional[dict]) -> str:
     """A time table's cell: median ms ("*" when p20-p80 spread over NOISY_SPREAD), or why there is none."""
     if p is None:
@@ -279,13 +284,13 @@ def time_table(doc: dict, out: Path, stem: str) -> list[Path]:
     if not any(p["status"] == "ok" for p in pts):
         return []
     Ts = sorted({p["T"] for p in pts})
-    worst = {(r["method"], r["L"], r["mode"]): r for r in error_rows(pts) if r["dtype"] == pts[0]["dtype"]}
+    worst = {(r["method"], r["L"], r["mode"]): r for r in error_rows(pts)}      # the slice has one dtype
     with_B = _varies_B(pts)
     cells: dict[tuple, dict] = {}
     for p in pts:
         cells[(p["mode"], p["method"], p.get("L"), p["B"] if with_B else None, p["T"])] = p
-    rows = sorted({k[:4] for k in cells}, key=lambda k: (MODES.index(k[0]) if k[0] in MODES else 9, k[1],
-                                                         -1 if k[2] is None else k[2], k[3] or 0))
+    rows = sorted({k[:4] for k in cells}, key=lambda k: (_mode_order(k[0]), k[1], -1 if k[2] is None else k[2],
+                                                         k[3] or 0))
     md = [f"Median ms per call ({_subtitle(doc, shape)}; B*T as run). * = p20-p80 spread over "
           f"{results.NOISY_SPREAD:.0%} of the median (likely disturbed).", "",
           "| method | mode | L |" + (" B |" if with_B else "") + "".join(f" T={T} |" for T in Ts)
@@ -311,8 +316,7 @@ def ratio_table(doc: dict, out: Path, stem: str) -> list[Path]:
     val = {(r["L"], r["mode"], r["baseline"], r["T"]): r["ratio"] for r in rows}
     # merged files: a ratio whose two points came from different runs (machines, sessions) is marked
     cross = {(r["L"], r["mode"], r["baseline"], r["T"]) for r in rows if r["runs"][0] != r["runs"][1]}
-    keys = sorted({k[:3] for k in val}, key=lambda k: (-1 if k[0] is None else k[0],
-                                                      MODES.index(k[1]) if k[1] in MODES else 9, k[2]))
+    keys = sorted({k[:3] for k in val}, key=lambda k: (-1 if k[0] is None else k[0], _mode_order(k[1]), k[2]))
     md = [f"{rows[0]['prism']} tokens/s over each baseline's at the same shape ({_subtitle(doc, shape)}); "
           "above 1 = PRISM faster." + (" + = the two points were measured in different runs of the merged file "
                                        "(`run`), so the ratio spans two processes." if cross else ""), "",

@@ -1431,6 +1431,8 @@ def prism_bwd_key_columns_rb_kernel(
     b_GE0 = _gmat_rb(b_gc, b_gs, o_t[:, None] >= o_s[None, :])
     b_GF0 = _gmat_rb(b_gc, b_gs, o_t[:, None] > o_s[None, :])
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    if D16 == 0:     # RB_D16 off: the bf16 dH' copy (and the stash below) in dots at PREC with fp32 operands
+        b_dhn = b_dhn.to(tl.float32)
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_qt = _raw(_ld_t(q, i_b, i_h, i_t, T, H, K, BT, BK, TRL), RAW)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
@@ -1439,9 +1441,8 @@ def prism_bwd_key_columns_rb_kernel(
     for j in range(1, L):
         ll = (L - j).to(tl.int64)
         b_Dt = _ld_t(dd + (ll - 1) * sb * V, i_b, i_h, i_s, T, H, V, BS, BV, TRL)
-        if D16 == 0:     # RB_D16 off: the bf16 stash and dH' copy in dots at PREC with fp32 operands
+        if D16 == 0:
             b_Dt = b_Dt.to(tl.float32)
-            b_dhn = b_dhn.to(tl.float32)
         # (the products rounded as prism_bwd_key_columns_kernel rounds them: e after the dot, scale after G)
         b_dkt = _mm(b_dhn, b_Dt, PREC, D16) * b_es[None, :]
         b_GE = b_GE0 * _mm(b_do, b_Dt, PREC, D16) * scale
@@ -2622,6 +2623,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         values_bs = _keys_values_bs(BT) if impl == "kinds" else None
+        d16_rb = d16 if RB_D16 else 0      # the row-block kernels' dots (RB_D16)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 if kind == 2 and values_bs is not None:
@@ -2630,7 +2632,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                         dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l, BS=values_bs,
                         FIRST=l == L - 1, LAST=fused_tail and l == 1, TRL=RB_LOADS == "trans",
                         num_warps=WARPS.get("key_values_rb", 4),
-                        **_cap("key_values_rb"), **_stages("key_values_rb"), **dict(common, D16=d16 if RB_D16 else 0),
+                        **_cap("key_values_rb"), **_stages("key_values_rb"), **dict(common, D16=d16_rb),
                     )
                     continue
                 prism_bwd_key_kernel[(n_prog, NT, B * H)](
@@ -2644,7 +2646,7 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         if "columns" in loops and columns_bs is not None:
             prism_bwd_key_columns_rb_kernel[(BT // columns_bs, NT, B * H)](
                 q, k, beta, gc, dhk, do, dy, dk, dd, scale, T, B, H, L, K=K, V=V, BT=BT, BS=columns_bs, BK=BK, BV=BV,
-                PREC=prec, RAW=raw, D16=d16 if RB_D16 else 0, TRL=RB_LOADS == "trans",
+                PREC=prec, RAW=raw, D16=d16_rb, TRL=RB_LOADS == "trans",
                 num_warps=WARPS.get("key_columns_rb", 4),
                 **_cap("key_columns_rb"),
                 **_stages("key_columns_rb"),

@@ -78,8 +78,9 @@ VARIANTS_RB = [
     ("values in whole chunks again", dict(KEYS_VALUES_BS=None)),
     ("defaults again", {}),
 ]
-# session 15: the row-block kernels where they ran on the H100 (prism_rb_diag: the columns kernel in bf16, the values
-# kernel with tf32 dots, RB_D16=False); no faulting setting, so one process is safe
+# session 15: the row-block kernels as they ran on the H100 (prism_rb_diag: the columns kernel in bf16; the values
+# kernel with every key kernel's dots at tf32, here RB_D16=False puts only the row blocks at tf32); no setting that
+# faulted, so one process
 VARIANTS_RB2 = [
     ("defaults (whole chunks)", {}),
     ("columns rows 32", dict(KEYS_COLUMNS_BS=32)),
