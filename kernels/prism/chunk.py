@@ -176,7 +176,7 @@ def _tr_load(p_tr, BT: tl.constexpr, TRANS: tl.constexpr = False):
     fused kkt + solve kernel writes only the 16 x 16 blocks on and below the diagonal, into an unfilled buffer."""
     o = tl.arange(0, BT)
     m = (o[:, None] <= o[None, :]) if TRANS else (o[:, None] >= o[None, :])
-    return tl.where(m, tl.load(p_tr, boundary_check=(0, 1)), 0.)
+    return tl.where(m, tl.load(p_tr, boundary_check=(0, 1)).to(tl.float32), 0.)
 
 
 @triton.jit
@@ -351,7 +351,8 @@ def prism_fwd_prep_kernel(
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_rows(ub_out, i_b, i_h, i_t, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty), boundary_check=(0, 1))
     if STORE_SW:
-        tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), b_Sw, boundary_check=(0, 1))
+        tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), b_Sw.to(sw_out.dtype.element_ty),
+                 boundary_check=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------- forward (i), split
@@ -485,12 +486,13 @@ def prism_prep_u_kernel(
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
     b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
-                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
+                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.).to(tl.float32)
     b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
     if STORE_SW:
-        tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_Sw, boundary_check=(0, 1))
+        tl.store(_state(sw_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_Sw.to(sw_out.dtype.element_ty),
+                 boundary_check=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------- forward (ii)
@@ -517,7 +519,8 @@ def prism_fwd_h_kernel(
     else:
         b_h = tl.zeros([BK, BV], dtype=tl.float32)
     for i_t in range(NT):
-        tl.store(_state(hs_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_h, boundary_check=(0, 1))
+        tl.store(_state(hs_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_h.to(hs_out.dtype.element_ty),
+                 boundary_check=(0, 1))
         b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
         p_ub = tl.make_block_ptr(ub + (i_b * T * H + i_h).to(tl.int64) * V, (T, V), (H * V, 1),
                                  (i_t * BT, i_v * BV), (BT, BV), (1, 0))
@@ -540,7 +543,7 @@ def prism_fwd_h_kernel(
                                boundary_check=(0, 1))
                 b_h += _mm(tl.trans(b_kl * b_e[:, None]), b_dl, PREC, D16)
         else:
-            b_sw = tl.load(_state(sw, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
+            b_sw = tl.load(_state(sw, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1)).to(tl.float32)
             b_h = b_h * tl.exp(b_gl) + _mm(tl.trans(b_k * b_e[:, None]), b_v1, PREC, D16) + b_sw
     if STORE_HT:
         p_ht = tl.make_block_ptr(ht_out + i_bh.to(tl.int64) * K * V, (K, V), (V, 1), (0, i_v * BV), (BK, BV), (1, 0))
@@ -569,7 +572,7 @@ def prism_fwd_o_kernel(
 
     b_gc = tl.load(_vec(gc, i_b, i_h, i_t, T, H, BT), boundary_check=(0,))
     b_q = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
     b_o = _mm(b_q.to(tl.float32), b_h, PREC, D16) * (tl.exp(b_gc) * scale)[:, None]
     b_k1 = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_v1 = tl.load(_rows(vnew, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
@@ -696,8 +699,8 @@ def prism_bwd_wy_kernel(
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
 
     # (ordered so that few [BT, BK] / [BK, BV] tiles are live at once)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_ub = tl.load(_rows(ub, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_v1 = b_ub - tl.dot(b_w, b_h, input_precision=PREC)                     # V1 = Ub - W h
     # first key's state write and read-out (V_1 = V1), and the h terms
@@ -765,11 +768,11 @@ def prism_bwd_wy2_cols_kernel(
     p_dv = _cols(dv1, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
     o_i = tl.arange(0, BT)   # Tr^T by masked pointer load: zero below its diagonal (fla's unwritten blocks)
     b_trt = tl.load(tr + (i_b * T * H + i_h).to(tl.int64) * BT + (i_t * BT + o_i[None, :]) * (H * BT) + o_i[:, None],
-                    mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.)
+                    mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.).to(tl.float32)
     b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
     b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
-    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1))
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1)).to(tl.float32)
+    b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_ub = tl.load(p_ub, boundary_check=(0, 1))
     tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
     tl.store(p_ub, b_dY, boundary_check=(0, 1))
@@ -802,7 +805,7 @@ def prism_bwd_wy2_erase_kernel(
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
     b_dk1 = b_dKd * b_e[:, None]
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
     b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
     b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
@@ -848,7 +851,7 @@ def prism_bwd_wy2_read_kernel(
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
-    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
     b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
     b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
     b_rho = tl.sum(b_qs * b_dqs, axis=1)
@@ -1883,6 +1886,28 @@ def _fwd_sw(fwd_sw) -> str:
     return s
 
 
+# FWD_16 (version 12 candidate, bf16 inputs only): the forward's intermediates kept in bf16 instead of fp32, as fla's
+# GDN keeps its own (w, u, A, h). A subset of
+#   "tr": Tr = (I + A)^-1 from fla's kkt + solve (TR_SOLVER "fla"; the kernel casts its fp32 result to the buffer's
+#         dtype, as fla's GDN asks for); read by prep_u (W, Ub) and the backward's WY column kernel;
+#   "w":  W (split prep); the state and reverse passes round it to bf16 for their dots anyway (DOT16 "h", "dh"), so
+#         the forward is unchanged; the backward's WY column kernel recomputes V1 = Ub - W h from it, and the partial
+#         dk1 that used to overwrite W's buffer gets an fp32 buffer of its own;
+#   "sw": the extra keys' state write Sw (split prep), added to the fp32 state by the state pass;
+#   "hs": the chunk-start states h_c (the state pass keeps its running state in fp32 and stores a bf16 copy); the
+#         output kernel rounds them to bf16 for its dots anyway (DOT16 "o"); the backward's WY kernels read them.
+# Bytes per (chunk, head) at K = V = 64: 8 KB less per buffer written and per read. Off (): version 11's path.
+FWD_16: tuple = ()
+_FWD_16_NAMES = ("tr", "w", "sw", "hs")
+
+
+def _fwd16(name: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the forward's intermediate `name` (FWD_16): bf16 where named for bf16 inputs, else float32."""
+    if isinstance(FWD_16, str) or not set(FWD_16) <= set(_FWD_16_NAMES):
+        raise ValueError(f"FWD_16 must be a tuple of names among {_FWD_16_NAMES}, got {FWD_16!r}")
+    return torch.bfloat16 if dtype == torch.bfloat16 and name in FWD_16 else torch.float32
+
+
 def _fwd_stash_d(L: int, dtype: torch.dtype) -> bool:
     """Whether the forward stashes D_l for the output kernel (FWD_STASH_D)."""
     return FWD_STASH_D and L > 1 and _d16("o", dtype) != 0 and _prep_impl(None) == "split"
@@ -2019,10 +2044,11 @@ def _tr_fla(k1, beta1, g, BT):
     cumsum, kkt, solve, rcp_ln2 = _fla_tr_ops()
     g2 = cumsum(g, chunk_size=BT, scale=rcp_ln2, output_dtype=torch.float32)
     impl = _tr_fla_impl()
+    tr_dtype = _fwd16("tr", k1.dtype)
     if impl == "fused" and BT == 64 and not INTERPRET:
-        return _fla_fused_kkt_solve(k1, g2, beta1, BT)
+        return _fla_fused_kkt_solve(k1, g2, beta1, BT, tr_dtype)
     A = kkt(k=k1, g=g2, beta=beta1, chunk_size=BT, output_dtype=torch.float32)
-    tr = solve(A, output_dtype=torch.float32)
+    tr = solve(A, output_dtype=tr_dtype)
     if impl == "fused" and BT == 64:
         # interpreter: the torch stand-ins, written as the fused kernel writes (blocks on and below the diagonal, the
         # rest of the buffer left as allocated) so that the readers' masking (`_tr_load`) is tested on the CPU
@@ -2195,13 +2221,13 @@ def _fla_parts_fwd(q, k1, v, u, p1, g, beta1, scale, initial_state, output_final
     return o, ht
 
 
-def _fla_fused_kkt_solve(k1, g2, beta1, BT):
-    """Tr [B, T, H, BT] fp32 from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2 is the chunk-local
-    cumsum of g in log2 units, as for the unfused path."""
+def _fla_fused_kkt_solve(k1, g2, beta1, BT, dtype=torch.float32):
+    """Tr [B, T, H, BT] (fp32, or dtype: FWD_16 "tr") from fla's fused kkt + solve kernel (TR_FLA_IMPL="fused"); g2
+    is the chunk-local cumsum of g in log2 units, as for the unfused path."""
     B, T, H, K = k1.shape
     # the kernel writes the blocks on and below the diagonal only; every reader loads Tr through `_tr_load`, which
     # zeroes the rest, so the buffer is not zero-filled (version 8: 134 MB of writes at the perf shape)
-    tr = torch.empty(B, T, H, BT, device=k1.device, dtype=torch.float32)
+    tr = torch.empty(B, T, H, BT, device=k1.device, dtype=dtype)
     _fla_kkt_solve_launch(k1, g2, beta1, tr, BT)
     return tr
 
@@ -2331,7 +2357,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
             num_warps=WARPS.get("split_solve", _warps(16, 16, BT)),
         )
     gc = torch.empty(B, T, H, device=dev, dtype=torch.float32)
-    w = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+    w = torch.empty(B, T, H, K, device=dev, dtype=_fwd16("w", k.dtype))
     fuse_w = _prep_w(prep_w) == "fused"
     if not fuse_w:
         prism_prep_w_kernel[(NT, B * H)](
@@ -2339,7 +2365,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
             num_warps=WARPS.get("prep_w", _warps(BK, BT, BT)),
         )
     ub = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
-    sw = torch.empty(B, NT, H, K, V, device=dev, dtype=torch.float32) if store_sw else None
+    sw = torch.empty(B, NT, H, K, V, device=dev, dtype=_fwd16("sw", k.dtype)) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, dd, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, STORE_D=dd is not None,
@@ -2373,7 +2399,7 @@ def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=Fal
     NT = triton.cdiv(T, BT)
     BK = _block(K)
     BV = _seq_bv(BK, V, SEQ_BV.get("h"), B * H, 32)
-    hs = torch.empty(B, NT, H, K, V, device=k.device, dtype=torch.float32)
+    hs = torch.empty(B, NT, H, K, V, device=k.device, dtype=_fwd16("hs", k.dtype))
     # V1 is read by the output kernel alone; with its dots in bf16 (DOT16 "o") it is stored in bf16: the same rounding
     # the kernel's dot would apply, half the bytes (version 9)
     vnew = torch.empty_like(ub, dtype=torch.bfloat16 if _d16("o", k.dtype) else torch.float32)
@@ -2462,8 +2488,9 @@ def _wy_impl(wy_impl):
     return s
 
 
-def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None):
-    """Phase (C1) launcher: overwrites ub with dY and w with the partial dk1 (fp32, chunk-local).
+def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl=None, dkp=None):
+    """Phase (C1) launcher: overwrites ub with dY and dkp (default: w, then fp32) with the partial dk1 (fp32,
+    chunk-local); a bf16 W (FWD_16 "w") needs an fp32 dkp of its own.
     Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
 
     wy_impl (default WY_IMPL): "split2" runs prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V),
@@ -2477,9 +2504,14 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     dbp = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
     dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
     prec, raw = _prec(k.dtype), _raw_ok(k.dtype)
+    dkp = w if dkp is None else dkp
+    if dkp.dtype != torch.float32:
+        raise ValueError(f"prism_bwd_wy: the partial dk1 needs an fp32 buffer, got {dkp.dtype} (pass dkp)")
     if _wy_impl(wy_impl) == "fused":
+        if dkp is not w:
+            dkp.copy_(w)     # the fused kernel reads W from the buffer it then overwrites with the partial dk1
         prism_bwd_wy_kernel[(NT, B * H)](
-            q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, dqp, dbp, dg, scale, T,
+            q, k, beta, gc, hs, dhs, do, dv1, dkp, ub, tr, dqp, dbp, dg, scale, T,
             H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
             num_warps=WARPS.get("wy", _warps(BK, BV, BT)),
         )
@@ -2492,12 +2524,12 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     )
     w2 = 4 if max(BK, BV, BT) <= 64 else 8
     prism_bwd_wy2_erase_kernel[(NT, B * H)](
-        k, beta, gc, hs, dhs, ub, dv1, w, dbp, dg, T,
+        k, beta, gc, hs, dhs, ub, dv1, dkp, dbp, dg, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy2_erase", w2),
     )
     prism_bwd_wy2_read_kernel[(NT, B * H)](
-        q, k, gc, hs, do, dv1, w, dqp, dg, scale, T,
+        q, k, gc, hs, do, dv1, dkp, dqp, dg, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
         num_warps=WARPS.get("wy2_read", w2),
     )
@@ -2692,11 +2724,14 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
     copy16 = "dh" in _keys_bf16(None, _keys_impl(None), k.dtype) and k.shape[0] > 1
     dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, copy16)
-    # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse)
-    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
+    # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse; a bf16 W,
+    # FWD_16 "w", gets an fp32 buffer instead)
+    dkp = w if w.dtype == torch.float32 else torch.empty_like(w, dtype=torch.float32)
+    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, dkp=dkp)
+    del w
     # phase C2: extra keys and the solver's chain rule
     # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)
-    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dg, scale, BT,
+    dq, dk, dv, du, dp, dbeta, dg = prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, dkp, dbp, dg, scale, BT,
                                                    dr=dv1, dhs16=dhs16[0] if dhs16 else None)
     return dq, dk, dv, du, dp, dbeta, dg, dh0
 

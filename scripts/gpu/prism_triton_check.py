@@ -424,27 +424,30 @@ def run_phases(res, quick, save):
                                                               scale))["ms"]
                 dhs, _ = pc.prism_bwd_dh(q, k, w, gc, do, dv1, None, BT, False, scale)
                 wc, ubc, dv1_keep = w.clone(), ub.clone(), dv1.clone()
+                # the partial dk1's buffer: W's own (fp32), or one of its own for a bf16 W (FWD_16 "w")
+                dkc = None if w.dtype == torch.float32 else torch.empty_like(w, dtype=torch.float32)
                 # WY_IMPL="split2" (default since version 4) also overwrites dv1 (with V1; the times do not depend
                 # on it); "fused" is version 2's kernel
                 row["bwd_wy"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
-                                                              ubc.copy_(ub), tr, scale, BT))["ms"]
+                                                              ubc.copy_(ub), tr, scale, BT, dkp=dkc))["ms"]
                 row["bwd_wy_fused"] = bench(lambda: pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, wc.copy_(w),
                                                                     ubc.copy_(ub), tr, scale, BT,
-                                                                    wy_impl="fused"))["ms"]
+                                                                    wy_impl="fused", dkp=dkc))["ms"]
                 dv1.copy_(dv1_keep)
-                dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT)
-                row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp,
+                dkp = w if dkc is None else dkc
+                dqp, dbp, dgp = pc.prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, dkp=dkp)
+                row["bwd_keys"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, dkp, dbp,
                                                                   dgp.clone(), scale, BT))["ms"]
                 # KEYS_IMPL: "kinds" (default since version 5: one launch per program kind and key), "split"
                 # (version 3: one launch per key), "fused" (version 2's kernel)
                 for impl in ("split",):
                     row[f"bwd_keys_{impl}"] = bench(lambda: pc.prism_bwd_keys(
-                        q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT, keys_impl=impl))["ms"]
+                        q, k, v, u, p, beta, gc, dhs, do, ub, dqp, dkp, dbp, dgp.clone(), scale, BT, keys_impl=impl))["ms"]
                 # KEYS_TAIL (version 7): the tail inside the l = 1 launches ("fused", default) or its own kernel
                 row["bwd_keys_tail_separate"] = bench(lambda: pc.prism_bwd_keys(
-                    q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w, dbp, dgp.clone(), scale, BT,
+                    q, k, v, u, p, beta, gc, dhs, do, ub, dqp, dkp, dbp, dgp.clone(), scale, BT,
                     keys_tail="separate"))["ms"]
-                row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, w,
+                row["bwd_keys_fused"] = bench(lambda: pc.prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, ub, dqp, dkp,
                                                                         dbp, dgp.clone(), scale, BT,
                                                                         keys_impl="fused"))["ms"]
                 row["bwd_total"] = bench(lambda: pc.chunk_prism_bwd(q, k, v, u, p, beta, g, scale, None, hs, do,

@@ -12,7 +12,8 @@ output kernel reads it at 144 registers offline, so version 8's cap of 168 no lo
 column block, the output kernel's cap (none, 128 for four CTAs per SM), warps and stages; writes
 $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launches in row blocks (KEYS_VALUES_BS 16 /
 32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks, and the columns loop in row blocks
-(KEYS_COLUMNS_BS); writes $OUT/prism_tune_rb.json.
+(KEYS_COLUMNS_BS); writes $OUT/prism_tune_rb.json. TUNE_SET=rb2 (session 15): the row-block settings that ran on
+the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -32,7 +33,7 @@ T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
-            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16)
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -90,8 +91,22 @@ VARIANTS_RB2 = [
     ("values and columns rows 32, tf32 dots", dict(KEYS_VALUES_BS=32, KEYS_COLUMNS_BS=32, RB_D16=False)),
     ("defaults again", {}),
 ]
+# session 16: the forward's intermediates in bf16 (FWD_16): Tr, W, Sw, the chunk states, one at a time and together
+# ("w" and "hs" leave the forward's outputs unchanged: its dots round them to bf16 anyway)
+VARIANTS_BYTES = [
+    ("defaults (version 11: fp32 intermediates)", {}),
+    ("Tr in bf16", dict(FWD_16=("tr",))),
+    ("W in bf16", dict(FWD_16=("w",))),
+    ("Sw in bf16", dict(FWD_16=("sw",))),
+    ("states in bf16", dict(FWD_16=("hs",))),
+    ("W and states in bf16", dict(FWD_16=("w", "hs"))),
+    ("Tr, W and states in bf16", dict(FWD_16=("tr", "w", "hs"))),
+    ("Tr, W, Sw and states in bf16", dict(FWD_16=("tr", "w", "sw", "hs"))),
+    ("defaults again", {}),
+]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
-        "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json")}
+        "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
+        "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")
@@ -110,7 +125,7 @@ def main():
     for i, (name, settings) in enumerate(RUN):
         def extra(fields):
             fields["ms_fwd"] = median_ms(lambda: chunk_prism(*x, chunk_size=BT), DRY)
-            if i == 0 or "PREP_BV" in settings or "KEYS_VALUES_BS" in settings or "KEYS_COLUMNS_BS" in settings:
+            if i == 0 or {"PREP_BV", "KEYS_VALUES_BS", "KEYS_COLUMNS_BS", "FWD_16"} & set(settings):
                 fields["kernels_us_fwd_bwd"] = kernel_times(lambda: prism_fwd_bwd(x, do, BT), n=10, dry=DRY, top=20)
         fields, got = settings_variant(pc, BASE, settings, lambda: prism_fwd_bwd(x, do, BT), ref, ("o",) + NAMES,
                                        "max_rel_diff_vs_defaults", extra)

@@ -698,6 +698,16 @@ def test_chunk_prism_gpu_bf16_fwd_stash_d(monkeypatch, T, L, K, on, sw):
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 7), TOL_BF16)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("fwd16", [("tr", "w", "sw", "hs"), ("w", "hs")])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 1, 64), (300, 2, 128)])
+def test_chunk_prism_gpu_bf16_fwd16(monkeypatch, T, L, K, fwd16):
+    """FWD_16 on a GPU, bf16: output, final state and every gradient vs float64."""
+    monkeypatch.setattr(pc, "FWD_16", fwd16)
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 17), TOL_BF16)
+
+
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
                                             (1, 45, 1, 16, 16, 4, 32)])
 def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
@@ -712,6 +722,58 @@ def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
                  prism_fwd_h_kernel=lambda a, kw: ("h", a[3] is None, kw["SW_D"]))
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 9), TOL_BF16)
     assert seen[:2] == [("prep_u", False, True), ("h", True, True)], seen
+
+
+@pytest.mark.parametrize("fwd16", [("tr", "w", "sw", "hs"), ("tr",), ("sw",)])
+@pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
+                                            (1, 45, 1, 16, 16, 1, 32)])
+def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16):
+    """FWD_16: the forward's Tr, W, Sw and chunk states kept in bf16; bf16 inputs, partial last chunk: output, final
+    state and every gradient vs float64."""
+    monkeypatch.setattr(pc, "FWD_16", fwd16)
+    assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 13), TOL_BF16)
+
+
+@pytest.mark.parametrize("L,C", [(3, 64), (2, 32)])
+def test_fwd16_w_hs_leave_the_forward_unchanged(monkeypatch, L, C):
+    """FWD_16 "w" and "hs": the state pass and the output kernel round W and h_c to bf16 for their dots anyway (DOT16
+    "h", "o"), so the output and final state are bit-identical to version 11's; the buffers are bf16 and the backward
+    (the partial dk1 in an fp32 buffer of its own) stays within 5e-3 of float64."""
+    x = make_prism_inputs(Shape(1, 77, 2, 16, 16, L, torch.bfloat16, DEVICE), 3)
+    kept = []
+
+    def run(fwd16):
+        monkeypatch.setattr(pc, "FWD_16", fwd16)
+        o, ht, hs, prep = pc.chunk_prism_fwd_prep(x["q"], x["k"], x["v"], x["u"], x["p"], x["beta"], x["g"],
+                                                  16 ** -0.5, None, True, C)
+        kept.append((hs.dtype, prep[1].dtype, prep[3].dtype))
+        return o, ht
+
+    ref = run(())
+    got = run(("w", "hs"))
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    assert kept == [(torch.float32,) * 3, (torch.bfloat16, torch.bfloat16, torch.float32)]
+    monkeypatch.setattr(pc, "FWD_16", ("w", "hs"))
+    assert_errs(run_case(1, 77, 2, 16, 16, L, C, torch.bfloat16, seed=5), TOL_BF16)
+
+
+def test_fwd16_names_and_dtypes(monkeypatch):
+    """FWD_16 takes a tuple of "tr", "w", "sw", "hs"; it applies to bf16 inputs only."""
+    monkeypatch.setattr(pc, "FWD_16", ("tr", "hs"))
+    assert pc._fwd16("tr", torch.bfloat16) == torch.bfloat16 and pc._fwd16("w", torch.bfloat16) == torch.float32
+    assert pc._fwd16("tr", torch.float16) == torch.float32 and pc._fwd16("hs", torch.float32) == torch.float32
+    for bad in ("tr", ("tr", "ub")):
+        monkeypatch.setattr(pc, "FWD_16", bad)
+        with pytest.raises(ValueError, match="FWD_16"):
+            pc._fwd16("tr", torch.bfloat16)
+
+
+def test_bwd_wy_needs_an_fp32_dk1_buffer():
+    """prism_bwd_wy overwrites its dkp (default: W) with the fp32 partial dk1: a bf16 W without dkp is refused."""
+    x = make_prism_inputs(Shape(1, 16, 1, 16, 16, 1, torch.bfloat16, DEVICE), 0)
+    w = torch.zeros(1, 16, 1, 16, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="partial dk1"):
+        pc.prism_bwd_wy(x["q"], x["k"], x["beta"], None, None, None, None, None, w, x["v"], None, 1.0, 16)
 
 
 def test_fwd_sw_needs_a_source():
