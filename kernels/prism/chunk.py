@@ -125,6 +125,16 @@ def _mm(a, b, PREC: tl.constexpr, D16: tl.constexpr):
 
 
 @triton.jit
+def _dot16(a16, b, D16: tl.constexpr):
+    """tl.dot of a 16-bit tile a16 (Tr kept in bf16, FWD_16 "tr") and b rounded to a16's dtype, fp32 accumulation:
+    D16 = 1 a tensor-core dot of the two; D16 = 2 (the interpreter) the same roundings as an fp32 dot."""
+    if D16 == 1:
+        return tl.dot(a16, b.to(a16.dtype))
+    else:
+        return tl.dot(a16.to(tl.float32), b.to(a16.dtype).to(tl.float32), input_precision="ieee")
+
+
+@triton.jit
 def _rows(ptr, i_b, i_h, i_t, T, H, F: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr):
     """Block pointer on rows [i_t*BT, i_t*BT+BT) of the (b, h) slice of a [B, T, H, F] tensor."""
     return tl.make_block_ptr(ptr + (i_b * T * H + i_h).to(tl.int64) * F, (T, F), (H * F, 1),
@@ -415,7 +425,7 @@ def prism_prep_u_kernel(
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
-    STORE_D: tl.constexpr = False,
+    STORE_D: tl.constexpr = False, TR_D16: tl.constexpr = 0,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -427,6 +437,8 @@ def prism_prep_u_kernel(
     W = Tr diag(b1 gamma) K1 [B,T,H,K] (prism_prep_w_kernel's outputs, same operations), so that kernel is not launched.
     STORE_D (FWD_STASH_D, version 11): each extra key's D_l = GELU(z_l) beta_l (l >= 2) is also stored, rounded to
     dd_out's dtype (bf16, [L-1,B,T,H,V]), for the output kernel, whose bf16 dots round it so anyway.
+    TR_D16 (FWD_16 "tr" with TR16_DOTS): Tr is bf16 and the W and Ub dots take it as it is, their other operand rounded
+    to bf16 (`_dot16`; fla's recompute_w_u takes its dots so), instead of converting Tr to fp32 for tf32 dots.
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -459,8 +471,13 @@ def prism_prep_u_kernel(
         # loop (computed after Ub, it added ~90 B of spills per thread offline at L=3)
         if i_v == 0:
             tl.store(gc_out + off_b, b_gc, mask=m_t)
-            b_W = tl.dot(_tr_load(p_tr, BT),
-                         b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
+            if TR_D16:
+                b_W = _dot16(tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
+                                     mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.),
+                             b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], TR_D16)
+            else:
+                b_W = tl.dot(_tr_load(p_tr, BT),
+                             b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], input_precision=PREC)
             tl.store(w_out + off_k, b_W.to(w_out.dtype.element_ty), mask=m_k)
     b_r = tl.load(v + off_v, mask=m_v, other=0.).to(tl.float32) - tl.load(u + off_v, mask=m_v, other=0.).to(tl.float32)
     b_p = tl.load(p + off_v, mask=m_v, other=0.).to(tl.float32)
@@ -486,8 +503,11 @@ def prism_prep_u_kernel(
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
     b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
-                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.).to(tl.float32)
-    b_Ub = tl.dot(b_Tr, b_X * b_b1[:, None], input_precision=PREC)
+                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
+    if TR_D16:
+        b_Ub = _dot16(b_Tr, b_X * b_b1[:, None], TR_D16)
+    else:
+        b_Ub = tl.dot(b_Tr.to(tl.float32), b_X * b_b1[:, None], input_precision=PREC)
     tl.store(_cols(ub_out, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_Ub.to(ub_out.dtype.element_ty),
              boundary_check=(0, 1))
     if STORE_SW:
@@ -1899,6 +1919,17 @@ def _fwd_sw(fwd_sw) -> str:
 # Bytes per (chunk, head) at K = V = 64: 8 KB less per buffer written and per read. Off (): version 11's path.
 FWD_16: tuple = ()
 _FWD_16_NAMES = ("tr", "w", "sw", "hs")
+# TR16_DOTS (with FWD_16 "tr"): prep_u takes its W and Ub dots with the bf16 Tr as it is and the other operand rounded
+# to bf16 (fla's recompute_w_u's dots), instead of converting Tr to fp32 for tf32 dots (H100, T=2048, L=3: prep_u
+# 792 -> 897 us that way, session 16).
+TR16_DOTS = False
+
+
+def _tr_d16(tr_dtype: torch.dtype) -> int:
+    """prep_u's TR_D16: 0 (Tr fp32, or TR16_DOTS off), 1 (bf16 dots on a GPU) or 2 (their roundings, interpreter)."""
+    if tr_dtype != torch.bfloat16 or not TR16_DOTS:
+        return 0
+    return 2 if INTERPRET else 1
 
 
 def _fwd16(name: str, dtype: torch.dtype) -> torch.dtype:
@@ -2368,7 +2399,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     sw = torch.empty(B, NT, H, K, V, device=dev, dtype=_fwd16("sw", k.dtype)) if store_sw else None
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, dd, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
-        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, STORE_D=dd is not None,
+        STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, STORE_D=dd is not None, TR_D16=_tr_d16(tr.dtype),
         num_warps=_launch_warps("prep_u", BK, BV, BT),
         **_cap("prep_u", BK, BV), **_stages("prep_u"),
     )

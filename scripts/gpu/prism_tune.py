@@ -13,7 +13,8 @@ column block, the output kernel's cap (none, 128 for four CTAs per SM), warps an
 $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launches in row blocks (KEYS_VALUES_BS 16 /
 32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks, and the columns loop in row blocks
 (KEYS_COLUMNS_BS); writes $OUT/prism_tune_rb.json. TUNE_SET=rb2 (session 15): the row-block settings that ran on
-the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json.
+the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json;
+TUNE_SET=bytes2: the subsets after it, and TR16_DOTS.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -33,7 +34,8 @@ T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
-            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16)
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
+            TR16_DOTS=pc.TR16_DOTS)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -104,9 +106,20 @@ VARIANTS_BYTES = [
     ("Tr, W, Sw and states in bf16", dict(FWD_16=("tr", "w", "sw", "hs"))),
     ("defaults again", {}),
 ]
+# session 16, second call: the subsets that call A's per-kernel times point to (Tr in bf16 slowed prep_u by 105 us),
+# and Tr in bf16 with prep_u's W and Ub dots taking it as it is (TR16_DOTS)
+ALL16 = ("tr", "w", "sw", "hs")
+VARIANTS_BYTES2 = [
+    ("defaults (version 11: fp32 intermediates)", {}),
+    ("Tr, W, Sw and states in bf16 (call A's choice)", dict(FWD_16=ALL16)),
+    ("W, Sw and states in bf16", dict(FWD_16=("w", "sw", "hs"))),
+    ("Sw and states in bf16", dict(FWD_16=("sw", "hs"))),
+    ("Tr, W, Sw and states in bf16, prep_u's Tr dots in bf16", dict(FWD_16=ALL16, TR16_DOTS=True)),
+    ("defaults again", {}),
+]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
         "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
-        "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json")}
+        "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json"), "bytes2": (VARIANTS_BYTES2, "prism_tune_bytes2.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")

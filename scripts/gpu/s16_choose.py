@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Session 16: picks the settings that the rest of the session's device calls run, from this call's two sweeps
-(prism_tune.py TUNE_SET=bytes and rb2 in $OUT), and prints them as shell assignments for s16_apply.sh:
+(prism_tune.py TUNE_SET=bytes, or $S16_BYTES_SET, and rb2 in $OUT), and prints them as shell assignments for s16_apply.sh:
 
-    S16_FWD16='("tr", "w")' S16_VBS=None S16_CBS=None S16_RBD16=True
+    S16_FWD16='("tr", "w",)' S16_TR16='False' S16_VBS='None' S16_CBS='None' S16_RBD16='True'
 
 FWD_16: the variant with the lowest ms_fwd + ms_fwd_bwd, if that sum is more than 1% below the defaults' (mean of the
 two defaults rows), else (). Row blocks: the rb2 variant with the lowest ms_fwd_bwd, if more than 1.5% below the
@@ -21,8 +21,8 @@ def rows(path):
 
 
 def main(out):
-    choice = dict(S16_FWD16="()", S16_VBS="None", S16_CBS="None", S16_RBD16="True")
-    b = rows(os.path.join(out, "prism_tune_bytes.log"))
+    choice = dict(S16_FWD16="()", S16_TR16="False", S16_VBS="None", S16_CBS="None", S16_RBD16="True")
+    b = rows(os.path.join(out, f"prism_tune_{os.environ.get('S16_BYTES_SET', 'bytes')}.log"))
     for r in b:
         diff = max((r.get("max_rel_diff_vs_defaults") or {}).values(), default=None)
         print("#", r["variant"], r.get("ms_fwd_bwd"), r.get("ms_fwd"), diff, r.get("error", "")[:200])
@@ -36,6 +36,7 @@ def main(out):
         print(f"# bytes: best {best['variant']} fwd+(fwd+bwd) {score:.3f} against defaults {ref:.3f} ({score / ref - 1:+.1%})")
         if score < ref * 0.99:
             choice["S16_FWD16"] = "(" + "".join(f'"{n}", ' for n in best["settings"]["FWD_16"]).rstrip() + ")"
+            choice["S16_TR16"] = str(best["settings"].get("TR16_DOTS", False))
     r2 = rows(os.path.join(out, "prism_tune_rb2.log"))
     for r in r2:
         diff = max((r.get("max_rel_diff_vs_defaults") or {}).values(), default=None)

@@ -700,11 +700,13 @@ def test_chunk_prism_gpu_bf16_fwd_stash_d(monkeypatch, T, L, K, on, sw):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("fwd16", [("tr", "w", "sw", "hs"), ("w", "hs")])
+@pytest.mark.parametrize("fwd16,tr16", [(("tr", "w", "sw", "hs"), False), (("w", "hs"), False),
+                                         (("tr", "w", "sw", "hs"), True)])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 1, 64), (300, 2, 128)])
-def test_chunk_prism_gpu_bf16_fwd16(monkeypatch, T, L, K, fwd16):
-    """FWD_16 on a GPU, bf16: output, final state and every gradient vs float64."""
+def test_chunk_prism_gpu_bf16_fwd16(monkeypatch, T, L, K, fwd16, tr16):
+    """FWD_16 (with and without TR16_DOTS) on a GPU, bf16: output, final state and every gradient vs float64."""
     monkeypatch.setattr(pc, "FWD_16", fwd16)
+    monkeypatch.setattr(pc, "TR16_DOTS", tr16)
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 17), TOL_BF16)
 
 
@@ -724,14 +726,20 @@ def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
     assert seen[:2] == [("prep_u", False, True), ("h", True, True)], seen
 
 
-@pytest.mark.parametrize("fwd16", [("tr", "w", "sw", "hs"), ("tr",), ("sw",)])
+@pytest.mark.parametrize("fwd16,tr16", [(("tr", "w", "sw", "hs"), False), (("tr",), False), (("sw",), False),
+                                         (("tr", "w", "sw", "hs"), True)])
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
                                             (1, 45, 1, 16, 16, 1, 32)])
-def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16):
-    """FWD_16: the forward's Tr, W, Sw and chunk states kept in bf16; bf16 inputs, partial last chunk: output, final
-    state and every gradient vs float64."""
+def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16, tr16):
+    """FWD_16: the forward's Tr, W, Sw and chunk states kept in bf16 (TR16_DOTS: prep_u's W and Ub dots taking the
+    bf16 Tr as it is); bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and prep_u
+    launched with TR_D16 exactly when Tr is bf16 and TR16_DOTS is on."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: kw["TR_D16"])
     monkeypatch.setattr(pc, "FWD_16", fwd16)
+    monkeypatch.setattr(pc, "TR16_DOTS", tr16)
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 13), TOL_BF16)
+    assert seen and set(seen) == {2 if tr16 and "tr" in fwd16 else 0}, seen
 
 
 @pytest.mark.parametrize("L,C", [(3, 64), (2, 32)])
