@@ -241,12 +241,15 @@ def plot(
 def merge(
     files: list[Path] = typer.Argument(..., help="Two or more results JSON files of the same machine type."),
     out: Path = typer.Option(..., "--out", "-o", help="The merged results file to write."),
+    max_spread: Optional[float] = typer.Option(
+        None, "--max-spread", min=0.0,
+        help="A point whose p20-p80 spread is above this fraction of its median does not replace one within it."),
 ):
     """Merge results files of one machine type and software into one (later files win on shared points)."""
     from prismbench import results
 
     try:
-        doc = results.merge([results.read(f) for f in files], [str(f) for f in files])
+        doc = results.merge([results.read(f) for f in files], [str(f) for f in files], max_spread)
     except results.ResultsError as e:
         _fail(str(e))
     results.write(doc, out)

@@ -176,12 +176,14 @@ def spread(point: dict) -> float | None:
 MERGE_KEYS = ("gpu_name", "device", "driver", "torch", "triton", "fla_core")
 
 
-def merge(docs: list[dict], names: list[str]) -> dict:
+def merge(docs: list[dict], names: list[str], max_spread: float | None = None) -> dict:
     """One document from several runs on the same machine type and software (`prismbench merge`).
 
     Points are unioned by `point_key`; where two runs measured the same point, the later document's wins,
     except that a point that did not measure (status other than "ok": an error, a timeout, out of memory)
-    never replaces one that did (a later run cut short at a point must not erase an earlier measurement).
+    never replaces one that did (a later run cut short at a point must not erase an earlier measurement), and,
+    with max_spread, a measured point whose p20-p80 spread is above max_spread of its median (a disturbed timing,
+    e.g. a slow host pacing a short call) never replaces one within it; env.merge_max_spread records the bound.
     Each point gets `run`, its run's index in `env.merged_from` (file, git commit, timestamp, preset), so a
     figure or a citation can say which run measured what. The env block is the last run's, plus
     `merged_from`; config is `{"merged": [each run's config]}`. Raises ResultsError when the runs differ in
@@ -203,10 +205,16 @@ def merge(docs: list[dict], names: list[str]) -> dict:
             k = point_key(p)
             if k in by_key and by_key[k].get("status") == "ok" and p.get("status") != "ok":
                 continue
+            if max_spread is not None and k in by_key:
+                old, new = spread(by_key[k]), spread(p)
+                if old is not None and old <= max_spread and (new is None or new > max_spread):
+                    continue
             by_key[k] = {**p, "run": i}
     runs = [{"file": n, "git_commit": d["env"].get("git_commit"), "git_dirty": d["env"].get("git_dirty"),
              "timestamp": d["env"].get("timestamp"), "preset": (d.get("config") or {}).get("preset")}
             for d, n in zip(docs, names)]
     env = {**docs[-1]["env"], "merged_from": runs}
+    if max_spread is not None:
+        env["merge_max_spread"] = max_spread
     return {"schema_version": SCHEMA_VERSION, "env": env,
             "config": {"merged": [d.get("config") for d in docs]}, "points": list(by_key.values())}

@@ -24,7 +24,9 @@ BIN = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin")
 TGT = GPUTarget("cuda", 90, 32)
 F32, BF = "*fp32", "*bf16"
 COMMON = dict(K=64, V=64, BT=64, BK=64, PREC="tf32", RAW=True, D16=1)
-# kernel: (pointer / scalar argument types, constexprs, launch options) of the default bf16 launch at K = V = 64, L = 3
+# kernel: (pointer / scalar argument types, constexprs, launch options) of version 11's default bf16 launch at
+# K = V = 64, L = 3 (fp32 Tr, W, Sw and states: FWD_16 = (); version 12's default passes those four in bf16 and TR_D16=1
+# to prep_u, which a version 11 checkout cannot compile, so the jobs stay version 11's)
 JOBS = {
     "prism_prep_u_kernel": (
         dict(k=BF, v=BF, u=BF, p=BF, beta=BF, g=F32, tr=F32, ub_out=F32, sw_out=F32, gc_out=F32, w_out=F32,

@@ -21,7 +21,7 @@ forward
     (PREP_IMPL="split", the default) prep as small kernels: Tr (fla's, or prism_fwd_solve), prism_prep_w (gc, W),
                        prism_prep_u (Ub, Sw; BV-wide column blocks of V), prism_prep_dvloc (backward only:
                        dVloc); used by the forward and the backward prep alike
-    prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored, fp32) and
+    prism_fwd_h        sequential over chunks (parallel over B, H, V blocks): h_c (stored; bf16 under FWD_16 "hs") and
                        V1 = Ub - W h_c (fla's v_new); h_{c+1} = gamma_C h_c + (e K1)^T V1 + Sw
     prism_fwd_o        parallel over chunks: O = gamma Qs h_c + sum_l (G<= . Qs K_l^T) V_l
 backward (prism_bwd.md, phases A, B, C)
@@ -58,7 +58,11 @@ DOT16 round their dots' fp32 operands to bf16 (fp32 accumulation, as fla's kerne
 16 bits and then transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6): such products
 are built transposed instead (`_gmat_t`).
 
-Version 11 (NOTES.md): version 10 with the forward's D_l stash (FWD_STASH_D): at L > 1 with bf16 inputs prep_u also
+Version 12 (NOTES.md): version 11 with the forward's intermediates in bf16 for bf16 inputs (FWD_16: Tr, W, Sw and the
+chunk states; TR16_DOTS: prep_u's W and Ub dots take the bf16 Tr as bf16 dots). H100, harness run 21 (one process with
+the peers), T = 2048 / 16384: L=3 fwd 1.317 / 1.573 ms = 1.65x / 1.98x fla GDP n=3, L=3 fwd+bwd 5.252 / 5.927 ms =
+0.59x / 0.67x fla chunk_gla: still short of those two targets; release grid 32/32 within 5e-3 (worst 3.45e-3).
+Version 11: version 10 with the forward's D_l stash (FWD_STASH_D): at L > 1 with bf16 inputs prep_u also
 stores each extra key's D_l in bf16 and the output kernel reads it instead of recomputing the solver chain.
 Version 10: TR_SOLVER="fla" with TR_FLA_IMPL="fused" (Tr's buffer unfilled: readers mask it),
 PREP_IMPL="split" (PREP_BV 64), KEYS_IMPL="kinds" with the tail fused into the last per-key launch
@@ -525,7 +529,7 @@ def prism_fwd_h_kernel(
 ):
     """Sequential pass over chunks. Grid (cdiv(V, BV), B*H).
 
-    Stores h_c (chunk-start state, fp32) in hs [B,N,H,K,V] and V1 = Ub - W h_c in vnew [B,T,H,V].
+    Stores h_c (chunk-start state; hs's dtype, bf16 under FWD_16 "hs") in hs [B,N,H,K,V] and V1 = Ub - W h_c in vnew [B,T,H,V].
     The extra keys' state write Sw = sum_{l>=2} (e K_l)^T D_l is read from sw (prep_u's, fp32) or, with SW_D
     (FWD_SW="h"), computed here from prep_u's bf16 stash dd [L-1,B,T,H,V] and k_l (bf16 dots, as the V1 term's).
     """
@@ -1906,8 +1910,8 @@ def _fwd_sw(fwd_sw) -> str:
     return s
 
 
-# FWD_16 (version 12 candidate, bf16 inputs only): the forward's intermediates kept in bf16 instead of fp32, as fla's
-# GDN keeps its own (w, u, A, h). A subset of
+# FWD_16 (version 12, all four on; bf16 inputs only): the forward's intermediates kept in bf16 instead of fp32, as
+# fla's GDN keeps its own (w, u, A, h). A subset of
 #   "tr": Tr = (I + A)^-1 from fla's kkt + solve (TR_SOLVER "fla"; the kernel casts its fp32 result to the buffer's
 #         dtype, as fla's GDN asks for); read by prep_u (W, Ub) and the backward's WY column kernel;
 #   "w":  W (split prep); the state and reverse passes round it to bf16 for their dots anyway (DOT16 "h", "dh"), so
@@ -1916,13 +1920,17 @@ def _fwd_sw(fwd_sw) -> str:
 #   "sw": the extra keys' state write Sw (split prep), added to the fp32 state by the state pass;
 #   "hs": the chunk-start states h_c (the state pass keeps its running state in fp32 and stores a bf16 copy); the
 #         output kernel rounds them to bf16 for its dots anyway (DOT16 "o"); the backward's WY kernels read them.
-# Bytes per (chunk, head) at K = V = 64: 8 KB less per buffer written and per read. Off (): version 11's path.
-FWD_16: tuple = ()
+# Bytes per (chunk, head) at K = V = 64: 8 KB less per buffer written and per read. () is version 11's path.
+# H100, T=2048, L=3, autograd (results/kernels/prism-tune-bytes2-h100.json, session 16): with TR16_DOTS the forward
+# 1.485 -> 1.310 ms and fwd+bwd 5.475 -> 5.224 ms (prep_u 792 -> 725 us, fla's kkt + solve 208 -> 164, state pass
+# 242 -> 219, output 226 -> 202, reverse pass 320 -> 272, WY columns 300 -> 274); release grid 32/32 within 5e-3
+# (worst 3.45e-3, as version 11; L=3 worst 3.32e-3 against 3.27e-3); peak memory 3028 -> 2964 MiB (harness).
+FWD_16: tuple = ("tr", "w", "sw", "hs")
 _FWD_16_NAMES = ("tr", "w", "sw", "hs")
-# TR16_DOTS (with FWD_16 "tr"): prep_u takes its W and Ub dots with the bf16 Tr as it is and the other operand rounded
-# to bf16 (fla's recompute_w_u's dots), instead of converting Tr to fp32 for tf32 dots (H100, T=2048, L=3: prep_u
-# 792 -> 897 us that way, session 16).
-TR16_DOTS = False
+# TR16_DOTS (version 12, on; with FWD_16 "tr"): prep_u takes its W and Ub dots with the bf16 Tr as it is and the
+# other operand rounded to bf16 (fla's recompute_w_u's dots), instead of converting Tr to fp32 for tf32 dots, which
+# cost more than the bytes saved (H100, T=2048, L=3: prep_u 792 -> 897 us that way; 725 with TR16_DOTS, session 16).
+TR16_DOTS = True
 
 
 def _tr_d16(tr_dtype: torch.dtype) -> int:
@@ -2423,7 +2431,7 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
 
 
 def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False, dd=None):
-    """Phase (ii) launcher. Returns hs [B,N,H,K,V] fp32, V1 [B,T,H,V] (fp32; bf16 under DOT16 "o"), final state or
+    """Phase (ii) launcher. Returns hs [B,N,H,K,V] (fp32; bf16 under FWD_16 "hs"), V1 [B,T,H,V] (fp32; bf16 under DOT16 "o"), final state or
     None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l stash dd (FWD_SW="h")."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
@@ -2464,7 +2472,7 @@ def prism_fwd_o(q, k, v, u, p, beta, gc, hs, vnew, scale, BT, dd=None):
 
 
 def chunk_prism_fwd(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl=None):
-    """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] fp32 (None with
+    """Forward: returns o [B,T,H,V], final state [B,H,K,V] fp32 or None, hs [B,N,H,K,V] (FWD_16 "hs": bf16) (None with
     FWD_IMPL / fwd_impl "fla_gdn" or "fla_parts" at L = 1: the backward then recomputes the states)."""
     return chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_final_state, BT, fwd_impl)[:3]
 

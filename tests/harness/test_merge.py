@@ -67,3 +67,32 @@ def test_merge_a_failed_point_never_replaces_a_measured_one(tmp_path):
     by = {p["T"]: p for p in results.read(out)["points"]}
     assert by[2048]["status"] == "ok" and by[2048]["median_ms"] == 1.0 and by[2048]["run"] == 0
     assert by[4096]["status"] == "error" and by[4096]["run"] == 1  # neither measured: the later one stands
+
+
+def test_merge_max_spread_keeps_a_clean_point_over_a_disturbed_one(tmp_path):
+    """--max-spread: a later point whose p20-p80 spread is above the bound does not replace a measured one within
+    it; a later clean point still wins, and a disturbed point still fills a gap or replaces another disturbed one."""
+    def timed(method, T, ms, lo, hi):
+        return {**_point(method, T, ms), "p20_ms": lo, "p80_ms": hi}
+
+    a = _write(tmp_path, "a.json", ENV, [timed("gdn-fla-chunk", 2048, 0.57, 0.569, 0.571),
+                                         timed("gla-fla-chunk", 2048, 0.84, 0.83, 0.85),
+                                         timed("sdpa", 2048, 0.30, 0.2, 0.4)])
+    b = _write(tmp_path, "b.json", {**ENV, "timestamp": "t1"},
+               [timed("gdn-fla-chunk", 2048, 1.08, 1.0, 1.09), timed("gla-fla-chunk", 2048, 0.83, 0.829, 0.831),
+                timed("sdpa", 2048, 0.35, 0.25, 0.45), timed("prism-triton", 2048, 1.3, 1.0, 1.5)])
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out), "--max-spread", "0.05"])
+    assert r.exit_code == 0, r.output
+    doc = results.read(out)
+    by = {p["method"]: p for p in doc["points"]}
+    assert by["gdn-fla-chunk"]["median_ms"] == 0.57 and by["gdn-fla-chunk"]["run"] == 0
+    assert by["gla-fla-chunk"]["median_ms"] == 0.83 and by["gla-fla-chunk"]["run"] == 1
+    assert by["sdpa"]["run"] == 1 and by["prism-triton"]["run"] == 1
+    assert doc["env"]["merge_max_spread"] == 0.05
+    # without the option the later run wins everywhere
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out)])
+    assert {p["method"]: p["run"] for p in results.read(out)["points"]}["gdn-fla-chunk"] == 1
+    assert "merge_max_spread" not in results.read(out)["env"]
+    r = CliRunner().invoke(app, ["merge", str(a), str(b), "-o", str(out), "--max-spread", "-1"])
+    assert r.exit_code == 2
