@@ -95,27 +95,28 @@ VARIANTS_RB2 = [
 ]
 # session 16: the forward's intermediates in bf16 (FWD_16): Tr, W, Sw, the chunk states, one at a time and together
 # ("w" and "hs" leave the forward's outputs unchanged: its dots round them to bf16 anyway)
+V11 = dict(FWD_16=(), TR16_DOTS=False)   # version 11's fp32 intermediates (the defaults when these sets first ran)
 VARIANTS_BYTES = [
-    ("defaults (version 11: fp32 intermediates)", {}),
-    ("Tr in bf16", dict(FWD_16=("tr",))),
+    ("defaults (version 11: fp32 intermediates)", V11),
+    ("Tr in bf16", dict(FWD_16=("tr",), TR16_DOTS=False)),
     ("W in bf16", dict(FWD_16=("w",))),
     ("Sw in bf16", dict(FWD_16=("sw",))),
     ("states in bf16", dict(FWD_16=("hs",))),
     ("W and states in bf16", dict(FWD_16=("w", "hs"))),
-    ("Tr, W and states in bf16", dict(FWD_16=("tr", "w", "hs"))),
-    ("Tr, W, Sw and states in bf16", dict(FWD_16=("tr", "w", "sw", "hs"))),
-    ("defaults again", {}),
+    ("Tr, W and states in bf16", dict(FWD_16=("tr", "w", "hs"), TR16_DOTS=False)),
+    ("Tr, W, Sw and states in bf16", dict(FWD_16=("tr", "w", "sw", "hs"), TR16_DOTS=False)),
+    ("defaults again", V11),
 ]
 # session 16, second call: the subsets that call A's per-kernel times point to (Tr in bf16 slowed prep_u by 105 us),
 # and Tr in bf16 with prep_u's W and Ub dots taking it as it is (TR16_DOTS)
 ALL16 = ("tr", "w", "sw", "hs")
 VARIANTS_BYTES2 = [
-    ("defaults (version 11: fp32 intermediates)", {}),
-    ("Tr, W, Sw and states in bf16 (call A's choice)", dict(FWD_16=ALL16)),
+    ("defaults (version 11: fp32 intermediates)", V11),
+    ("Tr, W, Sw and states in bf16 (call A's choice)", dict(FWD_16=ALL16, TR16_DOTS=False)),
     ("W, Sw and states in bf16", dict(FWD_16=("w", "sw", "hs"))),
     ("Sw and states in bf16", dict(FWD_16=("sw", "hs"))),
     ("Tr, W, Sw and states in bf16, prep_u's Tr dots in bf16", dict(FWD_16=ALL16, TR16_DOTS=True)),
-    ("defaults again", {}),
+    ("defaults again", V11),
 ]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
         "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
