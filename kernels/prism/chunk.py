@@ -435,8 +435,8 @@ def prism_prep_u_kernel(
 
     Grid (cdiv(V, BV), N, B*H). The GELU solver is elementwise, so each column block of the deltas, of
     X = Delta_1 - sum_{l>=2} (G< . K1 K_l^T) D_l, of Ub = Tr diag(b1) X [B,T,H,V] and of
-    Sw = sum_{l>=2} (e K_l)^T D_l [B,N,H,K,V] (fp32, STORE_SW) is computed on its own (fla's recompute_w_u
-    splits V the same way). The extra keys run in a runtime loop; Tr is read after it.
+    Sw = sum_{l>=2} (e K_l)^T D_l [B,N,H,K,V] (sw_out's dtype: fp32, bf16 under FWD_16 "sw"; STORE_SW) is computed
+    on its own (fla's recompute_w_u splits V the same way). The extra keys run in a runtime loop; Tr is read after it.
     STORE_W (PREP_W="fused", version 7): the programs of the first column block also store gc [B,T,H] fp32 and
     W = Tr diag(b1 gamma) K1 [B,T,H,K] (prism_prep_w_kernel's outputs, same operations), so that kernel is not launched.
     STORE_D (FWD_STASH_D, version 11): each extra key's D_l = GELU(z_l) beta_l (l >= 2) is also stored, rounded to
@@ -529,7 +529,8 @@ def prism_fwd_h_kernel(
 ):
     """Sequential pass over chunks. Grid (cdiv(V, BV), B*H).
 
-    Stores h_c (chunk-start state; hs's dtype, bf16 under FWD_16 "hs") in hs [B,N,H,K,V] and V1 = Ub - W h_c in vnew [B,T,H,V].
+    Stores h_c (chunk-start state; hs's dtype, bf16 under FWD_16 "hs") in hs [B,N,H,K,V] and V1 = Ub - W h_c in
+    vnew [B,T,H,V].
     The extra keys' state write Sw = sum_{l>=2} (e K_l)^T D_l is read from sw (prep_u's, fp32) or, with SW_D
     (FWD_SW="h"), computed here from prep_u's bf16 stash dd [L-1,B,T,H,V] and k_l (bf16 dots, as the V1 term's).
     """
@@ -2431,8 +2432,8 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
 
 
 def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False, dd=None):
-    """Phase (ii) launcher. Returns hs [B,N,H,K,V] (fp32; bf16 under FWD_16 "hs"), V1 [B,T,H,V] (fp32; bf16 under DOT16 "o"), final state or
-    None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l stash dd (FWD_SW="h")."""
+    """Phase (ii) launcher. Returns hs [B,N,H,K,V] (fp32; bf16 under FWD_16 "hs"), V1 [B,T,H,V] (fp32; bf16 under
+    DOT16 "o"), final state or None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l stash dd (FWD_SW="h")."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
