@@ -429,7 +429,7 @@ def prism_prep_u_kernel(
     B, H, K: tl.constexpr, V: tl.constexpr, L: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     STORE_SW: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, STORE_W: tl.constexpr = False,
-    STORE_D: tl.constexpr = False, TR_D16: tl.constexpr = 0,
+    STORE_D: tl.constexpr = False, TR_D16: tl.constexpr = 0, D16: tl.constexpr = 0,
 ):
     """Split prep (PREP_IMPL="split"), part 2, one BV-wide column block of V per program.
 
@@ -443,6 +443,7 @@ def prism_prep_u_kernel(
     dd_out's dtype (bf16, [L-1,B,T,H,V]), for the output kernel, whose bf16 dots round it so anyway.
     TR_D16 (FWD_16 "tr" with TR16_DOTS): Tr is bf16 and the W and Ub dots take it as it is, their other operand rounded
     to bf16 (`_dot16`; fla's recompute_w_u takes its dots so), instead of converting Tr to fp32 for tf32 dots.
+    D16 (DOT16 "prep_u", a candidate): the extra keys' two dots, (G< . K1 K_l^T) D_l and (e K_l)^T D_l, in bf16 (`_mm`).
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -500,10 +501,10 @@ def prism_prep_u_kernel(
             tl.store(dd_out + (l - 1) * sp + off_v, b_D.to(dd_out.dtype.element_ty), mask=m_v)
         b_Bl = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
         b_Bl = tl.where(m_s, b_Bl * tl.exp(tl.where(m_s, b_gc[:, None] - b_gc[None, :], 0.)), 0.)
-        b_X -= tl.dot(b_Bl, b_D, input_precision=PREC)
+        b_X -= _mm(b_Bl, b_D, PREC, D16)
         if STORE_SW:
             b_ke = b_klr.to(tl.float32) * tl.exp(b_gl - b_gc)[:, None]
-            b_Sw += tl.dot(tl.trans(b_ke), b_D, input_precision=PREC)
+            b_Sw += _mm(tl.trans(b_ke), b_D, PREC, D16)
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
     b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
@@ -1870,7 +1871,9 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 # (results/kernels/prism-dot16-h100.json): output kernel 0.521 -> 0.400 ms, state pass 0.284 -> 0.246, dh 0.409 ->
 # 0.288, per-key kinds 4.14 -> 3.69; release grid within 5e-3 (worst 3.45e-3, L=3 3.31e-3). Measured and removed:
 # prep_u in bf16 was slower (0.753 -> 0.814 ms); the WY kernels' bf16 dots saved 0.07 ms but raised dg's interpreter
-# error to 5.2e-3 at L=1 (NOTES.md, version 9).
+# error to 5.2e-3 at L=1 (NOTES.md, version 9). "prep_u" (a candidate since session 16, off): prep_u's two extra-key
+# dots in bf16 (version 9's prep_u measurement also rounded the fp32 Tr for its W and Ub dots, which version 12's
+# TR16_DOTS now takes in bf16 without a conversion); not run on a GPU yet.
 DOT16 = ("h", "o", "dh", "key")
 # KEYS_BF16 (version 10; KEYS_IMPL "kinds" with "key" in DOT16, bf16 inputs): bf16 copies of the two operands that the
 # per-key kinds use only inside bf16 dots, so each launch reads half or a fifth of the bytes with the same results:
@@ -2409,6 +2412,7 @@ def _prism_fwd_prep_split(k, v, u, p, beta, g, BT, q, do, scale, store_sw, tr_so
     prism_prep_u_kernel[(triton.cdiv(V, BV), NT, B * H)](
         k, v, u, p, beta, g, tr, ub, sw, gc, w, dd, T, B=B, H=H, K=K, V=V, L=L, BT=BT, BK=BK, BV=BV,
         STORE_SW=store_sw, PREC=prec, RAW=raw, STORE_W=fuse_w, STORE_D=dd is not None, TR_D16=_tr_d16(tr.dtype),
+        D16=_d16("prep_u", k.dtype),
         num_warps=_launch_warps("prep_u", BK, BV, BT),
         **_cap("prep_u", BK, BV), **_stages("prep_u"),
     )

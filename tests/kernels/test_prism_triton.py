@@ -742,6 +742,18 @@ def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16, tr16):
     assert seen and set(seen) == {2 if tr16 and "tr" in fwd16 else 0}, seen
 
 
+@pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
+                                            (1, 45, 1, 16, 16, 4, 32)])
+def test_chunk_prism_dot16_prep_u(monkeypatch, B, T, H, K, V, L, C):
+    """DOT16 "prep_u" (a candidate): prep_u's extra-key dots in bf16; bf16 inputs, partial last chunk: output, final
+    state and every gradient vs float64, and prep_u launched with D16 (2: the interpreter's emulation)."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: kw["D16"])
+    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("prep_u",))
+    assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 19), TOL_BF16)
+    assert seen and set(seen) == {2}, seen
+
+
 @pytest.mark.parametrize("L,C", [(3, 64), (2, 32)])
 def test_fwd16_w_hs_leave_the_forward_unchanged(monkeypatch, L, C):
     """FWD_16 "w" and "hs": the state pass and the output kernel round W and h_c to bf16 for their dots anyway (DOT16
