@@ -634,13 +634,14 @@ def prism_bwd_dh_kernel(
     q, k, w, gc, do, dv, dht, dhs_out, dh0_out, dhs16_out, scale, T,
     H, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
-    STORE16: tl.constexpr = False,
+    STORE16: tl.constexpr = False, STORE32: tl.constexpr = True,
 ):
     """Reverse pass over chunks. Grid (cdiv(V, BV), B*H).
 
     dv [B,T,H,V] holds dVloc on entry and dV1 = dVloc + (e K1) dH_{c+1} on exit (in place);
     dhs [B,N,H,K,V] gets dH_{c+1} = dL/d(state at the end of chunk c); dh0 [B,H,K,V] = dH_0.
     STORE16: dhs16 [B,N,H,K,V] (its dtype, bf16) also gets dH_{c+1}, rounded (KEYS_BF16 "dh").
+    STORE32 False (DH16_WY, with STORE16): the fp32 dhs is not stored (every reader takes the bf16 copy).
     """
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -653,7 +654,8 @@ def prism_bwd_dh_kernel(
         b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     for j in range(NT):
         i_t = NT - 1 - j
-        tl.store(_state(dhs_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_dh, boundary_check=(0, 1))
+        if STORE32:
+            tl.store(_state(dhs_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), b_dh, boundary_check=(0, 1))
         if STORE16:
             tl.store(_state(dhs16_out, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v),
                      b_dh.to(dhs16_out.dtype.element_ty), boundary_check=(0, 1))
@@ -826,7 +828,7 @@ def prism_bwd_wy2_erase_kernel(
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
     b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
@@ -1885,6 +1887,11 @@ DOT16 = ("h", "o", "dh", "key")
 # version 9's reads. H100, T=2048, L=3 fwd+bwd with per-key rows launches (results/kernels/prism-keys-bf16-h100.json):
 # 6.80 ms without, 6.73 "dh", 6.06 "d", 5.98 both; outputs and every gradient equal to the last bit there too.
 KEYS_BF16 = ("dh", "d")
+# DH16_WY (a candidate since session 16, off; with KEYS_BF16 "dh", L > 1, WY_IMPL "split2"): the WY erase kernel reads
+# the bf16 copy of dH' as the per-key kinds do, so the reverse pass stores dH' once, in bf16 (8 KB per chunk and head
+# instead of 16 + 8). It changes the erase kernel's state-write terms (dk1's diag(e) V1 dH'^T, dg's gamma_C <h, dH'>);
+# interpreter, bf16, L=3: within 5e-3 of float64 (tests). Not run on a GPU yet (scripts/gpu/s17_callA.sh).
+DH16_WY = False
 
 
 # FWD_STASH_D (version 11, on; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
@@ -2504,22 +2511,26 @@ def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_fi
     return o, ht, hs, (gc, w, ub, tr)
 
 
-def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale, with_dhs16=False):
+def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale, with_dhs16=False, with_dhs32=True):
     """Phase (B) launcher; dv1 [B,T,H,V] fp32 holds dVloc on entry and dV1 on exit.
-    Returns dhs [B,N,H,K,V] fp32 and dh0 [B,H,K,V] fp32 or None; with with_dhs16 a third value, dhs rounded to
+    Returns dhs [B,N,H,K,V] fp32 (None with with_dhs32=False, which needs with_dhs16) and dh0 [B,H,K,V] fp32 or None;
+    with with_dhs16 a third value, dhs rounded to
     bf16 (stored by the same pass), for the per-key kinds (`_keys_bf16`)."""
     L, B, T, H, K = k.shape
     V = dv1.shape[-1]
     NT = triton.cdiv(T, BT)
     BK = _block(K)
-    dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32)
+    if not (with_dhs32 or with_dhs16):
+        raise ValueError("prism_bwd_dh: with_dhs32=False needs with_dhs16 (dH' must be stored once)")
+    dhs = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.float32) if with_dhs32 else None
     dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32) if with_dh0 else None
     dhs16 = torch.empty(B, NT, H, K, V, device=q.device, dtype=torch.bfloat16) if with_dhs16 else None
     BVs = _seq_bv(BK, V, SEQ_BV.get("dh"), B * H, 64)
     prism_bwd_dh_kernel[(triton.cdiv(V, BVs), B * H)](
         q, k, w, gc, do, dv1, dht, dhs, dh0, dhs16, scale, T,
         H=H, K=K, V=V, BT=BT, BK=BK, BV=BVs, USE_DHT=dht is not None, STORE_DH0=with_dh0,
-        PREC=_prec(k.dtype), D16=_d16("dh", k.dtype), STORE16=with_dhs16, num_warps=_seq_warps("dh", BK, BT),
+        PREC=_prec(k.dtype), D16=_d16("dh", k.dtype), STORE16=with_dhs16, STORE32=with_dhs32,
+        num_warps=_seq_warps("dh", BK, BT),
     )
     return (dhs, dh0, dhs16) if with_dhs16 else (dhs, dh0)
 
@@ -2767,11 +2778,15 @@ def chunk_prism_bwd(q, k, v, u, p, beta, g, scale, initial_state, hs, do, dht, B
             del sw
     # phase B: reverse pass over chunks (dv1 becomes dV1 in place)
     copy16 = "dh" in _keys_bf16(None, _keys_impl(None), k.dtype) and k.shape[0] > 1
-    dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, copy16)
+    # DH16_WY: the WY erase kernel reads the bf16 copy too, so the fp32 dH' is not stored (split2 WY only)
+    dh16_wy = copy16 and DH16_WY and _wy_impl(None) == "split2"
+    dhs, dh0, *dhs16 = prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, initial_state is not None, scale, copy16,
+                                    with_dhs32=not dh16_wy)
     # phase C1: WY part and first key; dY overwrites Ub, the partial dk1 overwrites W (chunk-local reuse; a bf16 W,
     # FWD_16 "w", gets an fp32 buffer instead)
     dkp = w if w.dtype == torch.float32 else torch.empty_like(w, dtype=torch.float32)
-    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, dkp=dkp)
+    dqp, dbp, dg = prism_bwd_wy(q, k, beta, gc, hs, dhs16[0] if dh16_wy else dhs, do, dv1, w, ub, tr, scale, BT,
+                                dkp=dkp)
     del w
     # phase C2: extra keys and the solver's chain rule
     # (dV1 is dead after C1: its buffer holds the solver chain's running dr of the split keys phase)

@@ -14,8 +14,8 @@ $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launche
 32, 4 / 8 warps, a register cap of 168 for three CTAs per SM) against whole chunks, and the columns loop in row blocks
 (KEYS_COLUMNS_BS); writes $OUT/prism_tune_rb.json. TUNE_SET=rb2 (session 15): the row-block settings that ran on
 the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json;
-TUNE_SET=bytes2: the subsets after it, and TR16_DOTS. TUNE_SET=prepu16 (prepared in session 16, not run): prep_u's
-extra-key dots in bf16 (DOT16 "prep_u").
+TUNE_SET=bytes2: the subsets after it, and TR16_DOTS. TUNE_SET=cand17 (prepared in session 16, not run): prep_u's
+extra-key dots in bf16 (DOT16 "prep_u") and the WY erase kernel on the bf16 dH' (DH16_WY).
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -36,7 +36,7 @@ L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
             KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
-            TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16)
+            TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -119,16 +119,19 @@ VARIANTS_BYTES2 = [
     ("Tr, W, Sw and states in bf16, prep_u's Tr dots in bf16", dict(FWD_16=ALL16, TR16_DOTS=True)),
     ("defaults again", V11),
 ]
-# prepared in session 16 for the next: prep_u's two extra-key dots in bf16 (DOT16 "prep_u") on top of version 12
-VARIANTS_PREPU16 = [
+# prepared in session 16 for the next, on top of version 12: prep_u's two extra-key dots in bf16 (DOT16 "prep_u"),
+# the WY erase kernel on the bf16 dH' with no fp32 copy stored (DH16_WY), and both
+VARIANTS_CAND17 = [
     ("defaults (version 12)", {}),
     ("prep_u's extra-key dots in bf16", dict(DOT16=pc.DOT16 + ("prep_u",))),
+    ("WY erase on the bf16 dH'", dict(DH16_WY=True)),
+    ("both", dict(DOT16=pc.DOT16 + ("prep_u",), DH16_WY=True)),
     ("defaults again", {}),
 ]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
         "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
         "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json"), "bytes2": (VARIANTS_BYTES2, "prism_tune_bytes2.json"),
-        "prepu16": (VARIANTS_PREPU16, "prism_tune_prepu16.json")}
+        "cand17": (VARIANTS_CAND17, "prism_tune_cand17.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")

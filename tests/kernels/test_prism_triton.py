@@ -754,6 +754,25 @@ def test_chunk_prism_dot16_prep_u(monkeypatch, B, T, H, K, V, L, C):
     assert seen and set(seen) == {2}, seen
 
 
+@pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64)])
+def test_chunk_prism_dh16_wy(monkeypatch, B, T, H, K, V, L, C):
+    """DH16_WY (a candidate): the WY erase kernel reads the bf16 copy of dH' and the reverse pass stores no fp32 dH';
+    bf16 inputs: output, final state and every gradient vs float64, and the launches take that path."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_dh_kernel=lambda a, kw: ("dh", kw["STORE16"], kw["STORE32"], a[7] is None),
+                 prism_bwd_wy2_erase_kernel=lambda a, kw: ("erase", a[4].dtype))
+    monkeypatch.setattr(pc, "DH16_WY", True)
+    assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 23), TOL_BF16)
+    assert ("dh", True, False, True) in seen and ("erase", torch.bfloat16) in seen, seen
+
+
+def test_bwd_dh_stores_dh_at_least_once():
+    """prism_bwd_dh refuses to store dH' in neither precision."""
+    x = make_prism_inputs(Shape(1, 16, 1, 16, 16, 2, torch.bfloat16, DEVICE), 0)
+    with pytest.raises(ValueError, match="with_dhs32=False needs with_dhs16"):
+        pc.prism_bwd_dh(x["q"], x["k"], None, None, None, x["v"], None, 16, False, 1.0, False, with_dhs32=False)
+
+
 @pytest.mark.parametrize("L,C", [(3, 64), (2, 32)])
 def test_fwd16_w_hs_leave_the_forward_unchanged(monkeypatch, L, C):
     """FWD_16 "w" and "hs": the state pass and the output kernel round W and h_c to bf16 for their dots anyway (DOT16
