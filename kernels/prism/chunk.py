@@ -194,6 +194,14 @@ def _tr_load(p_tr, BT: tl.constexpr, TRANS: tl.constexpr = False):
 
 
 @triton.jit
+def _tr_masked(tr, base, o_t, o_i, m_t, H, BT: tl.constexpr):
+    """Tr's [BT, BT] tile of the chunk whose rows are o_t (m_t: within T) by a masked pointer load in tr's dtype, zero
+    above its diagonal (fla's fused kernel leaves those blocks unwritten); base = (b * T * H + h), int64."""
+    return tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
+                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
+
+
+@triton.jit
 def _solve_tril(tr, b_A, i_b, i_h, i_t, T, H, BT: tl.constexpr):
     """Tr = (I + A)^-1 for a strictly lower [BT, BT] block A (fp32), BT in {16, 32, 64}.
 
@@ -477,8 +485,7 @@ def prism_prep_u_kernel(
         if i_v == 0:
             tl.store(gc_out + off_b, b_gc, mask=m_t)
             if TR_D16:
-                b_W = _dot16(tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
-                                     mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.),
+                b_W = _dot16(_tr_masked(tr, base, o_t, o_i, m_t, H, BT),
                              b_k1r.to(tl.float32) * (b_b1 * tl.exp(b_gc))[:, None], TR_D16)
             else:
                 b_W = tl.dot(_tr_load(p_tr, BT),
@@ -507,8 +514,7 @@ def prism_prep_u_kernel(
             b_Sw += _mm(tl.trans(b_ke), b_D, PREC, D16)
     # Tr by a masked pointer load, zero above its diagonal (fla's fused kernel leaves those blocks unwritten): offline
     # sm_90, L=3, 4 warps, 132 B of spills against 208 through `_tr_load` here (version 7, zero-filled buffer: 136)
-    b_Tr = tl.load(tr + base * BT + o_t[:, None] * (H * BT) + o_i[None, :],
-                   mask=m_t[:, None] & (o_i[:, None] >= o_i[None, :]), other=0.)
+    b_Tr = _tr_masked(tr, base, o_t, o_i, m_t, H, BT)
     if TR_D16:
         b_Ub = _dot16(b_Tr, b_X * b_b1[:, None], TR_D16)
     else:

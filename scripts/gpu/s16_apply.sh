@@ -1,5 +1,12 @@
-# Sourced by session 16's call scripts: sets kernels/prism/chunk.py's FWD_16, TR16_DOTS, KEYS_VALUES_BS, KEYS_COLUMNS_BS and
-# RB_D16 to $S16_FWD16, $S16_TR16, $S16_VBS, $S16_CBS, $S16_RBD16 (s16_choose.py's output), on the device's copy of the tree.
+# Sourced by the session 16 and 17 call scripts: sets, on the device's copy of the tree, each kernels/prism/chunk.py
+# setting whose variable (s16_choose.py's output) is set and not empty; the others keep main's defaults.
 C=kernels/prism/chunk.py
-sed -i "s/^FWD_16: tuple = .*/FWD_16: tuple = ${S16_FWD16:-()}/; s/^TR16_DOTS = .*/TR16_DOTS = ${S16_TR16:-False}/; s/^KEYS_VALUES_BS = .*/KEYS_VALUES_BS = ${S16_VBS:-None}/; s/^KEYS_COLUMNS_BS = .*/KEYS_COLUMNS_BS = ${S16_CBS:-None}/; s/^RB_D16 = .*/RB_D16 = ${S16_RBD16:-True}/" $C
-grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =" $C
+s16_set() { [ -n "$2" ] && sed -i "s/^$1.*/$1$2/" $C; }
+s16_set "FWD_16: tuple = " "${S16_FWD16:-}"
+s16_set "TR16_DOTS = " "${S16_TR16:-}"
+s16_set "DOT16 = " "${S16_DOT16:-}"
+s16_set "DH16_WY = " "${S16_DH16:-}"
+s16_set "KEYS_VALUES_BS = " "${S16_VBS:-}"
+s16_set "KEYS_COLUMNS_BS = " "${S16_CBS:-}"
+s16_set "RB_D16 = " "${S16_RBD16:-}"
+grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^DOT16 =\|^DH16_WY =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =" $C

@@ -19,7 +19,7 @@ TL=$((300 - (SECONDS - S)))
 PRISM_BUDGET_S=$((TL - 20)) timeout -k 5 $TL python3 scripts/gpu/prism_triton_check.py --release --no-perf --out "$OUT" \
   > "$OUT/release-check.log" 2>&1
 echo "check rc=$? $((SECONDS - S))s"; grep -E "^\[release\]" "$OUT/release-check.log"
-if [ "$S16_FWD16" != '("tr", "w", "sw", "hs",)' ] || [ "$S16_TR16" != False ]; then
+if [ "${S16_FWD16:-}" != '("tr", "w", "sw", "hs",)' ] || [ "${S16_TR16:-False}" != False ]; then
   TL=$((570 - (SECONDS - S)))
   if [ "$TL" -gt 130 ]; then
     TARGETS_LIMIT=$((TL - 10)) STAGES=targets bash scripts/gpu/kernels_gate_paper.sh
