@@ -31,7 +31,7 @@ JOBS = {
     "prism_prep_u_kernel": (
         dict(k=BF, v=BF, u=BF, p=BF, beta=BF, g=F32, tr=F32, ub_out=F32, sw_out=F32, gc_out=F32, w_out=F32,
              T="i32", B="i32", H="i32"),
-        dict(COMMON, L=3, BV=64, STORE_SW=True, STORE_W=True, D16=0), dict(num_warps=4)),   # DOT16 lacks "prep_u"
+        dict(COMMON, L=3, BV=64, STORE_SW=True, STORE_W=True, D16=0), dict(num_warps=4)),   # version 11's DOT16 lacks "prep_u"
     "prism_fwd_o_kernel": (
         dict(q=BF, k=BF, v=BF, u=BF, p=BF, beta=BF, gc=F32, hs=F32, vnew=BF, o=BF, scale="fp32", T="i32", B="i32",
              H="i32"),

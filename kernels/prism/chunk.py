@@ -451,7 +451,7 @@ def prism_prep_u_kernel(
     dd_out's dtype (bf16, [L-1,B,T,H,V]), for the output kernel, whose bf16 dots round it so anyway.
     TR_D16 (FWD_16 "tr" with TR16_DOTS): Tr is bf16 and the W and Ub dots take it as it is, their other operand rounded
     to bf16 (`_dot16`; fla's recompute_w_u takes its dots so), instead of converting Tr to fp32 for tf32 dots.
-    D16 (DOT16 "prep_u", a candidate): the extra keys' two dots, (G< . K1 K_l^T) D_l and (e K_l)^T D_l, in bf16 (`_mm`).
+    D16 (DOT16 "prep_u", version 13): the extra keys' two dots, (G< . K1 K_l^T) D_l and (e K_l)^T D_l, in bf16 (`_mm`).
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -1879,10 +1879,11 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 # (results/kernels/prism-dot16-h100.json): output kernel 0.521 -> 0.400 ms, state pass 0.284 -> 0.246, dh 0.409 ->
 # 0.288, per-key kinds 4.14 -> 3.69; release grid within 5e-3 (worst 3.45e-3, L=3 3.31e-3). Measured and removed:
 # prep_u in bf16 was slower (0.753 -> 0.814 ms); the WY kernels' bf16 dots saved 0.07 ms but raised dg's interpreter
-# error to 5.2e-3 at L=1 (NOTES.md, version 9). "prep_u" (a candidate since session 16, off): prep_u's two extra-key
-# dots in bf16 (version 9's prep_u measurement also rounded the fp32 Tr for its W and Ub dots, which version 12's
-# TR16_DOTS now takes in bf16 without a conversion); not run on a GPU yet.
-DOT16 = ("h", "o", "dh", "key")
+# error to 5.2e-3 at L=1 (NOTES.md, version 9). "prep_u" (version 13): prep_u's two extra-key dots (Bl D into X,
+# ke^T D into Sw) in bf16 (version 9's slower prep_u measurement also rounded the fp32 Tr for its W and Ub dots, which
+# version 12's TR16_DOTS takes in bf16 without a conversion); H100, T=2048, L=3 (results/kernels/
+# prism-tune-cand17-h100.json, session 17): prep_u 724 -> 615 us, forward 1.307 -> 1.197 ms.
+DOT16 = ("h", "o", "dh", "key", "prep_u")
 # KEYS_BF16 (version 10; KEYS_IMPL "kinds" with "key" in DOT16, bf16 inputs): bf16 copies of the two operands that the
 # per-key kinds use only inside bf16 dots, so each launch reads half or a fifth of the bytes with the same results:
 #   "dh": dH' [B,N,H,K,V], stored a second time in bf16 by the reverse pass (the WY kernels keep reading the fp32
@@ -1893,11 +1894,13 @@ DOT16 = ("h", "o", "dh", "key")
 # version 9's reads. H100, T=2048, L=3 fwd+bwd with per-key rows launches (results/kernels/prism-keys-bf16-h100.json):
 # 6.80 ms without, 6.73 "dh", 6.06 "d", 5.98 both; outputs and every gradient equal to the last bit there too.
 KEYS_BF16 = ("dh", "d")
-# DH16_WY (a candidate since session 16, off; with KEYS_BF16 "dh", L > 1, WY_IMPL "split2"): the WY erase kernel reads
-# the bf16 copy of dH' as the per-key kinds do, so the reverse pass stores dH' once, in bf16 (8 KB per chunk and head
-# instead of 16 + 8). It changes the erase kernel's state-write terms (dk1's diag(e) V1 dH'^T, dg's gamma_C <h, dH'>);
-# interpreter, bf16, L=3: within 5e-3 of float64 (tests). Not run on a GPU yet (scripts/gpu/s17_callA.sh).
-DH16_WY = False
+# DH16_WY (version 13, on; with KEYS_BF16 "dh", L > 1, WY_IMPL "split2"): the WY erase kernel reads the bf16 copy of
+# dH' as the per-key kinds do, so the reverse pass stores dH' once, in bf16 (8 KB per chunk and head instead of
+# 16 + 8). It changes the erase kernel's state-write terms (dk1's diag(e) V1 dH'^T, dg's gamma_C <h, dH'>). H100,
+# T=2048, L=3 (results/kernels/prism-tune-cand17-h100.json): fwd+bwd 5.220 -> 5.105 ms alone; with DOT16 "prep_u"
+# too 5.015, the reverse pass 273 -> 222 us and the erase kernel 437 -> 385; release grid 32/32 within 5e-3 (worst
+# 3.45e-3). False: version 12's fp32 dH' for the erase kernel.
+DH16_WY = True
 
 
 # FWD_STASH_D (version 11, on; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra

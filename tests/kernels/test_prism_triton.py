@@ -131,7 +131,7 @@ def test_chunk_prism_bf16(monkeypatch, dot16, L, C):
     if dot16 == "off":
         monkeypatch.setattr(pc, "DOT16", ())
     else:
-        assert set(pc.DOT16) == {"h", "o", "dh", "key"}
+        assert set(pc.DOT16) == {"h", "o", "dh", "key", "prep_u"}
     assert_errs(run_case(1, 37 + 33 * (C == 64), 1, 16, 16, L, C, torch.bfloat16, seed=11 + L), TOL_BF16)
 
 
@@ -139,7 +139,8 @@ def test_dot16_rounds_operands_to_bf16(monkeypatch):
     """`_d16`: 1 on a GPU and 2 under the interpreter for bf16 inputs of a DOT16 launcher, else 0."""
     assert pc._d16("o", torch.bfloat16) == (2 if pc.INTERPRET else 1)
     assert pc._d16("o", torch.float16) == pc._d16("o", torch.float32) == 0
-    assert pc._d16("prep_u", torch.bfloat16) == 0
+    assert pc._d16("prep_u", torch.bfloat16) == (2 if pc.INTERPRET else 1)
+    assert pc._d16("wy", torch.bfloat16) == 0
     monkeypatch.setattr(pc, "DOT16", ())
     assert pc._d16("o", torch.bfloat16) == 0
 
@@ -516,8 +517,10 @@ def test_keys_bf16_copies_are_bit_identical(monkeypatch, L, K, V, C):
     stores D_l in bf16 for its rows and columns launches): bf16 inputs, partial last chunk, output and every gradient
     bit-identical to version 9's reads (the kinds round both operands to bf16 inside their dots anyway), each part
     alone and both; the launches take the copies they are asked for (the key kernel's dH' argument in bf16, STASH_D
-    and the values launch first, the reverse pass storing its copy)."""
+    and the values launch first, the reverse pass storing its copy). DH16_WY off: it moves the WY erase kernel onto the
+    bf16 copy too, which changes that kernel's sums (test_chunk_prism_dh16_wy checks it against float64)."""
     assert pc.KEYS_BF16 == ("dh", "d")
+    monkeypatch.setattr(pc, "DH16_WY", False)
     monkeypatch.setattr(pc, "KEYS_LOOP", ("rows",))   # the columns and values kinds launched per key
     x = make_prism_inputs(Shape(1, 41, 2, K, V, L, torch.bfloat16, DEVICE), 5)
     seen = []
@@ -742,28 +745,38 @@ def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16, tr16):
     assert seen and set(seen) == {2 if tr16 and "tr" in fwd16 else 0}, seen
 
 
+@pytest.mark.parametrize("on", [True, False])
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
                                             (1, 45, 1, 16, 16, 4, 32)])
-def test_chunk_prism_dot16_prep_u(monkeypatch, B, T, H, K, V, L, C):
-    """DOT16 "prep_u" (a candidate): prep_u's extra-key dots in bf16; bf16 inputs, partial last chunk: output, final
-    state and every gradient vs float64, and prep_u launched with D16 (2: the interpreter's emulation)."""
+def test_chunk_prism_dot16_prep_u(monkeypatch, on, B, T, H, K, V, L, C):
+    """DOT16 "prep_u" (version 13, on by default): prep_u's extra-key dots in bf16, and without it (version 12's tf32
+    dots); bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and prep_u launched with
+    D16 2 (the interpreter's emulation) or 0."""
     seen = []
     spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: kw["D16"])
-    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("prep_u",))
+    assert "prep_u" in pc.DOT16
+    if not on:
+        monkeypatch.setattr(pc, "DOT16", tuple(n for n in pc.DOT16 if n != "prep_u"))
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 19), TOL_BF16)
-    assert seen and set(seen) == {2}, seen
+    assert seen and set(seen) == {2 if on else 0}, seen
 
 
+@pytest.mark.parametrize("on", [True, False])
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64)])
-def test_chunk_prism_dh16_wy(monkeypatch, B, T, H, K, V, L, C):
-    """DH16_WY (a candidate): the WY erase kernel reads the bf16 copy of dH' and the reverse pass stores no fp32 dH';
-    bf16 inputs: output, final state and every gradient vs float64, and the launches take that path."""
+def test_chunk_prism_dh16_wy(monkeypatch, on, B, T, H, K, V, L, C):
+    """DH16_WY (version 13, on by default): the WY erase kernel reads the bf16 copy of dH' and the reverse pass stores
+    no fp32 dH'; off: version 12's fp32 dH' for the erase kernel. bf16 inputs: output, final state and every gradient
+    vs float64, and the launches take that path."""
     seen = []
     spy_launches(monkeypatch, seen, prism_bwd_dh_kernel=lambda a, kw: ("dh", kw["STORE16"], kw["STORE32"], a[7] is None),
                  prism_bwd_wy2_erase_kernel=lambda a, kw: ("erase", a[4].dtype))
-    monkeypatch.setattr(pc, "DH16_WY", True)
+    assert pc.DH16_WY
+    monkeypatch.setattr(pc, "DH16_WY", on)
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 23), TOL_BF16)
-    assert ("dh", True, False, True) in seen and ("erase", torch.bfloat16) in seen, seen
+    if on:
+        assert ("dh", True, False, True) in seen and ("erase", torch.bfloat16) in seen, seen
+    else:
+        assert ("dh", True, True, False) in seen and ("erase", torch.float32) in seen, seen
 
 
 def test_bwd_dh_stores_dh_at_least_once():
