@@ -18,6 +18,7 @@ from prismbench.kernels.prism.naive import naive_recurrent_prism
 from prismbench.registry import Shape
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+D16_ON = 2 if pc.INTERPRET else 1   # the D16 / TR_D16 constexpr of a bf16-dot launch: 2 is the interpreter's emulation
 TOL_FP32 = 1e-5          # fp32 inputs: the kernel is ~1e-7 from float64 under the interpreter
 TOL_BF16 = 5e-3          # bf16 inputs, issue 5 item 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
@@ -713,6 +714,19 @@ def test_chunk_prism_gpu_bf16_fwd16(monkeypatch, T, L, K, fwd16, tr16):
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 17), TOL_BF16)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("prep_u16,dh16", [(True, True), (False, True), (True, False), (False, False)])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64)])
+def test_chunk_prism_gpu_bf16_v13(monkeypatch, T, L, K, prep_u16, dh16):
+    """Version 13's two settings, DOT16 "prep_u" and DH16_WY, each on and off, on a GPU, bf16: output, final state
+    and every gradient vs float64."""
+    if not prep_u16:
+        monkeypatch.setattr(pc, "DOT16", tuple(n for n in pc.DOT16 if n != "prep_u"))
+    monkeypatch.setattr(pc, "DH16_WY", dh16)
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 29), TOL_BF16)
+
+
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
                                             (1, 45, 1, 16, 16, 4, 32)])
 def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
@@ -742,7 +756,7 @@ def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16, tr16):
     monkeypatch.setattr(pc, "FWD_16", fwd16)
     monkeypatch.setattr(pc, "TR16_DOTS", tr16)
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 13), TOL_BF16)
-    assert seen and set(seen) == {2 if tr16 and "tr" in fwd16 else 0}, seen
+    assert seen and set(seen) == {D16_ON if tr16 and "tr" in fwd16 else 0}, seen
 
 
 @pytest.mark.parametrize("on", [True, False])
@@ -751,14 +765,14 @@ def test_chunk_prism_fwd16(monkeypatch, B, T, H, K, V, L, C, fwd16, tr16):
 def test_chunk_prism_dot16_prep_u(monkeypatch, on, B, T, H, K, V, L, C):
     """DOT16 "prep_u" (version 13, on by default): prep_u's extra-key dots in bf16, and without it (version 12's tf32
     dots); bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and prep_u launched with
-    D16 2 (the interpreter's emulation) or 0."""
+    D16 on (2 under the interpreter, its emulation; 1 on a GPU) or 0."""
     seen = []
     spy_launches(monkeypatch, seen, prism_prep_u_kernel=lambda a, kw: kw["D16"])
     assert "prep_u" in pc.DOT16
     if not on:
         monkeypatch.setattr(pc, "DOT16", tuple(n for n in pc.DOT16 if n != "prep_u"))
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 19), TOL_BF16)
-    assert seen and set(seen) == {2 if on else 0}, seen
+    assert seen and set(seen) == {D16_ON if on else 0}, seen
 
 
 @pytest.mark.parametrize("on", [True, False])
