@@ -785,15 +785,17 @@ def prism_bwd_wy_kernel(
 
 @triton.jit(do_not_specialize=["T", "H"])
 def prism_bwd_wy2_cols_kernel(
-    tr, hs, w, ub, dv1, T,
+    tr, hs, w, ub, dv1, v1, T,
     H, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", first kernel: the per-column part. Grid (cdiv(V, BV), N, B*H), BV = WY_BV.
 
     For columns [BV i_v, BV i_v + BV) of V (no product here reduces over V) and its chunk's rows: dY = Tr^T dV1
-    stored over Ub and V1 = Ub - W h stored over dV1 (each program reads, then overwrites, only its own block).
+    stored over Ub and V1 = Ub - W h stored into v1, which is dV1's buffer (each program reads, then overwrites, only
+    its own block) or, with WY_V1_16, a bf16 buffer of its own (v1's dtype).
     W is read, not written. After this, the WY part needs only dY, V1 and h (prism_bwd_wy2_erase_kernel).
+    D16 (DOT16 "wy", L > 1): both dots in bf16 (`_mm`).
     """
     i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
@@ -804,11 +806,12 @@ def prism_bwd_wy2_cols_kernel(
     b_trt = tl.load(tr + (i_b * T * H + i_h).to(tl.int64) * BT + (i_t * BT + o_i[None, :]) * (H * BT) + o_i[:, None],
                     mask=((i_t * BT + o_i[None, :]) < T) & (o_i[:, None] <= o_i[None, :]), other=0.).to(tl.float32)
     b_dv1 = tl.load(p_dv, boundary_check=(0, 1))
-    b_dY = tl.dot(b_trt, b_dv1, input_precision=PREC)
+    b_dY = _mm(b_trt, b_dv1, PREC, D16)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1)).to(tl.float32)
     b_w = tl.load(_rows(w, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_ub = tl.load(p_ub, boundary_check=(0, 1))
-    tl.store(p_dv, b_ub - tl.dot(b_w, b_h, input_precision=PREC), boundary_check=(0, 1))   # V1 = Ub - W h
+    tl.store(_cols(v1, i_b, i_h, i_t, i_v, T, H, V, BT, BV), (b_ub - _mm(b_w, b_h, PREC, D16)).to(v1.dtype.element_ty),
+             boundary_check=(0, 1))                                             # V1 = Ub - W h
     tl.store(p_ub, b_dY, boundary_check=(0, 1))
 
 
@@ -817,6 +820,7 @@ def prism_bwd_wy2_erase_kernel(
     k, beta, gc, hs, dhs, dy, v1, w, dbp, dgp, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", second kernel (after prism_bwd_wy2_cols_kernel): the WY (erase) part and the
     first key's state write. Grid (N, B*H). Reads dY (dy, the Ub buffer), V1 (v1, the dV1 buffer), h, dH', k1;
@@ -824,6 +828,8 @@ def prism_bwd_wy2_erase_kernel(
     (dead since the first kernel) with the partial dk1 = diag(b1 gamma) dZ + (dSA + dSA^T) K1 + diag(e) V1 dH'^T;
     writes dbeta1 dbp and dg dgp (rho terms Z . dZ and the dA . (G< . S) pair, the state write's s, and
     gamma_C <h, dH'>).
+    D16 (DOT16 "wy", L > 1): the dots in bf16 (`_mm`) except the one whose operand holds a transposed dot result
+    ((dSA + dSA^T) K1), which stays at PREC.
     """
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -835,20 +841,20 @@ def prism_bwd_wy2_erase_kernel(
     # (ordered so that few [BT, BK] / [BT, BV] fp32 tiles are live at once: state write, then dZ, then dA)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
-    b_dKd = tl.dot(b_v1, tl.trans(b_dhn), input_precision=PREC)            # V1 dH'^T
+    b_dKd = _mm(b_v1, tl.trans(b_dhn), PREC, D16)                          # V1 dH'^T
     b_k1 = tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32)
     b_s = b_e * tl.sum(b_k1 * b_dKd, axis=1)
     b_dk1 = b_dKd * b_e[:, None]
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
     b_dbh = tl.exp(b_gl) * tl.sum(tl.sum(b_h * b_dhn, axis=1), axis=0)       # from gamma_C h
     b_dy = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dZ = -tl.dot(b_dy, tl.trans(b_h), input_precision=PREC)
+    b_dZ = -_mm(b_dy, tl.trans(b_h), PREC, D16)
     b_dkz = b_dZ * (b_b1 * b_gam)[:, None]
     b_rho = tl.sum(b_k1 * b_dkz, axis=1)                                     # Z . dZ
     b_db1 = b_gam * tl.sum(b_k1 * b_dZ, axis=1)
     b_dk1 += b_dkz
     # dA = -(dY V1^T), used only through G< (strictly lower), so no mask of its own
-    b_dA = -tl.dot(b_dy, tl.trans(b_v1), input_precision=PREC)
+    b_dA = -_mm(b_dy, tl.trans(b_v1), PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_G = _gmat(b_gc, m_s)
     b_GS = b_G * tl.dot(b_k1r, tl.trans(b_k1r), input_precision=PREC)      # G< . K1 K1^T
@@ -871,10 +877,12 @@ def prism_bwd_wy2_read_kernel(
     q, k, gc, hs, do, v1, w, dqp, dgp, scale, T,
     H, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr,
+    D16: tl.constexpr = 0,
 ):
     """Phase C1, WY_IMPL="split2", third kernel (after prism_bwd_wy2_erase_kernel): the first key's read-out.
     Grid (N, B*H). Reads V1 (v1, the dV1 buffer), h, dO, q, k1 of its chunk; writes the partial dq dqp; adds
     dE^T Qs to the partial dk1 in w and the read-out's rho to dgp (read-modify-write of its own rows).
+    D16 (DOT16 "wy", L > 1): the dots in bf16 (`_mm`) except dE^T Qs (a transposed dot result), which stays at PREC.
     """
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -884,16 +892,16 @@ def prism_bwd_wy2_read_kernel(
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_v1 = tl.load(_rows(v1, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_do, tl.trans(b_v1), input_precision=PREC)
+    b_dE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * _mm(b_do, tl.trans(b_v1), PREC, D16)
     b_h = tl.load(_state(hs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1)).to(tl.float32)
-    b_dqs = tl.dot(b_do, tl.trans(b_h), input_precision=PREC) * b_gam[:, None]  # from diag(gamma) Qs h
+    b_dqs = _mm(b_do, tl.trans(b_h), PREC, D16) * b_gam[:, None]  # from diag(gamma) Qs h
     b_qs = tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)).to(tl.float32) * scale
     b_rho = tl.sum(b_qs * b_dqs, axis=1)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_k1 = b_k1r.to(tl.float32)
-    b_dqs += tl.dot(b_dE, b_k1, input_precision=PREC)
+    b_dqs += _mm(b_dE, b_k1, PREC, D16)
     tl.store(_rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK), b_dqs, boundary_check=(0, 1))
-    b_M = tl.where(m_s, b_dE * tl.dot(b_qs, tl.trans(b_k1), input_precision=PREC), 0.)
+    b_M = tl.where(m_s, b_dE * _mm(b_qs, tl.trans(b_k1), PREC, D16), 0.)
     b_rho += tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
     p_w = _rows(w, i_b, i_h, i_t, T, H, K, BT, BK)
     tl.store(p_w, tl.load(p_w, boundary_check=(0, 1)) + tl.dot(tl.trans(b_dE), b_qs, input_precision=PREC),
@@ -1901,6 +1909,14 @@ KEYS_BF16 = ("dh", "d")
 # too 5.015, the reverse pass 273 -> 222 us and the erase kernel 437 -> 385; release grid 32/32 within 5e-3 (worst
 # 3.45e-3). False: version 12's fp32 dH' for the erase kernel.
 DH16_WY = True
+# "wy" in DOT16 (a candidate, off; L > 1 only): WY_IMPL "split2"'s three kernels take their dots in bf16 except the two
+# whose operand holds a transposed dot result. Version 9 measured it -0.066 ms of fwd+bwd (H100, T=2048, L=3) and
+# dropped it for dg's interpreter error at L=1 (5.2e-3 at T=70), so it now acts at L > 1 only; interpreter, bf16,
+# L 2-4: every error within 3.8e-3 of float64 (NOTES.md, session 17). WY_V1_16 (a candidate, off; with "wy" acting):
+# V1 = Ub - W h goes to a bf16 buffer of its own, which its two readers round to bf16 for their dots anyway (the same
+# results), instead of over dV1's fp32 buffer: 2 bytes per element less written and read twice; + [B,T,H,V] bf16 during
+# the WY phase.
+WY_V1_16 = False
 
 
 # FWD_STASH_D (version 11, on; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra
@@ -2558,7 +2574,8 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
     Returns the partial dq [B,T,H,K], dbeta1 [B,T,H] and dg [B,T,H] (fp32).
 
     wy_impl (default WY_IMPL): "split2" runs prism_bwd_wy2_cols_kernel (WY_BV-wide column blocks of V),
-    prism_bwd_wy2_erase_kernel and prism_bwd_wy2_read_kernel and also overwrites dv1 (with V1 = Ub - W h);
+    prism_bwd_wy2_erase_kernel and prism_bwd_wy2_read_kernel and also overwrites dv1 (with V1 = Ub - W h; with
+    WY_V1_16 and the "wy" bf16 dots, V1 goes to a bf16 buffer of its own and dv1 keeps dV1);
     "fused" (version 2) runs prism_bwd_wy_kernel and leaves dv1 as it is."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
@@ -2582,19 +2599,22 @@ def prism_bwd_wy(q, k, beta, gc, hs, dhs, do, dv1, w, ub, tr, scale, BT, wy_impl
         return dqp, dbp, dg
     # "split2"
     BVc = min(BV, WY_BV)
+    d16 = _d16("wy", k.dtype) if L > 1 else 0    # DOT16 "wy": L > 1 only (dg 5.2e-3 at L=1 in version 9)
+    # WY_V1_16: V1 in bf16, read only by bf16 dots ("wy"); else over dV1's buffer
+    v1 = torch.empty_like(dv1, dtype=torch.bfloat16) if WY_V1_16 and d16 else dv1
     prism_bwd_wy2_cols_kernel[(triton.cdiv(V, BVc), NT, B * H)](
-        tr, hs, w, ub, dv1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec,
+        tr, hs, w, ub, dv1, v1, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BVc, PREC=prec, D16=d16,
         num_warps=WARPS.get("wy2_cols", 4),
     )
     w2 = 4 if max(BK, BV, BT) <= 64 else 8
     prism_bwd_wy2_erase_kernel[(NT, B * H)](
-        k, beta, gc, hs, dhs, ub, dv1, dkp, dbp, dg, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        k, beta, gc, hs, dhs, ub, v1, dkp, dbp, dg, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=d16,
         num_warps=WARPS.get("wy2_erase", w2),
     )
     prism_bwd_wy2_read_kernel[(NT, B * H)](
-        q, k, gc, hs, do, dv1, dkp, dqp, dg, scale, T,
-        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw,
+        q, k, gc, hs, do, v1, dkp, dqp, dg, scale, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, PREC=prec, RAW=raw, D16=d16,
         num_warps=WARPS.get("wy2_read", w2),
     )
     return dqp, dbp, dg

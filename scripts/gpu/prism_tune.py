@@ -16,6 +16,8 @@ $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launche
 the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json;
 TUNE_SET=bytes2: the subsets after it, and TR16_DOTS. TUNE_SET=cand17 (session 17; chose version 13): prep_u's
 extra-key dots in bf16 (DOT16 "prep_u") and the WY erase kernel on the bf16 dH' (DH16_WY), against version 12.
+TUNE_SET=cand18 (prepared in session 17): the WY kernels' dots in bf16 at L > 1 (DOT16 "wy"), alone and with V1 in
+bf16 (WY_V1_16), against version 13.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -36,7 +38,7 @@ L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
             KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
-            TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY)
+            TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY, WY_V1_16=pc.WY_V1_16)
 VARIANTS = [
     ("defaults (version 10)", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
@@ -133,10 +135,20 @@ VARIANTS_CAND17 = [
     ("both", dict(DOT16=V12_DOT16 + ("prep_u",), DH16_WY=True)),
     ("defaults again", V12),
 ]
+# prepared in session 17, on top of version 13: the WY kernels' dots in bf16 at L > 1 (DOT16 "wy"), and with V1 in a
+# bf16 buffer of its own (WY_V1_16)
+V13_DOT16 = ("h", "o", "dh", "key", "prep_u")
+V13 = dict(DOT16=V13_DOT16, WY_V1_16=False)
+VARIANTS_CAND18 = [
+    ("defaults (version 13)", V13),
+    ("WY dots in bf16", dict(DOT16=V13_DOT16 + ("wy",), WY_V1_16=False)),
+    ("WY dots in bf16, V1 in bf16", dict(DOT16=V13_DOT16 + ("wy",), WY_V1_16=True)),
+    ("defaults again", V13),
+]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
         "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
         "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json"), "bytes2": (VARIANTS_BYTES2, "prism_tune_bytes2.json"),
-        "cand17": (VARIANTS_CAND17, "prism_tune_cand17.json")}
+        "cand17": (VARIANTS_CAND17, "prism_tune_cand17.json"), "cand18": (VARIANTS_CAND18, "prism_tune_cand18.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")

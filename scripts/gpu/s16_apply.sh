@@ -9,4 +9,5 @@ s16_set "DH16_WY = " "${S16_DH16:-}"
 s16_set "KEYS_VALUES_BS = " "${S16_VBS:-}"
 s16_set "KEYS_COLUMNS_BS = " "${S16_CBS:-}"
 s16_set "RB_D16 = " "${S16_RBD16:-}"
-grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^DOT16 =\|^DH16_WY =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =" $C
+s16_set "WY_V1_16 = " "${S16_V116:-}"
+grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^DOT16 =\|^DH16_WY =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =\|^WY_V1_16 =" $C

@@ -727,6 +727,18 @@ def test_chunk_prism_gpu_bf16_v13(monkeypatch, T, L, K, prep_u16, dh16):
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 29), TOL_BF16)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("v1_16", [False, True])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64), (300, 1, 64)])
+def test_chunk_prism_gpu_bf16_dot16_wy(monkeypatch, T, L, K, v1_16):
+    """DOT16 "wy" (a candidate; L > 1 only), with and without WY_V1_16, on a GPU, bf16: output, final state and every
+    gradient vs float64."""
+    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    monkeypatch.setattr(pc, "WY_V1_16", v1_16)
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 37), TOL_BF16)
+
+
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
                                             (1, 45, 1, 16, 16, 4, 32)])
 def test_chunk_prism_fwd_sw_h(monkeypatch, B, T, H, K, V, L, C):
@@ -791,6 +803,42 @@ def test_chunk_prism_dh16_wy(monkeypatch, on, B, T, H, K, V, L, C):
         assert ("dh", True, False, True) in seen and ("erase", torch.bfloat16) in seen, seen
     else:
         assert ("dh", True, True, False) in seen and ("erase", torch.float32) in seen, seen
+
+
+@pytest.mark.parametrize("v1_16", [False, True])
+@pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
+                                            (1, 45, 1, 16, 16, 4, 32), (1, 37, 2, 16, 16, 1, 16)])
+def test_chunk_prism_dot16_wy(monkeypatch, v1_16, B, T, H, K, V, L, C):
+    """DOT16 "wy" (a candidate): the three WY kernels' dots in bf16 at L > 1 (L = 1 keeps them at PREC), with and without
+    WY_V1_16 (V1 in a bf16 buffer of its own); bf16 inputs, partial last chunk: output, final state and every gradient
+    vs float64, and the launches take that path."""
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_wy2_cols_kernel=lambda a, kw: ("cols", kw["D16"], a[5].dtype),
+                 prism_bwd_wy2_erase_kernel=lambda a, kw: ("erase", kw["D16"], a[6].dtype),
+                 prism_bwd_wy2_read_kernel=lambda a, kw: ("read", kw["D16"], a[5].dtype))
+    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    monkeypatch.setattr(pc, "WY_V1_16", v1_16)
+    assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 31), TOL_BF16)
+    d16 = D16_ON if L > 1 else 0
+    v1 = torch.bfloat16 if v1_16 and L > 1 else torch.float32
+    assert set(seen) == {("cols", d16, v1), ("erase", d16, v1), ("read", d16, v1)}, seen
+
+
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity of two roundings, checked where the dots are emulated")
+@pytest.mark.parametrize("L,K,V,C", [(2, 16, 24, 16), (3, 16, 16, 32)])
+def test_wy_v1_16_is_bit_identical(monkeypatch, L, K, V, C):
+    """WY_V1_16: V1 stored in bf16 gives the same output and gradients, to the last bit, as V1 in fp32 rounded to bf16
+    by the "wy" dots that read it."""
+    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    x = make_prism_inputs(Shape(1, 45, 2, K, V, L, torch.bfloat16, DEVICE), 9)
+
+    def run(v1_16):
+        monkeypatch.setattr(pc, "WY_V1_16", v1_16)
+        o, _ = chunk_prism(**x, chunk_size=C)
+        return (o,) + torch.autograd.grad(o.float().square().sum(), [x[n] for n in NAMES])
+
+    for n, a, b in zip(("o",) + NAMES, run(False), run(True)):
+        assert torch.equal(a, b), n
 
 
 def test_bwd_dh_stores_dh_at_least_once():
