@@ -1891,7 +1891,7 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 # ke^T D into Sw) in bf16 (version 9's slower prep_u measurement also rounded the fp32 Tr for its W and Ub dots, which
 # version 12's TR16_DOTS takes in bf16 without a conversion); H100, T=2048, L=3 (results/kernels/
 # prism-tune-cand17-h100.json, session 17): prep_u 724 -> 615 us, forward 1.307 -> 1.197 ms.
-DOT16 = ("h", "o", "dh", "key", "prep_u")
+DOT16 = ("h", "o", "dh", "key", "prep_u", "wy")
 # KEYS_BF16 (version 10; KEYS_IMPL "kinds" with "key" in DOT16, bf16 inputs): bf16 copies of the two operands that the
 # per-key kinds use only inside bf16 dots, so each launch reads half or a fifth of the bytes with the same results:
 #   "dh": dH' [B,N,H,K,V], stored a second time in bf16 by the reverse pass (the WY kernels keep reading the fp32
@@ -1909,14 +1909,16 @@ KEYS_BF16 = ("dh", "d")
 # too 5.015, the reverse pass 273 -> 222 us and the erase kernel 437 -> 385; release grid 32/32 within 5e-3 (worst
 # 3.45e-3). False: version 12's fp32 dH' for the erase kernel.
 DH16_WY = True
-# "wy" in DOT16 (a candidate, off; L > 1 only): WY_IMPL "split2"'s three kernels take their dots in bf16 except the two
+# "wy" in DOT16 (version 14; L > 1 only): WY_IMPL "split2"'s three kernels take their dots in bf16 except the two
 # whose operand holds a transposed dot result. Version 9 measured it -0.066 ms of fwd+bwd (H100, T=2048, L=3) and
-# dropped it for dg's interpreter error at L=1 (5.2e-3 at T=70), so it now acts at L > 1 only; interpreter, bf16,
-# L 2-4: every error within 3.8e-3 of float64 (NOTES.md, session 17). WY_V1_16 (a candidate, off; with "wy" acting):
-# V1 = Ub - W h goes to a bf16 buffer of its own, which its two readers round to bf16 for their dots anyway (the same
-# results), instead of over dV1's fp32 buffer: 2 bytes per element less written and read twice; + [B,T,H,V] bf16 during
-# the WY phase.
-WY_V1_16 = False
+# dropped it for dg's interpreter error at L=1 (5.2e-3 at T=70), so it acts at L > 1 only; interpreter, bf16, L 2-4:
+# every error within 3.8e-3 of float64. WY_V1_16 (version 14, on; with "wy" acting): V1 = Ub - W h goes to a bf16
+# buffer of its own, which its two readers round to bf16 for their dots anyway (the same results), instead of over
+# dV1's fp32 buffer: 2 bytes per element less written and read twice; + [B,T,H,V] bf16 during the WY phase (peak
+# memory unchanged at the perf shape). H100, T=2048, L=3 (results/kernels/prism-tune-cand18-h100.json, session 17):
+# WY kernels 1,087 -> 997 us with "wy", 934 with WY_V1_16 too; fwd+bwd 4.995 -> 4.910 -> 4.831 ms; release grid 32/32
+# within 5e-3 (worst 3.46e-3; L=3 3.33e-3 -> 3.46e-3, dq). False / "wy" left out: version 13's WY phase.
+WY_V1_16 = True
 
 
 # FWD_STASH_D (version 11, on; L > 1, bf16 inputs with "o" in DOT16, PREP_IMPL "split"): prep_u stores each extra

@@ -132,7 +132,7 @@ def test_chunk_prism_bf16(monkeypatch, dot16, L, C):
     if dot16 == "off":
         monkeypatch.setattr(pc, "DOT16", ())
     else:
-        assert set(pc.DOT16) == {"h", "o", "dh", "key", "prep_u"}
+        assert set(pc.DOT16) == {"h", "o", "dh", "key", "prep_u", "wy"}
     assert_errs(run_case(1, 37 + 33 * (C == 64), 1, 16, 16, L, C, torch.bfloat16, seed=11 + L), TOL_BF16)
 
 
@@ -141,7 +141,8 @@ def test_dot16_rounds_operands_to_bf16(monkeypatch):
     assert pc._d16("o", torch.bfloat16) == (2 if pc.INTERPRET else 1)
     assert pc._d16("o", torch.float16) == pc._d16("o", torch.float32) == 0
     assert pc._d16("prep_u", torch.bfloat16) == (2 if pc.INTERPRET else 1)
-    assert pc._d16("wy", torch.bfloat16) == 0
+    assert pc._d16("wy", torch.bfloat16) == D16_ON
+    assert pc._d16("fused", torch.bfloat16) == 0
     monkeypatch.setattr(pc, "DOT16", ())
     assert pc._d16("o", torch.bfloat16) == 0
 
@@ -732,9 +733,9 @@ def test_chunk_prism_gpu_bf16_v13(monkeypatch, T, L, K, prep_u16, dh16):
 @pytest.mark.parametrize("v1_16", [False, True])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64), (300, 1, 64)])
 def test_chunk_prism_gpu_bf16_dot16_wy(monkeypatch, T, L, K, v1_16):
-    """DOT16 "wy" (a candidate; L > 1 only), with and without WY_V1_16, on a GPU, bf16: output, final state and every
+    """DOT16 "wy" (version 14; L > 1 only), with and without WY_V1_16, on a GPU, bf16: output, final state and every
     gradient vs float64."""
-    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    assert "wy" in pc.DOT16
     monkeypatch.setattr(pc, "WY_V1_16", v1_16)
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 37), TOL_BF16)
 
@@ -805,22 +806,25 @@ def test_chunk_prism_dh16_wy(monkeypatch, on, B, T, H, K, V, L, C):
         assert ("dh", True, True, False) in seen and ("erase", torch.float32) in seen, seen
 
 
-@pytest.mark.parametrize("v1_16", [False, True])
+@pytest.mark.parametrize("wy,v1_16", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 64),
                                             (1, 45, 1, 16, 16, 4, 32), (1, 37, 2, 16, 16, 1, 16)])
-def test_chunk_prism_dot16_wy(monkeypatch, v1_16, B, T, H, K, V, L, C):
-    """DOT16 "wy" (a candidate): the three WY kernels' dots in bf16 at L > 1 (L = 1 keeps them at PREC), with and without
-    WY_V1_16 (V1 in a bf16 buffer of its own); bf16 inputs, partial last chunk: output, final state and every gradient
-    vs float64, and the launches take that path."""
+def test_chunk_prism_dot16_wy(monkeypatch, wy, v1_16, B, T, H, K, V, L, C):
+    """DOT16 "wy" (version 14, on by default): the three WY kernels' dots in bf16 at L > 1 (L = 1 keeps them at PREC),
+    with and without WY_V1_16 (V1 in a bf16 buffer of its own), and "wy" left out (version 13's WY phase, where
+    WY_V1_16 does nothing); bf16 inputs, partial last chunk: output, final state and every gradient vs float64, and
+    the launches take that path."""
     seen = []
     spy_launches(monkeypatch, seen, prism_bwd_wy2_cols_kernel=lambda a, kw: ("cols", kw["D16"], a[5].dtype),
                  prism_bwd_wy2_erase_kernel=lambda a, kw: ("erase", kw["D16"], a[6].dtype),
                  prism_bwd_wy2_read_kernel=lambda a, kw: ("read", kw["D16"], a[5].dtype))
-    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    assert "wy" in pc.DOT16 and pc.WY_V1_16
+    if not wy:
+        monkeypatch.setattr(pc, "DOT16", tuple(n for n in pc.DOT16 if n != "wy"))
     monkeypatch.setattr(pc, "WY_V1_16", v1_16)
     assert_errs(run_case(B, T, H, K, V, L, C, torch.bfloat16, seed=T + L + 31), TOL_BF16)
-    d16 = D16_ON if L > 1 else 0
-    v1 = torch.bfloat16 if v1_16 and L > 1 else torch.float32
+    d16 = D16_ON if wy and L > 1 else 0
+    v1 = torch.bfloat16 if v1_16 and d16 else torch.float32
     assert set(seen) == {("cols", d16, v1), ("erase", d16, v1), ("read", d16, v1)}, seen
 
 
@@ -829,7 +833,7 @@ def test_chunk_prism_dot16_wy(monkeypatch, v1_16, B, T, H, K, V, L, C):
 def test_wy_v1_16_is_bit_identical(monkeypatch, L, K, V, C):
     """WY_V1_16: V1 stored in bf16 gives the same output and gradients, to the last bit, as V1 in fp32 rounded to bf16
     by the "wy" dots that read it."""
-    monkeypatch.setattr(pc, "DOT16", pc.DOT16 + ("wy",))
+    assert "wy" in pc.DOT16
     x = make_prism_inputs(Shape(1, 45, 2, K, V, L, torch.bfloat16, DEVICE), 9)
 
     def run(v1_16):
