@@ -53,6 +53,13 @@ KEYS_BF16 = tuple(x for x in os.environ.get("KR_KEYS_BF16", "dh,d" if D16 else "
 # prep_u without Sw (chunk.py's FWD_SW). Defaults: chunk.py's.
 FWD_STASH_D = os.environ.get("KR_FWD_STASH_D", "1" if D16 and pc.FWD_STASH_D else "0") == "1"
 FWD_SW = os.environ.get("KR_FWD_SW", pc.FWD_SW)
+# With KR_D16=1, the WY kernels as version 14 launches them at L > 1 (DOT16 "wy"): V1 in bf16 (KR_WY_V1_16, default
+# chunk.py's WY_V1_16) and the erase kernel's dH' in bf16 (KR_DH16_WY, default chunk.py's DH16_WY, version 13).
+WY_V1_16 = bool(D16) and os.environ.get("KR_WY_V1_16", "1" if pc.WY_V1_16 else "0") == "1"
+DH16_WY = bool(D16) and os.environ.get("KR_DH16_WY", "1" if pc.DH16_WY else "0") == "1"
+# With KR_D16=1, the forward's bf16 intermediates the WY kernels read (KR_FWD_16, default chunk.py's FWD_16, version 12:
+# "tr", "w", "hs" of them).
+FWD_16 = set(os.environ.get("KR_FWD_16", ",".join(pc.FWD_16)).split(",")) - {""} if D16 else set()
 
 
 def _src(fn, signature, constexprs):
@@ -294,7 +301,10 @@ def wy(K, BT, warps):
 def wy2_cols(K, BT, BV, warps):
     """prism_bwd_wy2_cols_kernel (WY_IMPL="split2", first kernel; BV = its column block of V)."""
     f32 = "*fp32"
-    sig = dict(tr=f32, hs=f32, w=f32, ub=f32, dv1=f32, T="i32", H="i32", K="constexpr", V="constexpr",
+    b16 = "*bf16"
+    sig = dict(tr=b16 if "tr" in FWD_16 else f32, hs=b16 if "hs" in FWD_16 else f32, w=b16 if "w" in FWD_16 else f32,
+               ub=f32, dv1=f32, v1=b16 if WY_V1_16 else f32, T="i32", H="i32",
+               K="constexpr", V="constexpr",
                BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr")
     return _compile(pc.prism_bwd_wy2_cols_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=BV, PREC="tf32"), warps)
 
@@ -302,7 +312,8 @@ def wy2_cols(K, BT, BV, warps):
 def wy2_erase(K, BT, warps):
     """prism_bwd_wy2_erase_kernel (WY_IMPL="split2", second kernel)."""
     f32, dt = "*fp32", "*bf16"
-    sig = dict(k=dt, beta=dt, gc=f32, hs=f32, dhs=f32, dy=f32, v1=f32, w=f32, dbp=f32, dgp=f32, T="i32", H="i32",
+    sig = dict(k=dt, beta=dt, gc=f32, hs=dt if "hs" in FWD_16 else f32, dhs=dt if DH16_WY else f32, dy=f32, v1=dt if WY_V1_16 else f32, w=f32,
+               dbp=f32, dgp=f32, T="i32", H="i32",
                K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr", PREC="constexpr",
                RAW="constexpr")
     return _compile(pc.prism_bwd_wy2_erase_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)
@@ -311,7 +322,8 @@ def wy2_erase(K, BT, warps):
 def wy2_read(K, BT, warps):
     """prism_bwd_wy2_read_kernel (WY_IMPL="split2", third kernel)."""
     f32, dt = "*fp32", "*bf16"
-    sig = dict(q=dt, k=dt, gc=f32, hs=f32, do=dt, v1=f32, w=f32, dqp=f32, dgp=f32, scale="fp32", T="i32",
+    sig = dict(q=dt, k=dt, gc=f32, hs=dt if "hs" in FWD_16 else f32, do=dt, v1=dt if WY_V1_16 else f32, w=f32, dqp=f32, dgp=f32, scale="fp32",
+               T="i32",
                H="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
                PREC="constexpr", RAW="constexpr")
     return _compile(pc.prism_bwd_wy2_read_kernel, sig, dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True), warps)

@@ -39,8 +39,8 @@ NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
             KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
             TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY, WY_V1_16=pc.WY_V1_16)
-VARIANTS = [
-    ("defaults (version 10)", {}),
+VARIANTS = [   # first written for version 10 (results/kernels/prism-tune-v10-h100.json); the rows time the checkout's defaults
+    ("defaults", {}),
     ("prep_u at 8 warps", dict(WARPS={"prep_u": 8})),
     ("prep column block 32", dict(PREP_BV=32)),
     ("prep column block 32, prep_u at 8 warps", dict(PREP_BV=32, WARPS={"prep_u": 8})),

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prepared in session 17 for the next session's first call (<= 600 s, ~7 min on a fresh H100), on version 14 as the
+# tree's defaults: the gate preset twice (version 14 had no gate run; the second pair's better run becomes the H100
+# baseline), the launch settings swept again under version 14 (prism_tune.py's default set: warps, stages, register
+# caps, column blocks, one at a time; the WY kernels now take bf16 dots and read bf16 V1, so their 8-warp and column
+# block rows are worth timing again), and the pytest-benchmark suite.
+#   export PRISMBENCH_GIT_COMMIT=<full commit>; bash scripts/gpu/s18_callA.sh
+set -u
+S=$SECONDS
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/gpu.txt"
+. scripts/gpu/setup.sh
+GATE_LIMIT=100 STAGES=gate bash scripts/gpu/kernels_gate_paper.sh
+echo "gate $((SECONDS - S))s"
+(cd scripts/gpu && timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune.log" 2>&1)
+echo "tune rc=$? $((SECONDS - S))s"
+S16_BYTES_SET="" python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/prism_tune.log") if l.startswith('{"variant"')]
+for r in rows:
+    print(f"# {r['variant']}: fwd+bwd {r.get('ms_fwd_bwd')} fwd {r.get('ms_fwd')} {r.get('error', '')[:120]}")
+PY
+TL=$((575 - (SECONDS - S)))
+if [ "$TL" -gt 60 ]; then
+  BENCH_LIMIT=$((TL - 15)) STAGES=bench bash scripts/gpu/kernels_gate_paper.sh
+fi
+save_autotune_cache
+echo "all done $((SECONDS - S))s"
