@@ -14,7 +14,7 @@ GATE_LIMIT=100 STAGES=gate bash scripts/gpu/kernels_gate_paper.sh
 echo "gate $((SECONDS - S))s"
 (cd scripts/gpu && timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune.log" 2>&1)
 echo "tune rc=$? $((SECONDS - S))s"
-S16_BYTES_SET="" python3 - "$OUT" <<'PY'
+python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/prism_tune.log") if l.startswith('{"variant"')]
 for r in rows:
