@@ -58,7 +58,13 @@ DOT16 round their dots' fp32 operands to bf16 (fp32 accumulation, as fla's kerne
 16 bits and then transposed into another dot (the Triton 3.4-3.7.0 Hopper miscompile, SPEC section 6): such products
 are built transposed instead (`_gmat_t`).
 
-Version 12 (NOTES.md): version 11 with the forward's intermediates in bf16 for bf16 inputs (FWD_16: Tr, W, Sw and the
+Version 14 (NOTES.md): version 13 with the WY kernels' dots in bf16 at L > 1 (DOT16 "wy") and V1 in a bf16 buffer
+(WY_V1_16). H100, harness run 23 (one process with the peers), T = 2048 / 16384: L=3 fwd+bwd 4.850 / 5.483 ms =
+0.64x / 0.73x fla chunk_gla, L=3 fwd 1.204 / 1.459 ms = 1.81x / 2.13x fla GDP n=3: still short of those two targets;
+release grid 32/32 within 5e-3 (worst 3.46e-3).
+Version 13: version 12 with prep_u's extra-key dots in bf16 (DOT16 "prep_u") and the WY erase kernel on the bf16 dH'
+(DH16_WY; the reverse pass stores dH' once).
+Version 12: version 11 with the forward's intermediates in bf16 for bf16 inputs (FWD_16: Tr, W, Sw and the
 chunk states; TR16_DOTS: prep_u's W and Ub dots take the bf16 Tr as bf16 dots). H100, harness run 21 (one process with
 the peers), T = 2048 / 16384: L=3 fwd 1.317 / 1.573 ms = 1.65x / 1.98x fla GDP n=3, L=3 fwd+bwd 5.252 / 5.927 ms =
 0.59x / 0.67x fla chunk_gla: still short of those two targets; release grid 32/32 within 5e-3 (worst 3.45e-3).
@@ -1894,8 +1900,8 @@ def _seq_warps(name: str, BK: int, BT: int) -> int:
 DOT16 = ("h", "o", "dh", "key", "prep_u", "wy")
 # KEYS_BF16 (version 10; KEYS_IMPL "kinds" with "key" in DOT16, bf16 inputs): bf16 copies of the two operands that the
 # per-key kinds use only inside bf16 dots, so each launch reads half or a fifth of the bytes with the same results:
-#   "dh": dH' [B,N,H,K,V], stored a second time in bf16 by the reverse pass (the WY kernels keep reading the fp32
-#         one); the six launches at L=3 read 8 KB per chunk instead of 16 KB.
+#   "dh": dH' [B,N,H,K,V], stored a second time in bf16 by the reverse pass (the WY erase kernel reads the fp32
+#         one unless DH16_WY, which then leaves the fp32 one unstored); the six launches at L=3 read 8 KB per chunk instead of 16 KB.
 #   "d":  D_l = GELU(z_l) beta_l, stored in bf16 by each key's values launch (run first) and read by its rows and
 #         columns launches, which otherwise recompute it from v, u, p_0..p_l (l+3 tiles of the chunk).
 # Memory: + [B,N,H,K,V] and [B,T,H,V] (one per extra key with a KEYS_LOOP kind) bf16 during the backward. Empty:
@@ -1972,10 +1978,8 @@ TR16_DOTS = True
 
 
 def _tr_d16(tr_dtype: torch.dtype) -> int:
-    """prep_u's TR_D16: 0 (Tr fp32, or TR16_DOTS off), 1 (bf16 dots on a GPU) or 2 (their roundings, interpreter)."""
-    if tr_dtype != torch.bfloat16 or not TR16_DOTS:
-        return 0
-    return 2 if INTERPRET else 1
+    """prep_u's TR_D16: 0 (Tr fp32, or TR16_DOTS off), else `_d16_on`'s mode."""
+    return _d16_on() if tr_dtype == torch.bfloat16 and TR16_DOTS else 0
 
 
 def _fwd16(name: str, dtype: torch.dtype) -> torch.dtype:
@@ -1993,8 +1997,11 @@ def _fwd_stash_d(L: int, dtype: torch.dtype) -> bool:
 def _d16(name: str, dtype: torch.dtype) -> int:
     """The D16 constexpr of launcher `name`: 0 (dots at `_prec`), 1 (bf16 dots: name in DOT16, bf16 inputs, a GPU) or
     2 (the same roundings under the interpreter)."""
-    if dtype != torch.bfloat16 or name not in DOT16:
-        return 0
+    return _d16_on() if dtype == torch.bfloat16 and name in DOT16 else 0
+
+
+def _d16_on() -> int:
+    """The constexpr of a bf16-dot launch: 1 on a GPU, 2 under the interpreter (the same roundings, emulated)."""
     return 2 if INTERPRET else 1
 
 
@@ -2471,7 +2478,8 @@ def prism_prep_dvloc(q, k, g, do, scale, BT):
 
 def prism_fwd_h(k, w, ub, sw, gc, BT, initial_state=None, output_final_state=False, dd=None):
     """Phase (ii) launcher. Returns hs [B,N,H,K,V] (fp32; bf16 under FWD_16 "hs"), V1 [B,T,H,V] (fp32; bf16 under
-    DOT16 "o"), final state or None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l stash dd (FWD_SW="h")."""
+    DOT16 "o"), final state or None. The extra keys' state write from sw, or, where sw is None at L > 1, from the D_l
+    stash dd (FWD_SW="h")."""
     L, B, T, H, K = k.shape
     V = ub.shape[-1]
     NT = triton.cdiv(T, BT)
@@ -2541,8 +2549,8 @@ def chunk_prism_fwd_prep(q, k, v, u, p, beta, g, scale, initial_state, output_fi
 def prism_bwd_dh(q, k, w, gc, do, dv1, dht, BT, with_dh0, scale, with_dhs16=False, with_dhs32=True):
     """Phase (B) launcher; dv1 [B,T,H,V] fp32 holds dVloc on entry and dV1 on exit.
     Returns dhs [B,N,H,K,V] fp32 (None with with_dhs32=False, which needs with_dhs16) and dh0 [B,H,K,V] fp32 or None;
-    with with_dhs16 a third value, dhs rounded to
-    bf16 (stored by the same pass), for the per-key kinds (`_keys_bf16`)."""
+    with with_dhs16 a third value, dhs rounded to bf16 (stored by the same pass), for the per-key kinds (`_keys_bf16`)
+    and, under DH16_WY, the WY erase kernel."""
     L, B, T, H, K = k.shape
     V = dv1.shape[-1]
     NT = triton.cdiv(T, BT)

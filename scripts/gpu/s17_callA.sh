@@ -12,18 +12,6 @@ nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/gpu.txt"
 . scripts/gpu/setup.sh
 (cd scripts/gpu && TUNE_SET=cand17 timeout -k 5 150 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune_cand17.log" 2>&1)
 echo "tune rc=$? $((SECONDS - S))s"
-S16_BYTES_SET=cand17 python3 scripts/gpu/s16_choose.py "$OUT" > "$OUT/cand17_choice.txt"; cat "$OUT/cand17_choice.txt"
-PICK=$(tail -1 "$OUT/cand17_choice.txt")
-set -a; eval "$PICK"; set +a
-. scripts/gpu/s16_apply.sh
-if [ -n "$PICK" ]; then
-  PRISM_BUDGET_S=200 timeout -k 5 230 python3 scripts/gpu/prism_triton_check.py --release --no-perf --out "$OUT" \
-    > "$OUT/release-check-cand17.log" 2>&1
-  echo "check rc=$? $((SECONDS - S))s"; grep -E "^\[release\]" "$OUT/release-check-cand17.log"
-  TL=$((575 - (SECONDS - S)))
-  if [ "$TL" -gt 130 ]; then
-    TARGETS_LIMIT=$((TL - 10)) STAGES=targets bash scripts/gpu/kernels_gate_paper.sh
-  fi
-fi
+. scripts/gpu/pick_check.sh cand17
 save_autotune_cache
 echo "all done $((SECONDS - S))s"

@@ -14,18 +14,6 @@ echo "tune rc=$? $((SECONDS - S))s"
 timeout -k 5 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_prism_triton.py -k "dot16_wy" \
   > "$OUT/pytest-gpu-wy.log" 2>&1
 echo "gpu tests rc=$? $((SECONDS - S))s"; tail -1 "$OUT/pytest-gpu-wy.log"
-S16_BYTES_SET=cand18 python3 scripts/gpu/s16_choose.py "$OUT" > "$OUT/cand18_choice.txt"; cat "$OUT/cand18_choice.txt"
-PICK=$(tail -1 "$OUT/cand18_choice.txt")
-set -a; eval "$PICK"; set +a
-. scripts/gpu/s16_apply.sh
-if [ -n "$PICK" ]; then
-  PRISM_BUDGET_S=200 timeout -k 5 230 python3 scripts/gpu/prism_triton_check.py --release --no-perf --out "$OUT" \
-    > "$OUT/release-check-cand18.log" 2>&1
-  echo "check rc=$? $((SECONDS - S))s"; grep -E "^\[release\]" "$OUT/release-check-cand18.log"
-  TL=$((575 - (SECONDS - S)))
-  if [ "$TL" -gt 130 ]; then
-    TARGETS_LIMIT=$((TL - 10)) STAGES=targets bash scripts/gpu/kernels_gate_paper.sh
-  fi
-fi
+. scripts/gpu/pick_check.sh cand18
 save_autotune_cache
 echo "all done $((SECONDS - S))s"
