@@ -8,7 +8,7 @@ Jobs are `;`-separated: prep,K,L,warps,solved,bwd[,BT] | solve,K,BT,warps | kkt,
 merge,BT,warps,stages | prepw,K,warps[,BT] | prepu,K,L,BV,warps,bwd[,BT] | prepdv,K,BV,warps[,BT] (these three:
 PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and prism_prep_dvloc_kernel) |
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
-(WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT] | tail,K,warps,has_dr[,BT]
+(WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT[,KIND[,last]]] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
 h,K,L,BV,warps[,BT] (the state pass) | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] |
 vals,K,warps,last[,BT] (KEYS_LOOP "columns", "values") |
@@ -216,11 +216,11 @@ def key(K, BT, BV, warps, first, kind=-1, last=False):
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
                dqp=f32, dkp=f32, dbp=f32, dgp=f32, drp=f32, dk=dt, dp=dt, dbeta=dt, dq=dt, dv=dt, du=dt, dd=dt,
-               scale="fp32", T="i32", B="i32", H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr",
+               dbv=f32, scale="fp32", T="i32", B="i32", H="i32", l="i32", K="constexpr", V="constexpr", BT="constexpr",
                BK="constexpr", BV="constexpr", FIRST="constexpr", PREC="constexpr", RAW="constexpr", KIND="constexpr",
-               LAST="constexpr", STASH_D="constexpr")
+               LAST="constexpr", STASH_D="constexpr", NV="constexpr")
     cst = dict(K=K, V=K, BT=BT, BK=K, BV=BV, FIRST=first, PREC="tf32", RAW=True, KIND=kind, LAST=last,
-               STASH_D="d" in KEYS_BF16)
+               STASH_D="d" in KEYS_BF16, NV=2 if kind == 2 and BV < K else 1)
     sig = {n: sig[n] for n in pc.prism_bwd_key_kernel.arg_names if n in sig}
     return _compile(pc.prism_bwd_key_kernel, sig, {n: v for n, v in cst.items() if n in sig}, warps)
 
@@ -388,12 +388,14 @@ for spec in jobs.split(";"):
             K, L, warps = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = keys(K, L, BT, warps); r = dict(kernel="keys_fused", K=K, L=L, BT=BT, warps=warps)
-        elif kind == "key":       # key,K,BV,warps,first[,BT[,KIND]]: prism_bwd_key_kernel (KIND -1: "split")
+        elif kind == "key":       # key,K,BV,warps,first[,BT[,KIND[,last]]]: prism_bwd_key_kernel (KIND -1: "split";
+            # KIND 2 with BV < K: the values launch on column blocks, KEYS_VALUES_BV)
             K, BV, warps, first = a[:4]
             BT = a[4] if len(a) > 4 else (64 if K <= 64 else 32)
             P = a[5] if len(a) > 5 else -1
-            ck = key(K, BT, BV, warps, bool(first), kind=P)
-            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first), KIND=P)
+            last = bool(a[6]) if len(a) > 6 else False
+            ck = key(K, BT, BV, warps, bool(first), kind=P, last=last)
+            r = dict(kernel="key", K=K, BT=BT, BV=BV, warps=warps, first=bool(first), KIND=P, last=last)
         elif kind == "valrb":     # valrb,K,BS,warps,first,last[,BT]: prism_bwd_key_values_rb_kernel (KEYS_VALUES_BS)
             K, BS, warps, first, last = a[:5]
             BT = a[5] if len(a) > 5 else (64 if K <= 64 else 32)

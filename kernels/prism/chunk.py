@@ -1005,7 +1005,7 @@ def prism_bwd_keys_kernel(
             b_dr += b_dz * b_p
 
     # ---- first step of the solver (dDelta_1 = dX) and X's Delta_1 term of dbeta1
-    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
     b_z = b_p * b_r1
     b_db1 += tl.sum(_gelu(b_z) * b_dY, axis=1)
     b_dz = (b_dY * b_b1[:, None] - b_dr) * _gelu_grad(b_z)
@@ -1023,53 +1023,58 @@ def prism_bwd_keys_kernel(
 
 # ----------------------------------------------------------------------------------------- backward (C2, split)
 @triton.jit
-def _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
+def _key_delta(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, l, sb, V: tl.constexpr, BT: tl.constexpr,
+               BV: tl.constexpr):
     """Key l's solver quantities, recomputed from v, u, p: r_l (l GELU steps from r_1 = v - u; a runtime loop),
-    p_l, z_l = p_l r_l and beta_l. sb = B*T*H (int64): stride of the L axis of beta (of p: sb * V)."""
-    b_r = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-           - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    p_l, z_l = p_l r_l and beta_l, on column block i_v of V. sb = B*T*H (int64): stride of the L axis of beta (of p:
+    sb * V)."""
+    b_r = (tl.load(_cols(v, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+           - tl.load(_cols(u, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
     for m in range(0, l):
-        b_pm = tl.load(_rows(p + m * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_pm = tl.load(_cols(p + m * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BV),
+                       boundary_check=(0, 1)).to(tl.float32)
         b_r = b_r - _gelu(b_pm * b_r)
-    b_p = tl.load(_rows(p + l * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_p = tl.load(_cols(p + l * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     b_bl = tl.load(_vec(beta + l * sb, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     return b_r, b_p, b_p * b_r, b_bl
 
 
 @triton.jit
-def _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
-    """The solver's first step inputs, fp32: r_1 = v - u and the gain p_1 (the tail's, and the LAST launches')."""
-    b_r0 = (tl.load(_rows(v, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-            - tl.load(_rows(u, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
-    return b_r0, tl.load(_rows(p, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+def _solver_seed(v, u, p, i_b, i_h, i_t, i_v, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
+    """The solver's first step inputs, fp32, column block i_v of V: r_1 = v - u and the gain p_1 (the tail's, and the
+    LAST launches')."""
+    b_r0 = (tl.load(_cols(v, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+            - tl.load(_cols(u, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32))
+    return b_r0, tl.load(_cols(p, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
 
 
 @triton.jit
-def _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V: tl.constexpr, BT: tl.constexpr,
-                       BV: tl.constexpr):
+def _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, i_v, T, H, V: tl.constexpr,
+                       BT: tl.constexpr, BV: tl.constexpr):
     """The solver's first step (the tail's), after the extra keys' running dr: dDelta_1 = dX = diag(beta1) dY,
-    r_1 = v - u; stores dp[0] and dv = dr_1, du = -dr_1 (input dtypes)."""
+    r_1 = v - u; stores dp[0] and dv = dr_1, du = -dr_1 (input dtypes), column block i_v of V."""
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
-    b_dz0 = (tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+    b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
+    b_dz0 = (tl.load(_cols(dy, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
              - b_dr) * _gelu_grad(b_p0 * b_r0)
     b_dr += b_dz0 * b_p0
-    tl.store(_rows(dp, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty), boundary_check=(0, 1))
-    tl.store(_rows(dv, i_b, i_h, i_t, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
-    tl.store(_rows(du, i_b, i_h, i_t, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_cols(dp, i_b, i_h, i_t, i_v, T, H, V, BT, BV), (b_dz0 * b_r0).to(dp.dtype.element_ty),
+             boundary_check=(0, 1))
+    tl.store(_cols(dv, i_b, i_h, i_t, i_v, T, H, V, BT, BV), b_dr.to(dv.dtype.element_ty), boundary_check=(0, 1))
+    tl.store(_cols(du, i_b, i_h, i_t, i_v, T, H, V, BT, BV), (-b_dr).to(du.dtype.element_ty), boundary_check=(0, 1))
 
 
 @triton.jit
-def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K: tl.constexpr,
+def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, i_v, T, H, NT, ll, sb, K: tl.constexpr,
             V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr,
             RAW: tl.constexpr, D16: tl.constexpr = 0):
     """The values program's dD_l = (G<= . Qs K_l^T)^T dO + diag(e) K_l dH' - (G< . K1 K_l^T)^T dX (dX = diag(beta1)
-    dY), fp32 [BT, BV]; with D16 the transposed products are built transposed (`_gmat_t`)."""
+    dY), fp32 [BT, BV], column block i_v of V; with D16 the transposed products are built transposed (`_gmat_t`)."""
     o_i = tl.arange(0, BT)
     b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+    b_do = tl.load(_cols(do, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
     if D16:   # (G<= . Qs K_l^T)^T built transposed: K_l Qs^T under G's transposed mask
         b_GEt = (_gmat_t(b_gc, o_i[:, None] <= o_i[None, :]) * scale
                  * tl.dot(b_klr, tl.trans(b_qr), input_precision=PREC))
@@ -1077,10 +1082,10 @@ def _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, 
     else:
         b_GE = _gmat(b_gc, o_i[:, None] >= o_i[None, :]) * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC) * scale
         b_dD = tl.dot(tl.trans(b_GE), b_do, input_precision=PREC)
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, i_v), boundary_check=(0, 1))
     b_dD += _mm(b_klr.to(tl.float32) * b_e[:, None], b_dhn, PREC, D16)
     b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dX = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
+    b_dX = tl.load(_cols(dy, i_b, i_h, i_t, i_v, T, H, V, BT, BV), boundary_check=(0, 1)) * b_b1[:, None]
     if D16:
         b_GFt = _gmat_t(b_gc, o_i[:, None] < o_i[None, :]) * tl.dot(b_klr, tl.trans(b_k1r), input_precision=PREC)
         b_dD -= _mm(b_GFt, b_dX, PREC, D16)
@@ -1101,7 +1106,7 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, 
     if STASH_D:
         b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     else:
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
         b_D = _gelu(b_z) * b_bl[:, None]
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
@@ -1128,11 +1133,11 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, 
 @triton.jit(do_not_specialize=["T", "H", "B", "l"])
 def prism_bwd_key_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, drp,
-    dk, dp, dbeta, dq, dv, du, dd, scale, T,
+    dk, dp, dbeta, dq, dv, du, dd, dbv, scale, T,
     B, H, l, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     FIRST: tl.constexpr, PREC: tl.constexpr, RAW: tl.constexpr, KIND: tl.constexpr = -1, LAST: tl.constexpr = False,
-    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+    D16: tl.constexpr = 0, STASH_D: tl.constexpr = False, NV: tl.constexpr = 1,
 ):
     """One extra key l >= 1 (0-based; prism_bwd.md's l+1) of phase C2. KIND = -1 (KEYS_IMPL="split"): grid
     (3, N, B*H), the program kind is program_id(0); KIND in {0, 1, 2} (KEYS_IMPL="kinds"): grid (1, N, B*H), every
@@ -1160,6 +1165,9 @@ def prism_bwd_key_kernel(
     GELU(z_l) beta_l rounded to dd's dtype (bf16, [B,T,H,V]) and the rows and columns programs read it instead of
     recomputing D_l from v, u, p_0..p_l (they only use D_l as an operand of bf16 dots: the same rounding). dhs may be
     a bf16 copy of dH' (KEYS_BF16 "dh"): every read of it here is an operand of a bf16 dot.
+    NV > 1 (KIND 2 only, KEYS_VALUES_BV): the values programs split V into NV column blocks of BV (grid (NV, N, B*H));
+    everything they compute is elementwise in V except dbeta_l's sum over V, whose NV parts go to dbv (fp32
+    [NV, B, T, H]) for the launcher to add (in a fixed order: deterministic).
     """
     i_t, i_bh = tl.program_id(1), tl.program_id(2)
     if KIND < 0:
@@ -1181,7 +1189,7 @@ def prism_bwd_key_kernel(
         if STASH_D:
             b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
         else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
             b_D = _gelu(b_z) * b_bl[:, None]
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_kl = b_klr.to(tl.float32)
@@ -1222,7 +1230,7 @@ def prism_bwd_key_kernel(
                      (tl.load(p_dk1, boundary_check=(0, 1)) + _mm(b_dF, b_kl, PREC, D16))
                      .to(dk.dtype.element_ty), boundary_check=(0, 1))
             # the tail's X term of dbeta1: X's Delta_1 = GELU(p_1 r_1) against dY
-            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
             b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
             tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
         else:
@@ -1237,16 +1245,24 @@ def prism_bwd_key_kernel(
     else:
         # dD_l first, the solver chain (r_l, p_l, z_l: three [BT, BV] fp32 tiles) after it, so the chain's tiles are
         # not live across the three dots (version 7: 128 -> 0 B of spills offline, NOTES.md)
-        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
-                       PREC, RAW, D16)
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        if NV > 1:      # KEYS_VALUES_BV: column block i_v of V (grid (NV, N, B*H))
+            i_v = tl.program_id(0)
+        else:
+            i_v = 0
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, i_v, T, H, NT, ll, sb, K, V, BT, BK,
+                       BV, PREC, RAW, D16)
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, ll, sb, V, BT, BV)
         if STASH_D:
-            tl.store(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty),
-                     boundary_check=(0, 1))
-        tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT),
-                 tl.sum(_gelu(b_z) * b_dD, axis=1).to(dbeta.dtype.element_ty), boundary_check=(0,))
+            tl.store(_cols(dd, i_b, i_h, i_t, i_v, T, H, V, BT, BV),
+                     (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty), boundary_check=(0, 1))
+        b_db = tl.sum(_gelu(b_z) * b_dD, axis=1)
+        if NV > 1:      # this column block's part of dbeta_l (fp32 [NV, B, T, H]); the launcher sums the NV parts
+            tl.store(_vec(dbv + i_v * sb, i_b, i_h, i_t, T, H, BT), b_db, boundary_check=(0,))
+        else:
+            tl.store(_vec(dbeta + ll * sb, i_b, i_h, i_t, T, H, BT), b_db.to(dbeta.dtype.element_ty),
+                     boundary_check=(0,))
         # solver: r_{l+1} = r_l - Delta_l, Delta_l = GELU(p_l r_l)
-        p_dr = _rows(drp, i_b, i_h, i_t, T, H, V, BT, BV)
+        p_dr = _cols(drp, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
         if FIRST:
             b_dz = b_dD * b_bl[:, None] * _gelu_grad(b_z)
             b_dr = b_dz * b_p
@@ -1254,10 +1270,10 @@ def prism_bwd_key_kernel(
             b_dr = tl.load(p_dr, boundary_check=(0, 1))
             b_dz = (b_dD * b_bl[:, None] - b_dr) * _gelu_grad(b_z)
             b_dr += b_dz * b_p
-        tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
+        tl.store(_cols(dp + ll * sb * V, i_b, i_h, i_t, i_v, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
                  boundary_check=(0, 1))
         if LAST:
-            _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V, BT, BV)
+            _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, i_v, T, H, V, BT, BV)
         else:
             tl.store(p_dr, b_dr, boundary_check=(0, 1))
 
@@ -1412,9 +1428,9 @@ def prism_bwd_key_values_kernel(
     b_dr = tl.zeros([BT, BV], dtype=tl.float32)
     for j in range(1, L):
         ll = (L - j).to(tl.int64)
-        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, T, H, NT, ll, sb, K, V, BT, BK, BV,
+        b_dD = _key_dD(q, k, beta, dhs, do, dy, b_gc, b_e, scale, i_b, i_h, i_t, 0, T, H, NT, ll, sb, K, V, BT, BK, BV,
                        PREC, RAW, D16)
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
         if STASH_D:
             tl.store(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV),
                      (_gelu(b_z) * b_bl[:, None]).to(dd.dtype.element_ty), boundary_check=(0, 1))
@@ -1426,7 +1442,7 @@ def prism_bwd_key_values_kernel(
         tl.store(_rows(dp + ll * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), (b_dz * b_r).to(dp.dtype.element_ty),
                  boundary_check=(0, 1))
     if LAST:
-        _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, T, H, V, BT, BV)
+        _solver_first_step(v, u, p, beta, dy, dp, dv, du, b_dr, i_b, i_h, i_t, 0, T, H, V, BT, BV)
     else:
         tl.store(_rows(drp, i_b, i_h, i_t, T, H, V, BT, BV), b_dr, boundary_check=(0, 1))
 
@@ -1535,7 +1551,7 @@ def prism_bwd_key_rows_kernel(
         if STASH_D:
             b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
         else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
             b_D = _gelu(b_z) * b_bl[:, None]
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_kl = b_klr.to(tl.float32)
@@ -1563,7 +1579,7 @@ def prism_bwd_key_rows_kernel(
         if STASH_D:
             b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
         else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV)
+            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
             b_D = _gelu(b_z) * b_bl[:, None]
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
@@ -1579,7 +1595,7 @@ def prism_bwd_key_rows_kernel(
     if LAST:
         tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
                  (tl.load(p_dk1, boundary_check=(0, 1)) + b_acc).to(dk.dtype.element_ty), boundary_check=(0, 1))
-        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
         b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
         tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
     else:
@@ -1612,7 +1628,7 @@ def prism_bwd_keys_tail_kernel(
              boundary_check=(0, 1))
     tl.store(_vec(dg, i_b, i_h, i_t, T, H, BT), tl.load(_vec(dgp, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)),
              boundary_check=(0,))
-    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, T, H, V, BT, BV)
+    b_r1, b_p = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
     b_z = b_p * b_r1
     b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
@@ -1781,6 +1797,14 @@ KEYS_LOOP = ("rows", "columns")
 # or local address", compute-sanitizer; a Triton 3.6 codegen fault: the interpreter runs it bit-identical to whole
 # chunks). NOTES.md "Version 12 candidate".
 KEYS_VALUES_BS = None
+# KEYS_VALUES_BV (KEYS_IMPL "kinds", the per-key values launches, not KEYS_VALUES_BS): None (whole V per program) or a
+# column block BV of V (a power of two >= 16 below V): the values programs then run on [BT, BV] tiles, grid
+# (V / BV, N, B*H). Each column block recomputes the two [BT, BT] products (Qs K_l^T, K1 K_l^T), so the launch does
+# 7 [64, 64, 64]-equivalent dots per key and chunk instead of 5; what it buys is registers: offline sm_90 (bf16 dots,
+# K = V = 64, 4 warps) the whole-V values kind needs 240-255 registers (two CTAs per SM; capped at 168 it spills 536
+# B), the 32-wide one 221-227, and capped at 168 (three CTAs per SM; MAXNREG["key_values_bv"]) 24-44 B of spills.
+# Candidate (session 18), off.
+KEYS_VALUES_BV = None
 # KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
 # prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off;
 # never run on a GPU (its dots have the faulting values kernel's [*, 32] shape).
@@ -2660,6 +2684,17 @@ def _keys_values_bs(BT: int, values_bs=None, name: str = "KEYS_VALUES_BS"):
     return bs
 
 
+def _keys_values_bv(V: int, values_bv=None):
+    """The values launches' column block of V (KEYS_VALUES_BV, or values_bv): None (whole V) or BV, a power of two >=
+    16 below V."""
+    bv = KEYS_VALUES_BV if values_bv is None else values_bv
+    if bv is None or bv >= _block(V):
+        return None
+    if bv < 16 or bv & (bv - 1):
+        raise ValueError(f"KEYS_VALUES_BV must be None or a power of two >= 16, got {bv!r}")
+    return bv
+
+
 def _keys_tail(keys_tail):
     """Where the tail of phase C2 runs at L > 1 ("kinds" or "split"): keys_tail if given, else KEYS_TAIL."""
     s = KEYS_TAIL if keys_tail is None else keys_tail
@@ -2749,6 +2784,9 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
         launches = tuple((1, kind, WARPS.get(f"key_kind{kind}", 4)) for kind in kinds) if impl == "kinds" \
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         values_bs = _keys_values_bs(BT) if impl == "kinds" else None
+        values_bv = _keys_values_bv(V) if impl == "kinds" and values_bs is None else None
+        dbv = torch.empty(triton.cdiv(V, values_bv), B, T, H, device=q.device, dtype=torch.float32) \
+            if values_bv else None
         d16_rb = d16 if RB_D16 else 0      # the row-block kernels' dots (RB_D16)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
@@ -2761,13 +2799,17 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                         **_cap("key_values_rb"), **_stages("key_values_rb"), **dict(common, D16=d16_rb),
                     )
                     continue
-                prism_bwd_key_kernel[(n_prog, NT, B * H)](
+                nv = triton.cdiv(V, values_bv) if kind == 2 and values_bv else 1
+                prism_bwd_key_kernel[(n_prog * nv, NT, B * H)](
                     q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dr,
-                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None, scale, T, B, H, l,
-                    K=K, V=V, BT=BT, BK=BK, BV=BV, FIRST=l == L - 1, PREC=prec, RAW=raw, KIND=kind,
-                    LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, num_warps=warps,
-                    **_cap(f"key_kind{kind}"),
+                    dk, dp, dbeta, dq, dv, du, dd[l - 1 if loops else 0] if stash else None,
+                    dbv if nv > 1 else None, scale, T, B, H, l,
+                    K=K, V=V, BT=BT, BK=BK, BV=values_bv if nv > 1 else BV, FIRST=l == L - 1, PREC=prec, RAW=raw,
+                    KIND=kind, LAST=fused_tail and l == 1, D16=d16, STASH_D=stash, NV=nv, num_warps=warps,
+                    **_cap("key_values_bv" if nv > 1 else f"key_kind{kind}"),
                 )
+                if nv > 1:      # dbeta_l: the column blocks' parts added in a fixed order
+                    dbeta[l].copy_(dbv.sum(0))
         columns_bs = _keys_values_bs(BT, KEYS_COLUMNS_BS, "KEYS_COLUMNS_BS") if stash else None
         if "columns" in loops and columns_bs is not None:
             prism_bwd_key_columns_rb_kernel[(BT // columns_bs, NT, B * H)](

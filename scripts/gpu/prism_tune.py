@@ -16,8 +16,9 @@ $OUT/prism_tune_stash.json. TUNE_SET=rb (session 14): the per-key values launche
 the H100. TUNE_SET=bytes (session 16): the forward's intermediates in bf16 (FWD_16); writes $OUT/prism_tune_bytes.json;
 TUNE_SET=bytes2: the subsets after it, and TR16_DOTS. TUNE_SET=cand17 (session 17; chose version 13): prep_u's
 extra-key dots in bf16 (DOT16 "prep_u") and the WY erase kernel on the bf16 dH' (DH16_WY), against version 12.
-TUNE_SET=cand18 (prepared in session 17): the WY kernels' dots in bf16 at L > 1 (DOT16 "wy"), alone and with V1 in
-bf16 (WY_V1_16), against version 13.
+TUNE_SET=cand18 (session 17; chose version 14): the WY kernels' dots in bf16 at L > 1 (DOT16 "wy"), alone and with V1 in
+bf16 (WY_V1_16), against version 13. TUNE_SET=cand19 (session 18): the per-key values launches on column blocks of V
+(KEYS_VALUES_BV 32 and 16, with and without the register cap that gives them one more CTA per SM), against version 14.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -37,7 +38,7 @@ T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
-            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, KEYS_VALUES_BV=pc.KEYS_VALUES_BV, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
             TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY, WY_V1_16=pc.WY_V1_16)
 VARIANTS = [   # first written for version 10 (results/kernels/prism-tune-v10-h100.json); the rows time the checkout's defaults
     ("defaults", {}),
@@ -145,10 +146,22 @@ VARIANTS_CAND18 = [
     ("WY dots in bf16, V1 in bf16", dict(DOT16=V13_DOT16 + ("wy",), WY_V1_16=True)),
     ("defaults again", V13),
 ]
+# session 18: the values launches on column blocks of V (offline sm_90, bf16 dots, 4 warps: whole V 255 registers, two
+# CTAs per SM; BV 32 196-225, capped at 168 0-12 B of spills, three CTAs; BV 16 158-160, three CTAs, capped at 128
+# 28-52 B of spills, four)
+VARIANTS_CAND19 = [
+    ("defaults (version 14)", {}),
+    ("values V blocks 32", dict(KEYS_VALUES_BV=32)),
+    ("values V blocks 32, maxnreg 168", dict(KEYS_VALUES_BV=32, MAXNREG={"key_values_bv": 168})),
+    ("values V blocks 16", dict(KEYS_VALUES_BV=16)),
+    ("values V blocks 16, maxnreg 128", dict(KEYS_VALUES_BV=16, MAXNREG={"key_values_bv": 128})),
+    ("defaults again", {}),
+]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),
         "rb": (VARIANTS_RB, "prism_tune_rb.json"), "rb2": (VARIANTS_RB2, "prism_tune_rb2.json"),
         "bytes": (VARIANTS_BYTES, "prism_tune_bytes.json"), "bytes2": (VARIANTS_BYTES2, "prism_tune_bytes2.json"),
-        "cand17": (VARIANTS_CAND17, "prism_tune_cand17.json"), "cand18": (VARIANTS_CAND18, "prism_tune_cand18.json")}
+        "cand17": (VARIANTS_CAND17, "prism_tune_cand17.json"), "cand18": (VARIANTS_CAND18, "prism_tune_cand18.json"),
+        "cand19": (VARIANTS_CAND19, "prism_tune_cand19.json")}
 TUNE_SET = os.environ.get("TUNE_SET") or None
 if TUNE_SET not in SETS:
     raise SystemExit(f"TUNE_SET must be one of {[k for k in SETS if k]} or unset, got {TUNE_SET!r}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Session 16 on: picks the settings a call's later steps run, from that call's sweeps in $OUT (prism_tune.py's
-TUNE_SET=bytes, or $S16_BYTES_SET, e.g. bytes2, cand17 or cand18; and rb2 when its log is there), and prints the winners'
+TUNE_SET=bytes, or $S16_BYTES_SET, e.g. bytes2, cand17, cand18 or cand19; and rb2 when its log is there), and prints the winners'
 settings as shell assignments for s16_apply.sh, which sets only those (an empty last line: nothing won):
 
     S16_FWD16='("tr", "w",)' S16_TR16='False'
@@ -17,7 +17,7 @@ import sys
 # chunk.py setting -> the variable s16_apply.sh reads
 VARS = {"FWD_16": "S16_FWD16", "TR16_DOTS": "S16_TR16", "DOT16": "S16_DOT16", "DH16_WY": "S16_DH16",
         "KEYS_VALUES_BS": "S16_VBS", "KEYS_COLUMNS_BS": "S16_CBS", "RB_D16": "S16_RBD16",
-        "WY_V1_16": "S16_V116"}
+        "WY_V1_16": "S16_V116", "KEYS_VALUES_BV": "S16_VBV", "MAXNREG": "S16_MAXNREG"}
 
 
 def rows(path):
@@ -44,6 +44,8 @@ def winner(name, rs, score, margin):
 
 def literal(v):
     """A setting's value as chunk.py spells it (a list from the JSON is a tuple there)."""
+    if isinstance(v, dict):
+        return json.dumps(v)
     if isinstance(v, list):
         return "(" + "".join(f'"{n}", ' for n in v).rstrip() + ")"
     return str(v)

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Prepared in session 17 for the next session's first call (<= 600 s, ~7 min on a fresh H100), on version 14 as the
-# tree's defaults: the gate preset twice (version 14 had no gate run; the second pair's better run becomes the H100
-# baseline), the launch settings swept again under version 14 (prism_tune.py's default set: warps, stages, register
-# caps, column blocks, one at a time; the WY kernels now take bf16 dots and read bf16 V1, so their 8-warp and column
-# block rows are worth timing again), and the pytest-benchmark suite.
+# tree's defaults (session 18: run second, after s18_callB.sh on the same machine, with its choice when it chose one):
+# the gate preset twice (version 14 had no gate run; the second pair's better run becomes the H100 baseline), the
+# launch settings swept again under version 14 (prism_tune.py's default set: warps, stages, register caps, column
+# blocks, one at a time; the WY kernels now take bf16 dots and read bf16 V1, so their 8-warp and column block rows are
+# worth timing again), and the pytest-benchmark suite.
 #   export PRISMBENCH_GIT_COMMIT=<full commit>; bash scripts/gpu/s18_callA.sh
 set -u
 S=$SECONDS
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/gpu.txt"
 . scripts/gpu/setup.sh
+# session 18: the candidate call (s18_callB.sh) ran first on this machine; its choice, if any, is set here too
+if [ -s ~/s18_pick.txt ]; then
+  PICK=$(cat ~/s18_pick.txt); echo "pick: $PICK"; set -a; eval "$PICK"; set +a; . scripts/gpu/s16_apply.sh
+fi
 GATE_LIMIT=100 STAGES=gate bash scripts/gpu/kernels_gate_paper.sh
 echo "gate $((SECONDS - S))s"
 (cd scripts/gpu && timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune.log" 2>&1)

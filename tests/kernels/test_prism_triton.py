@@ -491,11 +491,12 @@ def test_chunk_prism_keys_impl(monkeypatch, B, T, H, K, V, L, C, dtype, tol, imp
     kinds (KIND) of the impl per key."""
     launches = []
     real = pc.prism_bwd_key_kernel
+    i_l = real.arg_names.index("l")
 
     class Counted:
         def __getitem__(self, grid):
             def launch(*a, **kw):
-                launches.append((a[26], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
+                launches.append((a[i_l], kw["FIRST"], kw["KIND"], grid[0], kw["LAST"]))  # l, FIRST, KIND, programs, LAST
                 return real[grid](*a, **kw)
             return launch
 
@@ -597,6 +598,39 @@ def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
             assert torch.equal(a, b), n
         else:
             assert (a - b).abs().max() <= 1e-6 * a.abs().max(), n
+
+
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity of separately compiled kernels holds under the interpreter")
+@pytest.mark.parametrize("L,C,V,BV,dtype", [(3, 32, 24, 16, torch.bfloat16), (2, 64, 32, 16, torch.bfloat16),
+                                              (4, 32, 24, 16, torch.float32)])
+def test_keys_values_bv_matches_whole_v(monkeypatch, L, C, V, BV, dtype):
+    """KEYS_VALUES_BV: the per-key values launches on column blocks of V (grid (NV, N, B*H), every launch of them;
+    V = 24 leaves a partial second block) compute per column what the whole-V values program does: the output and
+    every gradient but dbeta equal the whole-V launches' to the last bit; dbeta_l, summed over V in NV parts and
+    then added, within 1e-6 of it (fp32 sums in another order)."""
+    x = make_prism_inputs(Shape(1, 41, 2, 16, V, L, dtype, DEVICE), 11)
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_key_kernel=lambda a, kw: (kw["NV"], kw["BV"], kw["FIRST"], kw["LAST"])
+                 if kw["KIND"] == 2 else None)
+
+    ref, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_VALUES_BV", None)
+    assert [s for s in launches if s] == [(1, pc._block(V), l == L - 1, l == 1) for l in range(L - 1, 0, -1)]
+    got, launches = _outputs_with(monkeypatch, seen, x, C, "KEYS_VALUES_BV", BV)
+    nv = -(-V // BV)
+    assert nv > 1 and [s for s in launches if s] == [(nv, BV, l == L - 1, l == 1) for l in range(L - 1, 0, -1)]
+    for n, a, b in zip(("o",) + NAMES, ref, got):
+        if n == "beta":
+            assert (a - b).abs().max() <= 1e-6 * a.abs().max(), n
+        else:
+            assert torch.equal(a, b), n
+
+
+def test_keys_values_bv_rejects_bad_blocks(monkeypatch):
+    """KEYS_VALUES_BV other than None or a power of two >= 16 is refused by name."""
+    monkeypatch.setattr(pc, "KEYS_VALUES_BV", 24)
+    with pytest.raises(ValueError, match="KEYS_VALUES_BV"):
+        pc._keys_values_bv(64)
+    assert pc._keys_values_bv(64, 64) is None and pc._keys_values_bv(64, 32) == 32
 
 
 @pytest.mark.parametrize("L,C,BS", [(3, 32, 16), (2, 64, 32), (4, 32, 16)])
@@ -738,6 +772,18 @@ def test_chunk_prism_gpu_bf16_dot16_wy(monkeypatch, T, L, K, v1_16):
     assert "wy" in pc.DOT16
     monkeypatch.setattr(pc, "WY_V1_16", v1_16)
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 37), TOL_BF16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("bv,cap", [(32, None), (32, 168), (16, 128)])
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64)])
+def test_chunk_prism_gpu_bf16_keys_values_bv(monkeypatch, T, L, K, bv, cap):
+    """KEYS_VALUES_BV (session 18 candidate) at each register cap the sweep times, on a GPU, bf16: output, final state
+    and every gradient vs float64."""
+    monkeypatch.setattr(pc, "KEYS_VALUES_BV", bv)
+    monkeypatch.setattr(pc, "MAXNREG", {"key_values_bv": cap})
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 41), TOL_BF16)
 
 
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
