@@ -40,6 +40,14 @@ JOBS = {
         dict(k=BF, w=F32, ub=F32, sw=F32, gc=F32, hs_out=F32, vnew_out=BF, T="i32", B="i32", H="i32"),
         dict(COMMON, L=3, BV=32, USE_H0=False, STORE_HT=False, h0=None, ht_out=None), dict(num_warps=4)),
 }
+# the per-key values launches of version 14 (KIND 2, bf16 dH' and the D_l stash; the first key's and the last one's),
+# after session 18 moved their V tiles to column-block pointers (KEYS_VALUES_BV; off: the block index is 0)
+KEY_TYPES = dict(q=BF, k=BF, v=BF, u=BF, p=BF, beta=BF, gc=F32, dhs=BF, do=BF, dy=F32, dqp=F32, dkp=F32, dbp=F32,
+                 dgp=F32, drp=F32, dk=BF, dp=BF, dbeta=BF, dq=BF, dv=BF, du=BF, dd=BF, scale="fp32", T="i32", B="i32",
+                 H="i32", l="i32")
+for tag, first, last in (("first", True, False), ("last", False, True)):
+    JOBS[f"prism_bwd_key_kernel:values-{tag}"] = (
+        KEY_TYPES, dict(COMMON, BV=64, FIRST=first, LAST=last, KIND=2, STASH_D=True), dict(num_warps=4))
 
 
 def load(path):
@@ -76,8 +84,9 @@ def main():
     old = load(sys.argv[1])
     ok = True
     for name, (types, cst, opts) in JOBS.items():
-        a = sass(getattr(old, name), types, cst, opts)
-        b = sass(getattr(new, name), types, cst, opts)
+        fn = name.split(":")[0]      # "kernel:tag": one of several launches of that kernel
+        a = sass(getattr(old, fn), types, cst, opts)
+        b = sass(getattr(new, fn), types, cst, opts)
         same = a == b
         ok &= same
         diff = sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
