@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/gpu.txt"
 . scripts/gpu/setup.sh
 (cd scripts/gpu && TUNE_SET=cand19 timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune_cand19.log" 2>&1)
 echo "tune rc=$? $((SECONDS - S))s"
-timeout -k 5 120 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_prism_triton.py -k "keys_values_bv" \
+timeout -k 5 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_prism_triton.py -k "keys_values_bv" \
   > "$OUT/pytest-gpu-values-bv.log" 2>&1
 echo "gpu tests rc=$? $((SECONDS - S))s"; tail -1 "$OUT/pytest-gpu-values-bv.log"
 . scripts/gpu/pick_check.sh cand19
