@@ -10,7 +10,7 @@ PREP_IMPL="split", prism_prep_w_kernel, prism_prep_u_kernel (bwd: no Sw) and pri
 wy,K,warps[,BT] (phase C1: WY_IMPL="fused" kernel) | wy2c,K,BV,warps[,BT] | wy2e,K,warps[,BT] | wy2r,K,warps[,BT]
 (WY_IMPL="split2": column, erase, read) | keys,K,L,warps[,BT] | key,K,BV,warps,first[,BT[,KIND[,last]]] | tail,K,warps,has_dr[,BT]
 (phase C2: KEYS_IMPL="fused" kernel, "split" per-key kernel and tail) | o,K,L,warps[,BT] (the output kernel) |
-h,K,L,BV,warps[,BT] (the state pass) | rows,K,warps,last[,BT] (KEYS_LOOP "rows") | cols,K,warps[,BT] |
+h,K,L,BV,warps[,BT] (the state pass) | rows,K,warps,last[,BT[,PASS]] (KEYS_LOOP "rows") | cols,K,warps[,BT] |
 vals,K,warps,last[,BT] (KEYS_LOOP "columns", "values") |
 valrb,K,BS,warps,first,last[,BT] (KEYS_VALUES_BS: the per-key values launch in row blocks) |
 colrb,K,BS,warps[,BT] (KEYS_COLUMNS_BS: the columns loop in row blocks).
@@ -249,16 +249,17 @@ def key_columns_rb(K, BT, BS, warps):
     return _compile(pc.prism_bwd_key_columns_rb_kernel, sig, cst, warps)
 
 
-def key_rows(K, L, BT, warps, last):
+def key_rows(K, L, BT, warps, last, pas=0):
     """prism_bwd_key_rows_kernel (KEYS_LOOP "rows": every key's rows programs in one launch; L a runtime argument,
     given for the record)."""
     f32, dt = "*fp32", "*bf16"
     sig = dict(q=dt, k=dt, v=dt, u=dt, p=dt, beta=dt, gc=f32, dhs=dt if "dh" in KEYS_BF16 else f32, do=dt, dy=f32,
                dqp=f32, dkp=f32, dbp=f32, dgp=f32, dq=dt, dk=dt, dbeta=dt, dd=dt, scale="fp32", T="i32", B="i32",
                H="i32", L="i32", K="constexpr", V="constexpr", BT="constexpr", BK="constexpr", BV="constexpr",
-               PREC="constexpr", RAW="constexpr", LAST="constexpr", STASH_D="constexpr")
-    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16)
+               PREC="constexpr", RAW="constexpr", LAST="constexpr", STASH_D="constexpr", PASS="constexpr")
+    cst = dict(K=K, V=K, BT=BT, BK=K, BV=K, PREC="tf32", RAW=True, LAST=last, STASH_D="d" in KEYS_BF16, PASS=pas)
     sig = {n: sig[n] for n in pc.prism_bwd_key_rows_kernel.arg_names if n in sig}
+    cst = {n: v for n, v in cst.items() if n in sig}
     return _compile(pc.prism_bwd_key_rows_kernel, sig, cst, warps)
 
 
@@ -406,11 +407,13 @@ for spec in jobs.split(";"):
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
             ck = key_columns_rb(K, BT, BS, warps)
             r = dict(kernel="key_columns_rb", K=K, BT=BT, BS=BS, warps=warps)
-        elif kind == "rows":      # rows,K,warps,last[,BT]: prism_bwd_key_rows_kernel (KEYS_LOOP "rows")
+        elif kind == "rows":      # rows,K,warps,last[,BT[,PASS]]: prism_bwd_key_rows_kernel (KEYS_LOOP "rows"; PASS 1
+            # or 2: one pass of it, KEYS_ROWS_SPLIT)
             K, warps, last = a[:3]
             BT = a[3] if len(a) > 3 else (64 if K <= 64 else 32)
-            ck = key_rows(K, 3, BT, warps, bool(last))
-            r = dict(kernel="key_rows", K=K, BT=BT, warps=warps, last=bool(last))
+            pas = a[4] if len(a) > 4 else 0
+            ck = key_rows(K, 3, BT, warps, bool(last), pas)
+            r = dict(kernel="key_rows", K=K, BT=BT, warps=warps, last=bool(last), PASS=pas)
         elif kind in ("cols", "vals"):   # cols,K,warps[,BT] | vals,K,warps,last[,BT]: KEYS_LOOP columns / values
             K, warps = a[:2]
             last = bool(a[2]) if kind == "vals" else False

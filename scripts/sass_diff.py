@@ -48,6 +48,12 @@ KEY_TYPES = dict(q=BF, k=BF, v=BF, u=BF, p=BF, beta=BF, gc=F32, dhs=BF, do=BF, d
 for tag, first, last in (("first", True, False), ("last", False, True)):
     JOBS[f"prism_bwd_key_kernel:values-{tag}"] = (
         KEY_TYPES, dict(COMMON, BV=64, FIRST=first, LAST=last, KIND=2, STASH_D=True), dict(num_warps=4))
+# the rows loop (KEYS_LOOP "rows"; session 18 put its two passes under KEYS_ROWS_SPLIT's constexpr PASS, 0 = both)
+ROWS_TYPES = {n: KEY_TYPES[n] for n in ("q", "k", "v", "u", "p", "beta", "gc", "dhs", "do", "dy", "dqp", "dkp", "dbp",
+                                        "dgp", "dq", "dk", "dbeta", "dd", "scale", "T", "B", "H")}
+for last in (False, True):
+    JOBS[f"prism_bwd_key_rows_kernel:last-{last}"] = (
+        dict(ROWS_TYPES, L="i32"), dict(COMMON, BV=64, LAST=last, STASH_D=True), dict(num_warps=4))
 
 
 def load(path):

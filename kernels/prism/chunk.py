@@ -1524,6 +1524,7 @@ def prism_bwd_key_rows_kernel(
     q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dgp, dq, dk, dbeta, dd, scale, T,
     B, H, L, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr, RAW: tl.constexpr, LAST: tl.constexpr, D16: tl.constexpr = 0, STASH_D: tl.constexpr = False,
+    PASS: tl.constexpr = 0,
 ):
     """The rows program of every extra key in one launch (KEYS_LOOP "rows"): prism_bwd_key_kernel's KIND 0 for
     l = L-1 .. 1 in a runtime loop, in two passes so that one [BT, BK] fp32 accumulator is live at a time: the
@@ -1531,7 +1532,9 @@ def prism_bwd_key_rows_kernel(
     dg). The fp32 partials dqp, dkp (prism_bwd_wy's) are read and written once per chunk instead of once per key,
     and q, dO, dH' (pass 1), K1, dY, beta1 (pass 2) are read once. Grid (N, B*H). LAST (KEYS_TAIL="fused"): stores
     dq, dk[0] (input dtype) and dbeta[0] with the tail's X term, as the l = 1 rows launch does; dg is finished in dgp
-    either way. STASH_D: D_l from dd [L-1,B,T,H,V] (the values launches' bf16 stores), else recomputed."""
+    either way. STASH_D: D_l from dd [L-1,B,T,H,V] (the values launches' bf16 stores), else recomputed.
+    PASS (KEYS_ROWS_SPLIT): 0 runs both passes; 1 or 2 only that pass, as a launch of its own (each adds its own dg
+    terms to dgp: the two launches' adds land in another order than one launch's, so dg may differ in the last bits)."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     NT = (T + BT - 1) // BT
@@ -1541,66 +1544,68 @@ def prism_bwd_key_rows_kernel(
     m_a = o_i[:, None] >= o_i[None, :]
     b_gc, b_gl, b_gam, b_e = _decays(gc, i_b, i_h, i_t, T, H, BT)
     b_dgc = tl.zeros([BT], dtype=tl.float32)
-    # pass 1: the read-out terms and the state write's s
-    b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
-    b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
-    b_acc = tl.zeros([BT, BK], dtype=tl.float32)
-    for j in range(1, L):
-        ll = (L - j).to(tl.int64)
-        if STASH_D:
-            b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    if PASS != 2:
+        # pass 1: the read-out terms and the state write's s
+        b_qr = _raw(tl.load(_rows(q, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_do = tl.load(_rows(do, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1)).to(tl.float32)
+        b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
+        b_acc = tl.zeros([BT, BK], dtype=tl.float32)
+        for j in range(1, L):
+            ll = (L - j).to(tl.int64)
+            if STASH_D:
+                b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+            else:
+                b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
+                b_D = _gelu(b_z) * b_bl[:, None]
+            b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_kl = b_klr.to(tl.float32)
+            b_s = b_e * tl.sum(b_kl * _mm(b_D, tl.trans(b_dhn), PREC, D16), axis=1)
+            b_dE = _gmat(b_gc, m_a) * _mm(b_do, tl.trans(b_D), PREC, D16)
+            b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
+            b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
+            b_acc += _mm(b_dE, b_kl, PREC, D16)
+            b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
+        p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
+        if LAST:
+            tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
+                     ((tl.load(p_dq, boundary_check=(0, 1)) + b_acc) * scale).to(dq.dtype.element_ty),
+                     boundary_check=(0, 1))
         else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-            b_D = _gelu(b_z) * b_bl[:, None]
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_kl = b_klr.to(tl.float32)
-        b_s = b_e * tl.sum(b_kl * _mm(b_D, tl.trans(b_dhn), PREC, D16), axis=1)
-        b_dE = _gmat(b_gc, m_a) * _mm(b_do, tl.trans(b_D), PREC, D16)
-        b_M = tl.where(m_s, b_dE * tl.dot(b_qr, tl.trans(b_klr), input_precision=PREC), 0.) * scale
-        b_rho = tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0)
-        b_acc += _mm(b_dE, b_kl, PREC, D16)
-        b_dgc += tl.cumsum(b_rho, axis=0, reverse=True) + (tl.cumsum(b_s, axis=0) - b_s)
-    p_dq = _rows(dqp, i_b, i_h, i_t, T, H, K, BT, BK)
-    if LAST:
-        tl.store(_rows(dq, i_b, i_h, i_t, T, H, K, BT, BK),
-                 ((tl.load(p_dq, boundary_check=(0, 1)) + b_acc) * scale).to(dq.dtype.element_ty),
-                 boundary_check=(0, 1))
-    else:
-        tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
-    # pass 2: the intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D_l^T
-    b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
-    b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-    b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    b_acc = tl.zeros([BT, BK], dtype=tl.float32)
-    b_db1 = tl.zeros([BT], dtype=tl.float32)
-    for j in range(1, L):
-        ll = (L - j).to(tl.int64)
-        if STASH_D:
-            b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+            tl.store(p_dq, tl.load(p_dq, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
+    if PASS != 1:
+        # pass 2: the intra-chunk write into X = Delta_1 - sum_l (G< . K1 K_l^T) D_l; P = dY D_l^T
+        b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
+        b_k1r = _raw(tl.load(_rows(k, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+        b_dY = tl.load(_rows(dy, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+        b_acc = tl.zeros([BT, BK], dtype=tl.float32)
+        b_db1 = tl.zeros([BT], dtype=tl.float32)
+        for j in range(1, L):
+            ll = (L - j).to(tl.int64)
+            if STASH_D:
+                b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+            else:
+                b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
+                b_D = _gelu(b_z) * b_bl[:, None]
+            b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
+            b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
+            b_Gs = _gmat(b_gc, m_s)
+            b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
+            b_db1 -= tl.sum(b_Gs * b_F * b_P, axis=1)
+            b_dF = -b_Gs * (b_P * b_b1[:, None])
+            b_M = b_dF * b_F
+            b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
+            b_acc += _mm(b_dF, b_klr.to(tl.float32), PREC, D16)
+        p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
+        p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
+        if LAST:
+            tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
+                     (tl.load(p_dk1, boundary_check=(0, 1)) + b_acc).to(dk.dtype.element_ty), boundary_check=(0, 1))
+            b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
+            b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
+            tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
         else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-            b_D = _gelu(b_z) * b_bl[:, None]
-        b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
-        b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
-        b_Gs = _gmat(b_gc, m_s)
-        b_F = tl.dot(b_k1r, tl.trans(b_klr), input_precision=PREC)
-        b_db1 -= tl.sum(b_Gs * b_F * b_P, axis=1)
-        b_dF = -b_Gs * (b_P * b_b1[:, None])
-        b_M = b_dF * b_F
-        b_dgc += tl.cumsum(tl.sum(b_M, axis=1) - tl.sum(b_M, axis=0), axis=0, reverse=True)
-        b_acc += _mm(b_dF, b_klr.to(tl.float32), PREC, D16)
-    p_dk1 = _rows(dkp, i_b, i_h, i_t, T, H, K, BT, BK)
-    p_db = _vec(dbp, i_b, i_h, i_t, T, H, BT)
-    if LAST:
-        tl.store(_rows(dk, i_b, i_h, i_t, T, H, K, BT, BK),
-                 (tl.load(p_dk1, boundary_check=(0, 1)) + b_acc).to(dk.dtype.element_ty), boundary_check=(0, 1))
-        b_r0, b_p0 = _solver_seed(v, u, p, i_b, i_h, i_t, 0, T, H, V, BT, BV)
-        b_db1 += tl.load(p_db, boundary_check=(0,)) + tl.sum(_gelu(b_p0 * b_r0) * b_dY, axis=1)
-        tl.store(_vec(dbeta, i_b, i_h, i_t, T, H, BT), b_db1.to(dbeta.dtype.element_ty), boundary_check=(0,))
-    else:
-        tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
-        tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
+            tl.store(p_dk1, tl.load(p_dk1, boundary_check=(0, 1)) + b_acc, boundary_check=(0, 1))
+            tl.store(p_db, tl.load(p_db, boundary_check=(0,)) + b_db1, boundary_check=(0,))
     p_dg = _vec(dgp, i_b, i_h, i_t, T, H, BT)
     tl.store(p_dg, tl.load(p_dg, boundary_check=(0,)) + b_dgc, boundary_check=(0,))
 
@@ -1805,6 +1810,11 @@ KEYS_VALUES_BS = None
 # B), the 32-wide one 221-227, and capped at 168 (three CTAs per SM; MAXNREG["key_values_bv"]) 24-44 B of spills.
 # Candidate (session 18), off.
 KEYS_VALUES_BV = None
+# KEYS_ROWS_SPLIT ("rows" in KEYS_LOOP): the rows loop's two passes (the read-out's dq, rho, s; the intra-chunk write's
+# dk1, dbeta1) as two launches (PASS 1, 2) instead of one. Offline sm_90 (bf16 dots, K = V = 64, 4 warps): the one
+# launch takes 255 registers with 76 B of spills (128 B for the last key's), each pass alone 239-254 registers and none;
+# still two CTAs per SM. Candidate (session 18), off.
+KEYS_ROWS_SPLIT = False
 # KEYS_COLUMNS_BS ("columns" in KEYS_LOOP, with the D_l stash): the same for the columns loop,
 # prism_bwd_key_columns_rb_kernel (dk_l for BS rows per program, tiles held transposed). Candidate (session 14), off;
 # never run on a GPU (its dots have the faulting values kernel's [*, 32] shape).
@@ -2825,10 +2835,12 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
                 num_warps=WARPS.get("key_columns", 4), **_cap("key_columns"), **_stages("key_columns"), **common,
             )
         if "rows" in loops:
-            prism_bwd_key_rows_kernel[(NT, B * H)](
-                q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dq, dk, dbeta, dd, scale, T, B, H, L,
-                LAST=fused_tail, num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"), **_stages("key_rows"), **common,
-            )
+            for rows_pass in ((1, 2) if KEYS_ROWS_SPLIT else (0,)):
+                prism_bwd_key_rows_kernel[(NT, B * H)](
+                    q, k, v, u, p, beta, gc, dhk, do, dy, dqp, dkp, dbp, dg, dq, dk, dbeta, dd, scale, T, B, H, L,
+                    LAST=fused_tail, PASS=rows_pass, num_warps=WARPS.get("key_rows", 4), **_cap("key_rows"),
+                    **_stages("key_rows"), **common,
+                )
         if fused_tail:
             # dg was finished in place by the rows launches (dg is the partial buffer)
             return dq, dk, dv, du, dp, dbeta, dg

@@ -18,7 +18,8 @@ TUNE_SET=bytes2: the subsets after it, and TR16_DOTS. TUNE_SET=cand17 (session 1
 extra-key dots in bf16 (DOT16 "prep_u") and the WY erase kernel on the bf16 dH' (DH16_WY), against version 12.
 TUNE_SET=cand18 (session 17; chose version 14): the WY kernels' dots in bf16 at L > 1 (DOT16 "wy"), alone and with V1 in
 bf16 (WY_V1_16), against version 13. TUNE_SET=cand19 (session 18): the per-key values launches on column blocks of V
-(KEYS_VALUES_BV 32 and 16, with and without the register cap that gives them one more CTA per SM), against version 14.
+(KEYS_VALUES_BV 32 and 16, with and without the register cap that gives them one more CTA per SM) and the rows loop's
+two passes as two launches (KEYS_ROWS_SPLIT), against version 14.
 Writes $OUT/prism_tune.json. CPU dry run (interpreter, tiny shapes):
 PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1 python3 scripts/gpu/prism_tune.py --out /tmp/x
 """
@@ -38,7 +39,8 @@ T, H, K, BT, TOKENS = (37, 2, 16, 32, 74) if DRY else (2048, 16, 64, 64, 32768)
 L = 3
 NAMES = ("q", "k", "v", "u", "p", "beta", "g")
 BASE = dict(WARPS={}, MAXNREG={}, STAGES={}, PREP_BV=pc.PREP_BV, WY_BV=pc.WY_BV, KEYS_VALUES_BS=pc.KEYS_VALUES_BS,
-            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, KEYS_VALUES_BV=pc.KEYS_VALUES_BV, RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
+            KEYS_COLUMNS_BS=pc.KEYS_COLUMNS_BS, KEYS_VALUES_BV=pc.KEYS_VALUES_BV, KEYS_ROWS_SPLIT=pc.KEYS_ROWS_SPLIT,
+            RB_D16=pc.RB_D16, FWD_16=pc.FWD_16,
             TR16_DOTS=pc.TR16_DOTS, DOT16=pc.DOT16, DH16_WY=pc.DH16_WY, WY_V1_16=pc.WY_V1_16)
 VARIANTS = [   # first written for version 10 (results/kernels/prism-tune-v10-h100.json); the rows time the checkout's defaults
     ("defaults", {}),
@@ -155,6 +157,9 @@ VARIANTS_CAND19 = [
     ("values V blocks 32, maxnreg 168", dict(KEYS_VALUES_BV=32, MAXNREG={"key_values_bv": 168})),
     ("values V blocks 16", dict(KEYS_VALUES_BV=16)),
     ("values V blocks 16, maxnreg 128", dict(KEYS_VALUES_BV=16, MAXNREG={"key_values_bv": 128})),
+    ("rows loop in two launches", dict(KEYS_ROWS_SPLIT=True)),
+    ("rows loop in two launches, values V blocks 32, maxnreg 168",
+     dict(KEYS_ROWS_SPLIT=True, KEYS_VALUES_BV=32, MAXNREG={"key_values_bv": 168})),
     ("defaults again", {}),
 ]
 SETS = {None: (VARIANTS, "prism_tune.json"), "stash": (VARIANTS_STASH, "prism_tune_stash.json"),

@@ -12,4 +12,5 @@ s16_set "RB_D16 = " "${S16_RBD16:-}"
 s16_set "WY_V1_16 = " "${S16_V116:-}"
 s16_set "KEYS_VALUES_BV = " "${S16_VBV:-}"
 s16_set "MAXNREG: dict = " "${S16_MAXNREG:-}"
-grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^DOT16 =\|^DH16_WY =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =\|^WY_V1_16 =\|^KEYS_VALUES_BV =\|^MAXNREG: dict =" $C
+s16_set "KEYS_ROWS_SPLIT = " "${S16_RSPLIT:-}"
+grep -n "^FWD_16: tuple =\|^TR16_DOTS =\|^DOT16 =\|^DH16_WY =\|^KEYS_VALUES_BS =\|^KEYS_COLUMNS_BS =\|^RB_D16 =\|^WY_V1_16 =\|^KEYS_VALUES_BV =\|^MAXNREG: dict =\|^KEYS_ROWS_SPLIT =" $C

@@ -17,7 +17,8 @@ import sys
 # chunk.py setting -> the variable s16_apply.sh reads
 VARS = {"FWD_16": "S16_FWD16", "TR16_DOTS": "S16_TR16", "DOT16": "S16_DOT16", "DH16_WY": "S16_DH16",
         "KEYS_VALUES_BS": "S16_VBS", "KEYS_COLUMNS_BS": "S16_CBS", "RB_D16": "S16_RBD16",
-        "WY_V1_16": "S16_V116", "KEYS_VALUES_BV": "S16_VBV", "MAXNREG": "S16_MAXNREG"}
+        "WY_V1_16": "S16_V116", "KEYS_VALUES_BV": "S16_VBV", "MAXNREG": "S16_MAXNREG",
+        "KEYS_ROWS_SPLIT": "S16_RSPLIT"}
 
 
 def rows(path):

@@ -12,14 +12,22 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/gpu.txt"
 . scripts/gpu/setup.sh
 # session 18: the candidate call (s18_callB.sh) ran first on this machine; its choice, if any, is set here too
+# (and the GPU tests of the settings it swept run here, before the gate, instead of the default launch-settings sweep)
+TUNE=1
 if [ -s ~/s18_pick.txt ]; then
   PICK=$(cat ~/s18_pick.txt); echo "pick: $PICK"; set -a; eval "$PICK"; set +a; . scripts/gpu/s16_apply.sh
+  timeout -k 5 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_prism_triton.py \
+    -k "keys_values_bv or keys_rows_split" > "$OUT/pytest-gpu-cand19.log" 2>&1
+  echo "gpu tests rc=$? $((SECONDS - S))s"; tail -1 "$OUT/pytest-gpu-cand19.log"
+  TUNE=0
 fi
 GATE_LIMIT=100 STAGES=gate bash scripts/gpu/kernels_gate_paper.sh
 echo "gate $((SECONDS - S))s"
-(cd scripts/gpu && timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune.log" 2>&1)
-echo "tune rc=$? $((SECONDS - S))s"
-python3 - "$OUT" <<'PY'
+if [ "$TUNE" = 1 ]; then
+  (cd scripts/gpu && timeout -k 5 200 python3 prism_tune.py --out "$OUT" > "$OUT/prism_tune.log" 2>&1)
+  echo "tune rc=$? $((SECONDS - S))s"
+fi
+[ -f "$OUT/prism_tune.log" ] && python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/prism_tune.log") if l.startswith('{"variant"')]
 for r in rows:

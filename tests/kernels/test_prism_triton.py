@@ -625,6 +625,26 @@ def test_keys_values_bv_matches_whole_v(monkeypatch, L, C, V, BV, dtype):
             assert torch.equal(a, b), n
 
 
+@pytest.mark.skipif(not pc.INTERPRET, reason="bit identity of separately compiled kernels holds under the interpreter")
+@pytest.mark.parametrize("L,dtype", [(3, torch.bfloat16), (4, torch.float32)])
+def test_keys_rows_split_matches_one_launch(monkeypatch, L, dtype):
+    """KEYS_ROWS_SPLIT: the rows loop's two passes as two launches (PASS 1 then 2) compute what the one launch does:
+    the output and every gradient but dg equal its to the last bit; dg, whose partial buffer each launch adds to,
+    within 1e-6 (fp32 adds in another order)."""
+    x = make_prism_inputs(Shape(1, 41, 2, 16, 24, L, dtype, DEVICE), 12)
+    seen = []
+    spy_launches(monkeypatch, seen, prism_bwd_key_rows_kernel=lambda a, kw: (kw["PASS"], kw["LAST"]))
+    ref, launches = _outputs_with(monkeypatch, seen, x, 32, "KEYS_ROWS_SPLIT", False)
+    assert launches == [(0, True)]
+    got, launches = _outputs_with(monkeypatch, seen, x, 32, "KEYS_ROWS_SPLIT", True)
+    assert launches == [(1, True), (2, True)]
+    for n, a, b in zip(("o",) + NAMES, ref, got):
+        if n == "g":
+            assert (a - b).abs().max() <= 1e-6 * a.abs().max(), n
+        else:
+            assert torch.equal(a, b), n
+
+
 def test_keys_values_bv_rejects_bad_blocks(monkeypatch):
     """KEYS_VALUES_BV other than None or a power of two >= 16 is refused by name."""
     monkeypatch.setattr(pc, "KEYS_VALUES_BV", 24)
@@ -784,6 +804,15 @@ def test_chunk_prism_gpu_bf16_keys_values_bv(monkeypatch, T, L, K, bv, cap):
     monkeypatch.setattr(pc, "KEYS_VALUES_BV", bv)
     monkeypatch.setattr(pc, "MAXNREG", {"key_values_bv": cap})
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 41), TOL_BF16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64)])
+def test_chunk_prism_gpu_bf16_keys_rows_split(monkeypatch, T, L, K):
+    """KEYS_ROWS_SPLIT (session 18 candidate) on a GPU, bf16: output, final state and every gradient vs float64."""
+    monkeypatch.setattr(pc, "KEYS_ROWS_SPLIT", True)
+    assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 43), TOL_BF16)
 
 
 @pytest.mark.parametrize("B,T,H,K,V,L,C", [(1, 41, 2, 16, 24, 2, 16), (2, 70, 1, 16, 16, 3, 32),
