@@ -4,6 +4,7 @@ launches on column blocks of V (KEYS_VALUES_BV; its first GPU call gave wrong dv
 register cap and an illegal memory access under one) and the rows loop in two launches (KEYS_ROWS_SPLIT).
 
     python3 scripts/gpu/prism_vbv_diag.py --out $OUT       # every setting, each in a child process
+    python3 scripts/gpu/prism_vbv_diag.py --out $OUT --settings "None,None,1,1;32,None,0,0"   # these settings
     python3 scripts/gpu/prism_vbv_diag.py --one BV,CAP,KEYDOT16,ROWSPLIT     # one setting (what the children run)
 
 BV: KEYS_VALUES_BV (None: whole V); CAP: MAXNREG["key_values_bv"] (None: no cap); KEYDOT16 "0": every per-key kind's
@@ -75,7 +76,8 @@ def main():
     out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
     os.makedirs(out, exist_ok=True)
     rows = []
-    for spec in SETTINGS:
+    settings = sys.argv[sys.argv.index("--settings") + 1].split(";") if "--settings" in sys.argv else SETTINGS
+    for spec in settings:
         env = dict(os.environ)
         if not spec.startswith("None"):
             env["CUDA_LAUNCH_BLOCKING"] = "1"
