@@ -1808,7 +1808,9 @@ KEYS_VALUES_BS = None
 # 7 [64, 64, 64]-equivalent dots per key and chunk instead of 5; what it buys is registers: offline sm_90 (bf16 dots,
 # K = V = 64, 4 warps) the whole-V values kind needs 240-255 registers (two CTAs per SM; capped at 168 it spills 536
 # B), the 32-wide one 221-227, and capped at 168 (three CTAs per SM; MAXNREG["key_values_bv"]) 24-44 B of spills.
-# Candidate (session 18), off.
+# Candidate (session 18), off: on an H100 (Triton 3.6) with the kinds' bf16 dots it computed dv, du, dp and dbeta ~12%
+# wrong at BV 32 and faulted under the cap (the row-block values kernel's failure of sessions 14-15 again), while the
+# interpreter runs it bit-identical to whole V; the launcher refuses it with bf16 dots on a GPU.
 KEYS_VALUES_BV = None
 # KEYS_ROWS_SPLIT ("rows" in KEYS_LOOP): the rows loop's two passes (the read-out's dq, rho, s; the intra-chunk write's
 # dk1, dbeta1) as two launches (PASS 1, 2) instead of one. Offline sm_90 (bf16 dots, K = V = 64, 4 warps): the one
@@ -2795,6 +2797,11 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         values_bs = _keys_values_bs(BT) if impl == "kinds" else None
         values_bv = _keys_values_bv(V) if impl == "kinds" and values_bs is None else None
+        if values_bv and d16 and not INTERPRET:
+            raise RuntimeError(
+                "KEYS_VALUES_BV with the per-key kinds' bf16 dots (DOT16 'key') computed dv, du, dp and dbeta ~12% wrong "
+                "or faulted (illegal memory access) on an H100 with Triton 3.6 (kernels/prism/NOTES.md, session 18); "
+                "leave it None, or drop 'key' from DOT16 to run it with tf32 dots")
         dbv = torch.empty(triton.cdiv(V, values_bv), B, T, H, device=q.device, dtype=torch.float32) \
             if values_bv else None
         d16_rb = d16 if RB_D16 else 0      # the row-block kernels' dots (RB_D16)

@@ -796,13 +796,24 @@ def test_chunk_prism_gpu_bf16_dot16_wy(monkeypatch, T, L, K, v1_16):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("bv,cap", [(32, None), (32, 168), (16, 128)])
+def test_keys_values_bv_refused_with_bf16_dots_on_gpu(monkeypatch):
+    """KEYS_VALUES_BV with the kinds' bf16 dots computed wrong gradients or faulted on an H100 (session 18): on a GPU
+    the launcher refuses it, naming the setting, before any launch."""
+    monkeypatch.setattr(pc, "KEYS_VALUES_BV", 32)
+    with pytest.raises(RuntimeError, match="KEYS_VALUES_BV"):
+        run_case(1, 128, 2, 64, 64, 3, 64, torch.bfloat16, seed=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("bv,cap", [(32, None), (32, 168)])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 2, 128), (77, 4, 64)])
-def test_chunk_prism_gpu_bf16_keys_values_bv(monkeypatch, T, L, K, bv, cap):
-    """KEYS_VALUES_BV (session 18 candidate) at each register cap the sweep times, on a GPU, bf16: output, final state
-    and every gradient vs float64."""
+def test_chunk_prism_gpu_bf16_keys_values_bv_tf32(monkeypatch, T, L, K, bv, cap):
+    """KEYS_VALUES_BV with the kinds' dots at tf32 (DOT16 without "key"), the setting the launcher allows on a GPU,
+    bf16 inputs: output, final state and every gradient vs float64."""
     monkeypatch.setattr(pc, "KEYS_VALUES_BV", bv)
     monkeypatch.setattr(pc, "MAXNREG", {"key_values_bv": cap})
+    monkeypatch.setattr(pc, "DOT16", tuple(n for n in pc.DOT16 if n != "key"))
     assert_errs(run_case(2, T, 4, K, K, L, 64, torch.bfloat16, seed=T + L + 41), TOL_BF16)
 
 
