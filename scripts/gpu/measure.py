@@ -46,6 +46,33 @@ def prism_fwd_bwd(x, do, BT):
     return (o, *torch.autograd.grad(o, leaves, do))
 
 
+def each_in_child(script: str, settings: list, out: str, name: str, env_for=lambda spec: {}, timeout: int = 100):
+    """Runs `python3 script --one SPEC` for each spec in a child process of its own (a fault poisons only that child's
+    CUDA context), with os.environ updated by env_for(spec); each child's last JSON line on stdout is its row (else a
+    row with its return code and stderr's tail, or the timeout). Prints each row and rewrites $out/name.json with the
+    rows so far after each child. Returns the rows."""
+    import subprocess
+    import sys
+
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    for spec in settings:
+        try:
+            r = subprocess.run([sys.executable, script, "--one", spec], capture_output=True, text=True,
+                               env=dict(os.environ, **env_for(spec)), timeout=timeout,
+                               cwd=os.path.dirname(os.path.abspath(script)))
+            lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+            row = json.loads(lines[-1]) if lines else dict(setting=spec, ok=False, rc=r.returncode,
+                                                           error=r.stderr[-1500:])
+        except subprocess.TimeoutExpired:
+            row = dict(setting=spec, ok=False, error=f"timeout {timeout} s")
+        rows.append(row)
+        print(json.dumps(row)[:700], flush=True)
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
 def as_json(settings: dict) -> dict:
     """Module settings as JSON values (tuples as lists)."""
     return {n: list(v) if isinstance(v, tuple) else v for n, v in settings.items()}

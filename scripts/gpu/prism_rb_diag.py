@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
@@ -70,24 +69,11 @@ def main():
     if "--one" in sys.argv:
         print(json.dumps(one(sys.argv[sys.argv.index("--one") + 1])), flush=True)
         return
+    from measure import each_in_child
+
     out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
-    os.makedirs(out, exist_ok=True)
-    rows = []
     settings = sys.argv[sys.argv.index("--settings") + 1].split(";") if "--settings" in sys.argv else SETTINGS
-    for spec in settings:
-        env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1")
-        try:
-            r = subprocess.run([sys.executable, __file__, "--one", spec], capture_output=True, text=True, env=env,
-                               timeout=100, cwd=os.path.dirname(os.path.abspath(__file__)))
-            lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-            row = json.loads(lines[-1]) if lines else dict(setting=spec, ok=False, rc=r.returncode,
-                                                           error=r.stderr[-1500:])
-        except subprocess.TimeoutExpired:
-            row = dict(setting=spec, ok=False, error="timeout 100 s")
-        rows.append(row)
-        print(json.dumps(row)[:600], flush=True)
-        with open(os.path.join(out, "prism_rb_diag.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    each_in_child(__file__, settings, out, "prism_rb_diag.json", env_for=lambda spec: dict(CUDA_LAUNCH_BLOCKING="1"))
     save_cubins(out)
 
 
