@@ -54,6 +54,11 @@ ROWS_TYPES = {n: KEY_TYPES[n] for n in ("q", "k", "v", "u", "p", "beta", "gc", "
 for last in (False, True):
     JOBS[f"prism_bwd_key_rows_kernel:last-{last}"] = (
         dict(ROWS_TYPES, L="i32"), dict(COMMON, BV=64, LAST=last, STASH_D=True), dict(num_warps=4))
+# the columns loop (KEYS_LOOP "columns", one stage as launched)
+JOBS["prism_bwd_key_columns_kernel"] = (
+    {n: KEY_TYPES[n] for n in ("q", "k", "v", "u", "p", "beta", "gc", "dhs", "do", "dy", "dk", "dd", "scale", "T", "B",
+                               "H")} | dict(L="i32"),
+    dict(COMMON, BV=64, STASH_D=True), dict(num_warps=4, num_stages=1))
 
 
 def load(path):

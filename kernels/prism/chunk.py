@@ -1040,6 +1040,19 @@ def _key_delta(v, u, p, beta, i_b, i_h, i_t, i_v, T, H, l, sb, V: tl.constexpr, 
 
 
 @triton.jit
+def _key_D(dd, i_d, v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V: tl.constexpr, BT: tl.constexpr,
+           BV: tl.constexpr, STASH_D: tl.constexpr):
+    """Key ll's D_l = GELU(z_l) beta_l, [BT, BV]: read from its bf16 stash (STASH_D; the [B,T,H,V] buffer i_d of dd)
+    or recomputed in fp32 from v, u, p (`_key_delta`; dd may be None then)."""
+    if STASH_D:
+        b_D = tl.load(_rows(dd + i_d * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
+    else:
+        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
+        b_D = _gelu(b_z) * b_bl[:, None]
+    return b_D
+
+
+@triton.jit
 def _solver_seed(v, u, p, i_b, i_h, i_t, i_v, T, H, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr):
     """The solver's first step inputs, fp32, column block i_v of V: r_1 = v - u and the gain p_1 (the tail's, and the
     LAST launches')."""
@@ -1103,11 +1116,7 @@ def _key_dk_cols(q, k, v, u, p, beta, dhs, do, dy, dk, dd, b_gc, b_e, m_a, m_s, 
     dk_l = dE^T Qs + diag(e) D_l dH'^T + dF^T K1 for chunk i_t, key ll (dE, dF recomputed from dO, dY, D_l).
     With D16, dE^T and dF^T are built transposed (D dO^T, D dX^T under G's transposed masks), not transposed.
     STASH_D: D_l read from dd (stored by the values program) instead of recomputed."""
-    if STASH_D:
-        b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-    else:
-        b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-        b_D = _gelu(b_z) * b_bl[:, None]
+    b_D = _key_D(dd, 0, v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV, STASH_D)
     b_b1 = tl.load(_vec(beta, i_b, i_h, i_t, T, H, BT), boundary_check=(0,)).to(tl.float32)
     b_dhn = tl.load(_state(dhs, i_b, i_h, i_t, NT, H, K, V, BK, BV, 0), boundary_check=(0, 1))
     b_dkl = _mm(b_D, tl.trans(b_dhn), PREC, D16) * b_e[:, None]
@@ -1186,11 +1195,7 @@ def prism_bwd_key_kernel(
         # the read-out terms and the intra-chunk-write terms are added to dg as soon as each is complete (dg is
         # linear in rho and s), so their tiles die early: 32 B of spills per thread at 4 warps offline (version 4's
         # order: 336 B)
-        if STASH_D:
-            b_D = tl.load(_rows(dd, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-        else:
-            b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-            b_D = _gelu(b_z) * b_bl[:, None]
+        b_D = _key_D(dd, 0, v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV, STASH_D)
         b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
         b_kl = b_klr.to(tl.float32)
         b_dgc = tl.zeros([BT], dtype=tl.float32)
@@ -1552,11 +1557,7 @@ def prism_bwd_key_rows_kernel(
         b_acc = tl.zeros([BT, BK], dtype=tl.float32)
         for j in range(1, L):
             ll = (L - j).to(tl.int64)
-            if STASH_D:
-                b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-            else:
-                b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-                b_D = _gelu(b_z) * b_bl[:, None]
+            b_D = _key_D(dd, ll - 1, v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV, STASH_D)
             b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
             b_kl = b_klr.to(tl.float32)
             b_s = b_e * tl.sum(b_kl * _mm(b_D, tl.trans(b_dhn), PREC, D16), axis=1)
@@ -1581,11 +1582,7 @@ def prism_bwd_key_rows_kernel(
         b_db1 = tl.zeros([BT], dtype=tl.float32)
         for j in range(1, L):
             ll = (L - j).to(tl.int64)
-            if STASH_D:
-                b_D = tl.load(_rows(dd + (ll - 1) * sb * V, i_b, i_h, i_t, T, H, V, BT, BV), boundary_check=(0, 1))
-            else:
-                b_r, b_p, b_z, b_bl = _key_delta(v, u, p, beta, i_b, i_h, i_t, 0, T, H, ll, sb, V, BT, BV)
-                b_D = _gelu(b_z) * b_bl[:, None]
+            b_D = _key_D(dd, ll - 1, v, u, p, beta, i_b, i_h, i_t, T, H, ll, sb, V, BT, BV, STASH_D)
             b_klr = _raw(tl.load(_rows(k + ll * sb * K, i_b, i_h, i_t, T, H, K, BT, BK), boundary_check=(0, 1)), RAW)
             b_P = _mm(b_dY, tl.trans(b_D), PREC, D16)
             b_Gs = _gmat(b_gc, m_s)
