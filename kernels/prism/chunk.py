@@ -2704,6 +2704,24 @@ def _keys_values_bv(V: int, values_bv=None):
     return bv
 
 
+def _values_blocks_refusal(values_bs, values_bv, d16, d16_rb):
+    """Why a GPU launch of the per-key values kinds in blocks must not run, or None. On an H100 with Triton 3.6 the
+    values program in row blocks (KEYS_VALUES_BS) faults whenever its dots are bf16 (sessions 14-15), and in column
+    blocks of V (KEYS_VALUES_BV) it computed dv, du, dp and dbeta ~12% wrong or faulted with bf16 dots (session 18);
+    both are bit-identical to whole chunks under the interpreter, and both are correct on the H100 with tf32 dots
+    (session 15: row blocks with RB_D16 = False; session 19: column blocks with "key" dropped from DOT16). A fault
+    poisons the CUDA context for the rest of the process, so the launcher refuses these settings before any launch."""
+    if values_bs is not None and d16_rb:
+        return ("KEYS_VALUES_BS with bf16 dots in the row-block kernels (RB_D16 = True and 'key' in DOT16) faults "
+                "(illegal memory access) on an H100 with Triton 3.6 (kernels/prism/NOTES.md, sessions 14-15); leave it "
+                "None, or set RB_D16 = False to run the row blocks with tf32 dots")
+    if values_bv is not None and d16:
+        return ("KEYS_VALUES_BV with the per-key kinds' bf16 dots (DOT16 'key') computed dv, du, dp and dbeta ~12% wrong "
+                "or faulted (illegal memory access) on an H100 with Triton 3.6 (kernels/prism/NOTES.md, session 18); "
+                "leave it None, or drop 'key' from DOT16 to run it with tf32 dots")
+    return None
+
+
 def _keys_tail(keys_tail):
     """Where the tail of phase C2 runs at L > 1 ("kinds" or "split"): keys_tail if given, else KEYS_TAIL."""
     s = KEYS_TAIL if keys_tail is None else keys_tail
@@ -2794,14 +2812,12 @@ def prism_bwd_keys(q, k, v, u, p, beta, gc, dhs, do, dy, dqp, dkp, dbp, dg, scal
             else ((3, -1, WARPS.get("key", _warps(BK, BV, BT))),)
         values_bs = _keys_values_bs(BT) if impl == "kinds" else None
         values_bv = _keys_values_bv(V) if impl == "kinds" and values_bs is None else None
-        if values_bv and d16 and not INTERPRET:
-            raise RuntimeError(
-                "KEYS_VALUES_BV with the per-key kinds' bf16 dots (DOT16 'key') computed dv, du, dp and dbeta ~12% wrong "
-                "or faulted (illegal memory access) on an H100 with Triton 3.6 (kernels/prism/NOTES.md, session 18); "
-                "leave it None, or drop 'key' from DOT16 to run it with tf32 dots")
+        d16_rb = d16 if RB_D16 else 0      # the row-block kernels' dots (RB_D16)
+        refusal = None if INTERPRET else _values_blocks_refusal(values_bs, values_bv, d16, d16_rb)
+        if refusal:
+            raise RuntimeError(refusal)
         dbv = torch.empty(triton.cdiv(V, values_bv), B, T, H, device=q.device, dtype=torch.float32) \
             if values_bv else None
-        d16_rb = d16 if RB_D16 else 0      # the row-block kernels' dots (RB_D16)
         for l in range(L - 1, 0, -1):
             for n_prog, kind, warps in launches:
                 if kind == 2 and values_bs is not None:

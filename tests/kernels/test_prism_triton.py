@@ -698,17 +698,43 @@ def test_keys_values_bs_rejects_bad_sizes():
 
 
 @pytest.mark.gpu
-@pytest.mark.skip(reason="the row-block values kernel faults on an H100 with Triton 3.6 (an illegal memory access in its "
-                  "bf16 dot, compute-sanitizer: out-of-range shared or local address; session 14, NOTES.md), which poisons "
-                  "the CUDA context for every later test: scripts/gpu/prism_rb_diag.py runs each setting in its own process")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("bs,cbs", [(16, None), (32, None), (32, 32), (None, 16)])
 @pytest.mark.parametrize("T,L,K", [(1000, 3, 64), (300, 4, 128)])
 def test_chunk_prism_gpu_bf16_keys_values_bs(monkeypatch, T, L, K, bs, cbs):
     """KEYS_VALUES_BS and KEYS_COLUMNS_BS on a GPU, bf16: output and every gradient vs float64, two backward passes
-    bit-identical."""
+    bit-identical. The row-block kernels' dots at tf32 (RB_D16 = False), the only way the launcher runs row-block
+    values on a GPU: with bf16 dots that kernel faulted on an H100 with Triton 3.6 (sessions 14-15, NOTES.md)."""
     monkeypatch.setattr(pc, "KEYS_VALUES_BS", bs)
     monkeypatch.setattr(pc, "KEYS_COLUMNS_BS", cbs)
+    monkeypatch.setattr(pc, "RB_D16", False)
     _check_keys_impl_gpu(monkeypatch, "kinds", T, L, K, input_seed=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_keys_values_bs_refused_with_bf16_dots_on_gpu(monkeypatch):
+    """KEYS_VALUES_BS with the row-block kernels' bf16 dots faulted on an H100 (sessions 14-15): on a GPU the launcher
+    refuses it, naming the setting, before any launch (a fault would poison the process's CUDA context)."""
+    monkeypatch.setattr(pc, "KEYS_VALUES_BS", 32)
+    with pytest.raises(RuntimeError, match="KEYS_VALUES_BS"):
+        run_case(1, 128, 2, 64, 64, 3, 64, torch.bfloat16, seed=3)
+
+
+def test_values_blocks_refusal():
+    """The GPU refusal's rule, checked where it can be on the CPU: the values kinds in row blocks with bf16 row-block
+    dots, or in column blocks of V with bf16 key dots, are refused with a message naming the setting and the way out;
+    whole chunks, tf32 dots (fp32 inputs, RB_D16 = False, 'key' out of DOT16) and the columns' row blocks are not."""
+    refusal = pc._values_blocks_refusal
+    assert refusal(None, None, 1, 1) is None                      # the defaults
+    msg = refusal(32, None, 1, 1)
+    assert "KEYS_VALUES_BS" in msg and "RB_D16 = False" in msg
+    assert refusal(16, None, 1, 0) is None                        # RB_D16 = False
+    assert refusal(16, None, 0, 0) is None                        # tf32 key dots (fp32 inputs or 'key' not in DOT16)
+    msg = refusal(None, 32, 1, 1)
+    assert "KEYS_VALUES_BV" in msg and "DOT16" in msg
+    assert refusal(None, 32, 0, 0) is None
+    assert refusal(None, 32, 0, 1) is None                        # the column blocks' dots follow d16, not RB_D16
 
 
 @pytest.mark.skipif(not pc.INTERPRET, reason="bit identity holds where the recomputed D_l is the stored one; a GPU "
