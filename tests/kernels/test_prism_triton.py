@@ -595,6 +595,8 @@ def test_keys_values_bs_matches_whole_chunks(monkeypatch, L, C, BS, dtype):
     output and every gradient equal the whole-chunk launches' to the last bit (the same dot inputs, each product's row
     summed over the same chunk; partial last chunk, the D_l stash, the fused tail); with fp32 inputs dbeta_l's sum over
     V runs along the other axis of the transposed tile: within 1e-6."""
+    if dtype == torch.bfloat16 and not pc.INTERPRET:
+        pytest.skip("bf16 row-block values are refused on a GPU (test_keys_values_bs_refused_with_bf16_dots_on_gpu)")
     x = make_prism_inputs(Shape(1, 41, 2, 16, 24, L, dtype, DEVICE), 9)
     seen = []
     spy_launches(monkeypatch, seen, prism_bwd_key_values_rb_kernel=lambda a, kw: (kw["BS"], kw["FIRST"], kw["LAST"]))
