@@ -162,6 +162,31 @@ def max_rel_diff(xs, refs) -> float:
     return out
 
 
+PRISM_GRAD_NAMES = ("o", "q", "k", "v", "u", "p", "beta", "g")
+
+
+def rel_diffs(got, ref, names=PRISM_GRAD_NAMES) -> dict:
+    """max_rel_diff per named pair: {name: max|got - ref| / max|ref|} (prism_fwd_bwd's output and gradients by
+    default)."""
+    return {n: max_rel_diff([a], [b]) for n, a, b in zip(names, got, ref)}
+
+
+def child_main(script: str, one, settings: list, name: str, env_for=lambda spec: {}) -> str | None:
+    """The command line of a one-setting-per-process diagnostic: `script --one SPEC` prints one(SPEC) as a JSON line
+    (what each child runs); otherwise each_in_child over --settings "A;B;..." (default: settings) into --out (default
+    $OUT or "out") as name. Returns the output folder (None for --one)."""
+    import sys
+
+    argv = sys.argv
+    if "--one" in argv:
+        print(json.dumps(one(argv[argv.index("--one") + 1])), flush=True)
+        return None
+    out = argv[argv.index("--out") + 1] if "--out" in argv else os.environ.get("OUT", "out")
+    settings = argv[argv.index("--settings") + 1].split(";") if "--settings" in argv else settings
+    each_in_child(script, settings, out, name, env_for=env_for)
+    return out
+
+
 def kernel_times(fn, n: int = 20, dry: bool = False, top: int = 14) -> dict:
     """CUDA time per kernel name (us per call) over n calls of fn, the `top` largest first (torch.profiler); empty on a
     CPU dry run."""

@@ -21,9 +21,7 @@ had KEYS_VALUES_BS = 32: every child faulted in the reference run; compute-sanit
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 SETTINGS = ["None,None,4", "32,None,4,trans,0", "32,None,4,ptr", "16,None,4", "16,None,8", "32,None,8", "None,32,4",
@@ -35,7 +33,7 @@ if DRY:
 def one(spec: str) -> dict:
     import torch
 
-    from measure import median_ms, prism_fwd_bwd, prism_tensors
+    from measure import median_ms, prism_fwd_bwd, prism_tensors, rel_diffs
     from prismbench.kernels.prism import chunk as pc
 
     vbs, cbs, warps, loads, dot16 = (spec.split(",") + ["trans", "1"])[:5]
@@ -54,9 +52,7 @@ def one(spec: str) -> dict:
     got = prism_fwd_bwd(x, do, BT)
     if not DRY:
         torch.cuda.synchronize()
-    names = ("o", "q", "k", "v", "u", "p", "beta", "g")
-    diff = {n: ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
-            for n, a, b in zip(names, got, ref)}
+    diff = rel_diffs(got, ref)
     row = dict(setting=spec, ok=all(d <= 1e-2 for d in diff.values()), max_rel_diff_vs_whole=diff)
     if not DRY:   # the perf shape
         xp = prism_tensors(16, 2048, 16, 64, 3, 0, dtype)
@@ -66,15 +62,12 @@ def one(spec: str) -> dict:
 
 
 def main():
-    if "--one" in sys.argv:
-        print(json.dumps(one(sys.argv[sys.argv.index("--one") + 1])), flush=True)
-        return
-    from measure import each_in_child
+    from measure import child_main
 
-    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
-    settings = sys.argv[sys.argv.index("--settings") + 1].split(";") if "--settings" in sys.argv else SETTINGS
-    each_in_child(__file__, settings, out, "prism_rb_diag.json", env_for=lambda spec: dict(CUDA_LAUNCH_BLOCKING="1"))
-    save_cubins(out)
+    out = child_main(__file__, one, SETTINGS, "prism_rb_diag.json",
+                     env_for=lambda spec: dict(CUDA_LAUNCH_BLOCKING="1"))
+    if out is not None:
+        save_cubins(out)
 
 
 def save_cubins(out: str):

@@ -18,9 +18,7 @@ $OUT/prism_vbv_diag.json. PRISM_CHECK_DRYRUN=1 TRITON_INTERPRET=1: the same on t
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 DRY = os.environ.get("PRISM_CHECK_DRYRUN") == "1"
 # (bf16 key dots with a column block, KEYDOT16 1, are refused by the launcher on a GPU since session 18's call B)
@@ -30,7 +28,7 @@ SETTINGS = ["None,None,1,1", "32,None,0,0", "32,168,0,0"]
 def one(spec: str) -> dict:
     import torch
 
-    from measure import median_ms, prism_fwd_bwd, prism_tensors
+    from measure import median_ms, prism_fwd_bwd, prism_tensors, rel_diffs
     from prismbench.kernels.prism import chunk as pc
 
     bv, cap, keydot16, rowsplit = spec.split(",")
@@ -56,9 +54,7 @@ def one(spec: str) -> dict:
     got = prism_fwd_bwd(x, do, BT)
     if not DRY:
         torch.cuda.synchronize()
-    names = ("o", "q", "k", "v", "u", "p", "beta", "g")
-    diff = {n: ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
-            for n, a, b in zip(names, got, ref)}
+    diff = rel_diffs(got, ref)
     row = dict(setting=spec, ok=all(d <= 1e-2 for d in diff.values()), max_rel_diff_vs_defaults=diff)
     if row["ok"] and not DRY and os.environ.get("CUDA_LAUNCH_BLOCKING") != "1":   # the perf shape
         xp = prism_tensors(16, 2048, 16, 64, 3, 0, torch.bfloat16)
@@ -71,15 +67,10 @@ def one(spec: str) -> dict:
 
 
 def main():
-    if "--one" in sys.argv:
-        print(json.dumps(one(sys.argv[sys.argv.index("--one") + 1])), flush=True)
-        return
-    from measure import each_in_child
+    from measure import child_main
 
-    out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else os.environ.get("OUT", "out")
-    settings = sys.argv[sys.argv.index("--settings") + 1].split(";") if "--settings" in sys.argv else SETTINGS
-    each_in_child(__file__, settings, out, "prism_vbv_diag.json",
-                  env_for=lambda spec: {} if spec.startswith("None") else dict(CUDA_LAUNCH_BLOCKING="1"))
+    child_main(__file__, one, SETTINGS, "prism_vbv_diag.json",
+               env_for=lambda spec: {} if spec.startswith("None") else dict(CUDA_LAUNCH_BLOCKING="1"))
 
 
 if __name__ == "__main__":

@@ -23,8 +23,7 @@ done
 RSPLIT=$(python3 - "$OUT/prism_vbv_diag.json" <<'PY'
 import json, sys
 try:
-    rows = json.load(open(sys.argv[1]))
-    rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
+    rows = json.load(open(sys.argv[1]))    # each_in_child writes a list of rows
     r = next(r for r in rows if r.get("setting") == "None,None,1,1")
     a = r["ms_fwd_bwd_T2048 setting"] / r["ms_fwd_bwd_T2048 defaults"]
     b = r["ms_fwd_bwd_T2048 setting again"] / r["ms_fwd_bwd_T2048 defaults again"]
